@@ -1,0 +1,1 @@
+"""Phoenix: deploy applications the Phoenix-server way."""

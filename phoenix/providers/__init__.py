@@ -1,0 +1,1 @@
+"""Provider backends behind the Protocols in ``phoenix.providers.base``."""

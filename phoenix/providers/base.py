@@ -1,0 +1,162 @@
+"""The provider seam: a few narrow Protocols every backend implements.
+
+Rules every implementation follows (the contract suite in tests/contract checks them):
+
+* Methods are synchronous and may be called from worker threads concurrently.
+* SDK exceptions never escape: they are translated into ``phoenix.errors`` types.
+* ``create_node`` is idempotent by ``request.name``: if a node with that name and the same
+  ``phoenix:app`` tag exists, it is returned instead of creating a second one.
+* ``delete_node``, ``remove_member`` and ``delete`` on a missing resource succeed silently;
+  ``add_member`` of a present member succeeds (and makes it SERVING again).
+* ``list_nodes`` returns only nodes tagged with the app, never another app's servers, and
+  pages through the provider's listing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from phoenix.model import (
+    DnsRecord,
+    Flavor,
+    Image,
+    Member,
+    Node,
+    NodeHealth,
+    NodeRequest,
+    Quota,
+)
+
+
+@dataclass(frozen=True)
+class ImageQuery:
+    """How the spec picks a golden image: by id, by name, or newest with properties."""
+
+    id: str | None = None
+    name: str | None = None
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Compute(Protocol):
+    """Servers, images, flavors and quota of one provider (all regions)."""
+
+    def list_nodes(self, region: str, app: str) -> list[Node]:
+        """Every server tagged ``phoenix:app=app`` in the region, in any state."""
+        ...
+
+    def create_node(self, region: str, request: NodeRequest) -> Node:
+        """Start building a server; returns at once (state BUILD or ACTIVE)."""
+        ...
+
+    def delete_node(self, region: str, node_id: str) -> None:
+        """Delete a server; a missing server is not an error."""
+        ...
+
+    def set_metadata(self, region: str, node_id: str, metadata: Mapping[str, str]) -> None:
+        """Merge metadata into a server's metadata (Phoenix's timestamps)."""
+        ...
+
+    def find_images(self, region: str, query: ImageQuery) -> list[Image]:
+        """Images matching the query (all of them; the caller picks the newest)."""
+        ...
+
+    def get_flavor(self, region: str, name: str) -> Flavor:
+        """The flavor by name or id; raises ``UnknownResource`` when there is none."""
+        ...
+
+    def quota(self, region: str) -> Quota:
+        """Remaining headroom for new servers in the region."""
+        ...
+
+
+@runtime_checkable
+class LoadBalancer(Protocol):
+    """Members of one pool per region; members are named after their node."""
+
+    def list_members(self, region: str, pool: str) -> list[Member]:
+        ...
+
+    def add_member(self, region: str, pool: str, name: str, address: str, port: int) -> None:
+        """Add (or re-enable) a member so that it takes new requests."""
+        ...
+
+    def drain_member(self, region: str, pool: str, name: str) -> None:
+        """Stop sending new requests to the member; in-flight ones finish."""
+        ...
+
+    def remove_member(self, region: str, pool: str, name: str) -> None:
+        """Remove the member; a missing member is not an error."""
+        ...
+
+
+@runtime_checkable
+class Dns(Protocol):
+    """One record set in a zone; used by region failover."""
+
+    def get_record(self, zone: str, name: str) -> DnsRecord | None:
+        ...
+
+    def set_record(self, zone: str, name: str, values: tuple[str, ...], ttl: int) -> None:
+        ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A small object store for release records, history and the deploy lock."""
+
+    def put(self, key: str, data: bytes) -> None:
+        ...
+
+    def get(self, key: str) -> bytes | None:
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        ...
+
+    def delete(self, key: str) -> None:
+        ...
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create the object only if absent; True when this call created it (the lock)."""
+        ...
+
+
+@runtime_checkable
+class HealthSource(Protocol):
+    """A provider that can tell node health itself (memory cloud, LB-status mode)."""
+
+    def node_health(self, region: str, node: Node) -> NodeHealth:
+        ...
+
+
+@dataclass
+class Provider:
+    """One backend, assembled: what the executor and observe are given."""
+
+    name: str
+    compute: Compute
+    load_balancer: LoadBalancer
+    store: Store
+    dns: Dns | None = None
+    health_source: HealthSource | None = None
+
+    def close(self) -> None:
+        """Release connections; a no-op for most providers."""
+        for part in (self.compute, self.load_balancer, self.store, self.dns):
+            closer = getattr(part, "close", None)
+            if callable(closer):
+                closer()
+
+
+class Clock(Protocol):
+    """Time is passed in so waits and deadlines are testable without sleeping."""
+
+    def now(self) -> datetime:
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        ...
