@@ -28,6 +28,14 @@ class PhoenixError(Exception):
     exit_code: ExitCode = ExitCode.DEPLOY_FAILED
 
 
+class OutcomeError(PhoenixError):
+    """A deploy ended badly; ``result`` (a ``DeployResult``) says what was done."""
+
+    def __init__(self, message: str, *, result: object | None = None) -> None:
+        self.result = result
+        super().__init__(message)
+
+
 # --- bad input (exit 2): nothing has been touched -------------------------------------
 
 
@@ -119,13 +127,13 @@ class RegionUnavailable(ProviderError):
 # --- outcomes of a deploy ---------------------------------------------------------------
 
 
-class DeployFailed(PhoenixError):
+class DeployFailed(OutcomeError):
     """The deploy failed and was rolled back; the previous release keeps serving."""
 
     exit_code = ExitCode.DEPLOY_FAILED
 
 
-class RestoreFailed(PhoenixError):
+class RestoreFailed(OutcomeError):
     """The deploy failed and the previous state could not be restored: needs a person."""
 
     exit_code = ExitCode.NEEDS_PERSON
@@ -145,7 +153,7 @@ class LockHeld(PhoenixError):
         )
 
 
-class Interrupted(PhoenixError):
+class Interrupted(OutcomeError):
     """The user interrupted a deploy; Phoenix made it safe before exiting."""
 
     exit_code = ExitCode.INTERRUPTED

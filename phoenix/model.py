@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 # Tag / metadata keys Phoenix puts on every server it creates.
 TAG_APP = "phoenix:app"
@@ -24,7 +24,7 @@ META_SERVING_SINCE = "phoenix:serving-since"
 META_DRAIN_SINCE = "phoenix:drain-since"
 
 
-class NodeState(str, Enum):
+class NodeState(StrEnum):
     """Lifecycle of a server as the provider reports it."""
 
     BUILD = "BUILD"
@@ -33,14 +33,14 @@ class NodeState(str, Enum):
     DELETING = "DELETING"
 
 
-class MemberState(str, Enum):
+class MemberState(StrEnum):
     """A load-balancer member either takes new requests or is draining."""
 
     SERVING = "SERVING"
     DRAINING = "DRAINING"
 
 
-class Health(str, Enum):
+class Health(StrEnum):
     """What Phoenix's health checks concluded about a node, after thresholds."""
 
     UNKNOWN = "UNKNOWN"  # not enough checks yet (or still in grace)

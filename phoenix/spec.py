@@ -8,6 +8,7 @@ error back to ``file:line: field: message``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,8 +16,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -129,8 +132,30 @@ class SecretVar(_Strict):
             raise ValueError("give exactly one of value, env or file")
         return self
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A secret given inline must not leak through repr() into logs.
+        for name, value in super().__repr_args__():
+            yield name, ("***" if self.secret and name == "value" else value)
 
-VarValue = SecretVar | str | int | float | bool | list[Any] | dict[str, Any] | None
+
+_SECRET_VAR_KEYS = frozenset({"value", "env", "file", "secret"})
+
+
+def _var_kind(value: Any) -> str:
+    # A mapping that says ``secret`` or uses only SecretVar keys is a SecretVar, so a
+    # mistake in it (two sources, a misspelt key) is an error, not a plain dict var.
+    if isinstance(value, SecretVar):
+        return "SecretVar"
+    if isinstance(value, dict) and value and ("secret" in value or set(value) <= _SECRET_VAR_KEYS):
+        return "SecretVar"
+    return "plain"
+
+
+VarValue = Annotated[
+    Annotated[SecretVar, Tag("SecretVar")]
+    | Annotated[str | int | float | bool | list[Any] | dict[str, Any] | None, Tag("plain")],
+    Discriminator(_var_kind),
+]
 
 
 class HttpCheck(_Strict):

@@ -1,0 +1,333 @@
+"""The library API: what the CLI, a CI deploy stage or a Python program call.
+
+Each function takes a loaded ``Spec`` and, optionally, an already-open ``Provider`` and a
+``Clock`` (tests pass the in-memory cloud and a fake clock); without them it opens the
+provider the spec names and uses the wall clock. Nothing here touches a terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+
+from phoenix.clock import SystemClock
+from phoenix.engine import DeployResult, Engine, EventSink
+from phoenix.errors import PhoenixError
+from phoenix.health import build_tracker
+from phoenix.model import Health, MemberState, NodeState
+from phoenix.planner import Observed
+from phoenix.planner import plan as plan_steps
+from phoenix.providers.base import Clock, Provider
+from phoenix.providers.registry import open_provider
+from phoenix.records import DeployLock, DeployRecord, Records
+from phoenix.release import PLACEHOLDER_RELEASE, resolve_release
+from phoenix.render import RenderContext, render_user_data
+from phoenix.spec import Spec
+
+
+@contextlib.contextmanager
+def _provider(spec: Spec, provider: Provider | None, clock: Clock) -> Iterator[Provider]:
+    if provider is not None:
+        yield provider
+        return
+    opened = open_provider(spec, clock=clock)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def validate(spec: Spec) -> None:
+    """Render the template for every region and node index, before any provider call.
+
+    A template error must stop a deploy before it touches the cloud (exit code 2, nothing
+    half-done), so ``deploy`` and ``plan`` run this first; ``phoenix validate`` runs it too.
+    """
+    for region in spec.regions:
+        for index in range(spec.count):
+            render_user_data(
+                spec.template_path,
+                RenderContext(
+                    app=spec.app,
+                    release=PLACEHOLDER_RELEASE,
+                    region=region,
+                    index=index,
+                    vars=spec.resolved_vars,
+                ),
+            )
+
+
+def deploy(
+    spec: Spec,
+    *,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+    region: str | None = None,
+    on_event: EventSink | None = None,
+) -> DeployResult:
+    """Build the spec's release, health-gate it, move traffic, retire the old release.
+
+    Raises ``DeployFailed`` (rolled back, old release serving), ``RestoreFailed``,
+    ``LockHeld``, ``Interrupted`` or an ``InputError``.
+    """
+    validate(spec)
+    clock = clock or SystemClock()
+    with _provider(spec, provider, clock) as opened:
+        engine = Engine(spec, opened, clock=clock, region=region, on_event=on_event)
+        return engine.deploy()
+
+
+def rollback(
+    spec: Spec,
+    *,
+    to_release: str | None = None,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+    region: str | None = None,
+    on_event: EventSink | None = None,
+) -> DeployResult:
+    """Put the previous good release (or ``to_release``) back in service."""
+    clock = clock or SystemClock()
+    with _provider(spec, provider, clock) as opened:
+        engine = Engine(spec, opened, clock=clock, region=region, on_event=on_event)
+        return engine.rollback(to_release)
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """A dry run: which release the spec means and what the next steps would be."""
+
+    app: str
+    region: str
+    release: str
+    new_release: bool
+    serving_release: str | None
+    steps: tuple[str, ...]
+    waiting_for: tuple[str, ...]
+    converged: bool
+
+
+def plan(
+    spec: Spec,
+    *,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+    region: str | None = None,
+) -> PlanReport:
+    """What ``deploy`` would do first, computed by the same planner; changes nothing."""
+    validate(spec)
+    clock = clock or SystemClock()
+    with _provider(spec, provider, clock) as opened:
+        engine = Engine(spec, opened, clock=clock, region=region)
+        observed = engine.observe()
+        known = engine.records.releases()
+        release = resolve_release(
+            spec,
+            opened,
+            region=engine.region,
+            now=clock.now(),
+            known=known,
+            observed_releases={n.release for n in observed.nodes},
+        )
+        target = engine._target(release.id, spec.count)
+        first = plan_steps(target, observed, clock.now())
+        return PlanReport(
+            app=spec.app,
+            region=engine.region,
+            release=release.id,
+            new_release=all(r.id != release.id for r in known),
+            serving_release=_serving_release(observed),
+            steps=tuple(first.describe()),
+            waiting_for=first.waiting_for,
+            converged=first.converged,
+        )
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    release: str
+    index: int
+    state: str
+    address: str | None
+    health: str
+    health_detail: str
+    member: str | None  # SERVING | DRAINING | None (not in the pool)
+    fault: str | None = None
+
+
+@dataclass(frozen=True)
+class RegionStatus:
+    region: str
+    serving_release: str | None
+    nodes: tuple[NodeStatus, ...]
+    stray_members: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    app: str
+    regions: tuple[RegionStatus, ...]
+    dns: str | None = None
+    lock_holder: str | None = None
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+
+def status(
+    spec: Spec,
+    *,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+    check_health: bool = True,
+) -> StatusReport:
+    """What runs where: nodes, their health and pool membership, per region."""
+    clock = clock or SystemClock()
+    once = spec.health.model_copy(
+        update={"healthy_threshold": 1, "unhealthy_threshold": 1, "grace": 0.0}
+    )
+    with _provider(spec, provider, clock) as opened:
+        regions = []
+        problems: list[str] = []
+        for region in spec.regions:
+            try:
+                nodes = opened.compute.list_nodes(region, spec.app)
+                members = opened.load_balancer.list_members(region, spec.load_balancer.pool)
+            except PhoenixError as exc:
+                regions.append(RegionStatus(region, None, (), error=str(exc)))
+                problems.append(f"{region}: {exc}")
+                continue
+            health = {}
+            if check_health and nodes:
+                tracker = build_tracker(
+                    once, clock=clock, health_source=opened.health_source, region=region
+                )
+                health = tracker.check_sync(nodes)
+            by_member = {m.name: m for m in members}
+            rows = []
+            for node in sorted(nodes, key=lambda n: (n.release, n.index, n.attempt)):
+                known = health.get(node.name)
+                member = by_member.get(node.name)
+                rows.append(
+                    NodeStatus(
+                        name=node.name,
+                        release=node.release,
+                        index=node.index,
+                        state=node.state.value,
+                        address=node.address,
+                        health=known.status.value if known else Health.UNKNOWN.value,
+                        health_detail=known.detail if known else "not checked",
+                        member=member.state.value if member else None,
+                        fault=node.fault,
+                    )
+                )
+                if member is not None and member.state is MemberState.SERVING and (
+                    node.state is NodeState.ERROR
+                    or (known is not None and known.status is Health.UNHEALTHY)
+                ):
+                    problems.append(
+                        f"{region}: {node.name} is in the pool but"
+                        f" {'in ERROR' if node.state is NodeState.ERROR else 'unhealthy'}:"
+                        f" {node.fault or (known.detail if known else '')}"
+                    )
+            names = {n.name for n in nodes}
+            stray = tuple(sorted(m.name for m in members if m.name not in names))
+            problems.extend(f"{region}: pool member {m} has no server" for m in stray)
+            observed = Observed(region, tuple(nodes), tuple(members), health)
+            regions.append(RegionStatus(region, _serving_release(observed), tuple(rows), stray))
+        dns_text = None
+        if spec.dns is not None and opened.dns is not None:
+            with contextlib.suppress(PhoenixError):
+                record = opened.dns.get_record(spec.dns.zone, spec.dns.record)
+                if record is not None:
+                    dns_text = ", ".join(record.values)
+        holder = DeployLock(opened.store, spec.app, "status").holder()
+        return StatusReport(
+            app=spec.app,
+            regions=tuple(regions),
+            dns=dns_text,
+            lock_holder=holder.owner if holder else None,
+            problems=tuple(problems),
+        )
+
+
+def history(
+    spec: Spec, *, provider: Provider | None = None, clock: Clock | None = None
+) -> list[DeployRecord]:
+    """Every deploy, rollback and failover of the app, oldest first."""
+    clock = clock or SystemClock()
+    with _provider(spec, provider, clock) as opened:
+        return Records(opened.store, spec.app).deploys()
+
+
+@dataclass(frozen=True)
+class DestroyResult:
+    app: str
+    deleted_nodes: tuple[str, ...]
+    removed_members: tuple[str, ...]
+    purged_records: int
+
+
+def destroy(
+    spec: Spec,
+    *,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+    purge_records: bool = False,
+    timeout: float = 600.0,
+) -> DestroyResult:
+    """Take the app out of every region: members removed, servers deleted and gone.
+
+    Waits until the provider no longer lists any of the app's servers, so that nothing
+    is left behind when it returns.
+    """
+    clock = clock or SystemClock()
+    with _provider(spec, provider, clock) as opened:
+        lock = DeployLock(opened.store, spec.app, f"destroy-{id(spec):x}")
+        lock.acquire(clock.now())
+        try:
+            deleted: list[str] = []
+            removed: list[str] = []
+            engine_retry = Engine(spec, opened, clock=clock)
+            call = engine_retry._executor(None).call
+            pool = spec.load_balancer.pool
+            compute, lb = opened.compute, opened.load_balancer
+            for region in spec.regions:
+                nodes = call(partial(compute.list_nodes, region, spec.app))
+                names = {n.name for n in nodes}
+                for member in call(partial(lb.list_members, region, pool)):
+                    if member.name in names or member.name.startswith(f"{spec.app}-"):
+                        call(partial(lb.remove_member, region, pool, member.name))
+                        removed.append(member.name)
+                for node in nodes:
+                    if node.state is not NodeState.DELETING:
+                        call(partial(compute.delete_node, region, node.id))
+                    deleted.append(node.name)
+            deadline = clock.now() + timedelta(seconds=timeout)
+            for region in spec.regions:
+                while call(partial(compute.list_nodes, region, spec.app)):
+                    if clock.now() >= deadline:
+                        raise PhoenixError(
+                            f"servers of {spec.app} still listed in {region} after {timeout:g}s;"
+                            " run `phoenix destroy` again"
+                        )
+                    clock.sleep(0.5)
+            purged = 0
+            if purge_records:
+                for key in opened.store.list(f"apps/{spec.app}/"):
+                    if not key.endswith("/lock"):
+                        opened.store.delete(key)
+                        purged += 1
+            return DestroyResult(spec.app, tuple(sorted(deleted)), tuple(sorted(removed)), purged)
+        finally:
+            lock.release()
+
+
+def _serving_release(observed: Observed) -> str | None:
+    serving = {m.name for m in observed.members if m.state is MemberState.SERVING}
+    counts = Counter(n.release for n in observed.nodes if n.name in serving)
+    return counts.most_common(1)[0][0] if counts else None

@@ -1,0 +1,465 @@
+"""The engine: observe -> plan -> execute, until converged, failed or out of time.
+
+It owns the deploy's life cycle: the lock, the release record, the loop, the rollback
+when the target cannot be reached (health gate, boot failures, deadline, a permanent
+provider error, Ctrl-C), and the history record. Nothing here decides *what* to change;
+that is the planner's job. Nothing here calls a provider to change the cloud; that is the
+executor's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from phoenix import log as plog
+from phoenix.clock import SystemClock
+from phoenix.errors import (
+    DeployFailed,
+    InputError,
+    Interrupted,
+    PhoenixError,
+    ProviderError,
+    QuotaExceeded,
+    RestoreFailed,
+)
+from phoenix.executor import Executor, RetryPolicy
+from phoenix.health import HealthTracker, build_tracker
+from phoenix.model import MemberState, NodeState, ResourceNeeds
+from phoenix.planner import Observed, Target, plan
+from phoenix.providers.base import Clock, Provider
+from phoenix.records import DeployLock, DeployRecord, Records
+from phoenix.release import Release, release_from_record, resolve_release, spec_digest
+from phoenix.spec import Spec
+from phoenix.steps import CreateNode, Phase, Plan
+
+log = plog.get_logger("phoenix.engine")
+
+NO_RELEASE = "none"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress for a person watching (the CLI renders these; the library may ignore them)."""
+
+    kind: str  # steps | waiting | converged | failed | rollback
+    message: str
+    lines: tuple[str, ...] = ()
+
+
+EventSink = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What a deploy, rollback or failover did; rendered by ``--output json``."""
+
+    app: str
+    action: str
+    deploy_id: str
+    region: str
+    release: str
+    previous_release: str | None
+    outcome: str  # succeeded | unchanged | rolled-back
+    steps: int
+    seconds: float
+    nodes: tuple[str, ...]
+    reason: str | None = None
+    provider_calls: int | None = None
+    history: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Engine:
+    """Deploys one spec into one region of one provider."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        provider: Provider,
+        *,
+        clock: Clock | None = None,
+        region: str | None = None,
+        on_event: EventSink | None = None,
+        deploy_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        poll_seconds: float | None = None,
+    ) -> None:
+        self.spec = spec
+        self.provider = provider
+        self.clock: Clock = clock or SystemClock()
+        self.region = region or spec.regions[0]
+        if self.region not in spec.regions:
+            raise InputError(
+                f"region {self.region!r} is not one of the spec's regions: "
+                + ", ".join(spec.regions)
+            )
+        self.on_event = on_event or (lambda event: None)
+        self.deploy_id = deploy_id or plog.new_deploy_id()
+        self.retry = retry or RetryPolicy()
+        self.poll = poll_seconds if poll_seconds is not None else min(spec.health.interval, 2.0)
+        self.records = Records(provider.store, spec.app)
+        self.pool = spec.load_balancer.pool
+        self.tracker: HealthTracker = build_tracker(
+            spec.health,
+            clock=self.clock,
+            health_source=provider.health_source,
+            region=self.region,
+        )
+        self.spec_digest = spec_digest(spec)
+        self.steps_done = 0
+        self.history: list[str] = []
+        self._tracked: set[str] = set()
+        plog.register_secrets(spec.secret_values)
+
+    # --- observe -------------------------------------------------------------------
+
+    def observe(self) -> Observed:
+        """Read the region's nodes, pool members and health (read-only calls, retried)."""
+        caller = self._executor(None)
+        nodes = caller.call(lambda: self.provider.compute.list_nodes(self.region, self.spec.app))
+        members = caller.call(
+            lambda: self.provider.load_balancer.list_members(self.region, self.pool)
+        )
+        names = {n.name for n in nodes}
+        self.tracker.forget(self._tracked - names)
+        self._tracked = names
+        health = self.tracker.check_sync(nodes)
+        return Observed(self.region, tuple(nodes), tuple(members), health)
+
+    # --- the loop --------------------------------------------------------------------
+
+    def converge(self, target: Target, release: Release | None, deadline: datetime) -> Plan:
+        """Loop until the target is reached (CONVERGED) or cannot be (FAILED)."""
+        executor = self._executor(release)
+        last_wait: tuple[str, ...] = ()
+        while True:
+            now = self.clock.now()
+            if now >= deadline:
+                return Plan(Phase.FAILED, failure="the deploy's deadline (rollout.deadline) passed")
+            observed = self.observe()
+            current = plan(target, observed, now)
+            if current.phase in (Phase.CONVERGED, Phase.FAILED):
+                return current
+            if current.steps:
+                lines = tuple(current.describe())
+                self.on_event(Event("steps", f"{len(lines)} step(s)", lines))
+                executor.run(current.steps)
+                self.steps_done += len(current.steps)
+                self.history.extend(lines)
+                continue
+            if current.waiting_for != last_wait:
+                last_wait = current.waiting_for
+                log.info("waiting", waiting_for=list(current.waiting_for))
+                self.on_event(Event("waiting", "waiting for", current.waiting_for))
+            pause = self.poll
+            if current.wake_at is not None:
+                pause = min(pause, max(0.01, (current.wake_at - now).total_seconds()))
+            self.clock.sleep(pause)
+
+    # --- public actions --------------------------------------------------------------
+
+    def deploy(self) -> DeployResult:
+        """Deploy the spec's release; roll back and raise ``DeployFailed`` on failure."""
+        return self._locked("deploy", self._deploy)
+
+    def rollback(self, to_release: str | None = None) -> DeployResult:
+        """Put the previous good release (or ``to_release``) back in service."""
+        return self._locked("rollback", lambda: self._rollback(to_release))
+
+    # --- internals -------------------------------------------------------------------
+
+    def _locked(self, action: str, body: Callable[[], DeployResult]) -> DeployResult:
+        plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)
+        lock = DeployLock(self.provider.store, self.spec.app, self.deploy_id,
+                          ttl=max(120.0, self.poll * 20))
+        lock.acquire(self.clock.now())
+        try:
+            return body()
+        finally:
+            lock.release()
+            plog.unbind_deploy()
+
+    def _deploy(self) -> DeployResult:
+        started = self.clock.now()
+        observed = self.observe()
+        known = self.records.releases()
+        release = resolve_release(
+            self.spec,
+            self.provider,
+            region=self.region,
+            now=started,
+            known=known,
+            observed_releases={n.release for n in observed.nodes},
+        )
+        plog.bind_deploy(
+            app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=release.id
+        )
+        target = self._target(release.id, self.spec.count)
+        previous = self._previous(observed, release.id)
+        self._preflight_quota(release, observed)
+        self.records.save_release(release.record)
+        log.info("deploy started", previous=previous[0] if previous else None)
+        return self._run("deploy", release, target, previous, started)
+
+    def _rollback(self, to_release: str | None) -> DeployResult:
+        started = self.clock.now()
+        observed = self.observe()
+        serving = _serving_release(observed)
+        wanted = to_release or self.records.last_good_release(excluding=serving)
+        if wanted is None:
+            raise InputError(
+                f"nothing to roll back to: no earlier successful release of {self.spec.app}"
+                " in the history (phoenix history lists them)"
+            )
+        record = self.records.release(wanted)
+        if record is None:
+            raise InputError(
+                f"release {wanted} has no record in the store; `phoenix history` lists the"
+                " releases that can be restored"
+            )
+        release = release_from_record(record, self.spec)
+        try:
+            target = self._target(release.id, self.spec.count, fast=True)
+            previous = (serving, self.spec.count) if serving and serving != wanted else None
+            return self._run("rollback", release, target, previous, started)
+        finally:
+            shutil.rmtree(release.template_dir, ignore_errors=True)
+
+    def _run(
+        self,
+        action: str,
+        release: Release,
+        target: Target,
+        previous: tuple[str, int] | None,
+        started: datetime,
+    ) -> DeployResult:
+        calls_before = _calls(self.provider)
+        deadline = started + timedelta(seconds=self.spec.rollout.deadline)
+        failure: str | None = None
+        interrupted = False
+        try:
+            final = self.converge(target, release, deadline)
+            if final.converged:
+                result = self._result(action, release.id, previous, "succeeded", started,
+                                      calls_before)
+                self._record(result, started)
+                self.on_event(Event("converged", f"{release.id} serves in {self.region}"))
+                log.info("converged", steps=self.steps_done)
+                return result
+            failure = final.failure or "unknown failure"
+        except KeyboardInterrupt:
+            interrupted = True
+            failure = "interrupted by the user"
+        except ProviderError as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        except InputError as exc:
+            failure = str(exc)
+        log.error("deploy failed, rolling back", reason=failure)
+        self.on_event(Event("failed", failure))
+        restored = self._restore(release.id, previous)
+        outcome = "interrupted" if interrupted else "rolled-back"
+        result = self._result(action, release.id, previous, outcome, started, calls_before,
+                              reason=failure)
+        self._record(result, started)
+        if not restored:
+            raise RestoreFailed(
+                result=result,
+                message=f"{failure}; then the rollback could not restore"
+                f" {previous[0] if previous else 'a clean state'}: run `phoenix status` and"
+                " `phoenix deploy` again, or restore by hand"
+            )
+        if interrupted:
+            raise Interrupted(f"interrupted; {self._restored_text(previous)}", result=result)
+        raise DeployFailed(f"{failure}; rolled back: {self._restored_text(previous)}",
+                           result=result)
+
+    def _restore(self, failed: str, previous: tuple[str, int] | None) -> bool:
+        """Bring the previous release back to full service and remove the failed one."""
+        self.on_event(Event("rollback", f"restoring {previous[0] if previous else 'nothing'}"))
+        deadline = self.clock.now() + timedelta(seconds=self.spec.rollout.deadline)
+        release: Release | None = None
+        try:
+            if previous is None:
+                target = self._target(NO_RELEASE, 0, fast=True)
+            else:
+                name, count = previous
+                target = self._target(name, count, fast=True)
+                record = self.records.release(name)
+                if record is not None:
+                    release = release_from_record(record, self.spec)
+            final = self.converge(target, release, deadline)
+            if not final.converged:
+                log.error("rollback failed", reason=final.failure)
+            return final.converged
+        except (ProviderError, InputError) as exc:
+            log.error("rollback failed", reason=str(exc))
+            return False
+        finally:
+            if release is not None:
+                shutil.rmtree(release.template_dir, ignore_errors=True)
+
+    def _restored_text(self, previous: tuple[str, int] | None) -> str:
+        if previous is None:
+            return "nothing was serving before; the new nodes were removed"
+        return f"{previous[0]} serves with {previous[1]} node(s)"
+
+    def _target(self, release: str, count: int, *, fast: bool = False) -> Target:
+        rollout = self.spec.rollout
+        if fast:
+            # Restoring service: never below count, no canary bake.
+            rollout = rollout.model_copy(update={"strategy": "blue-green"})
+        keep = [
+            r.id for r in reversed(self.records.releases()) if r.id != release
+        ][: rollout.keep_previous]
+        return Target(
+            app=self.spec.app,
+            region=self.region,
+            release=release,
+            count=count,
+            rollout=rollout,
+            health=self.spec.health,
+            member_port=self.spec.load_balancer.member_port,
+            keep_releases=tuple(keep),
+        )
+
+    def _previous(self, observed: Observed, target: str) -> tuple[str, int] | None:
+        """What a failed deploy restores: the serving release, as large as it serves now."""
+        serving = _serving_counts(observed)
+        others = [(r, c) for r, c in serving.most_common() if r != target]
+        if others:
+            return others[0]
+        if serving.get(target):
+            return target, serving[target]
+        last = self.records.last_good_release(excluding=target)
+        return (last, self.spec.count) if last else None
+
+    def _preflight_quota(self, release: Release, observed: Observed) -> None:
+        """Fail before creating anything when the region's quota cannot fit the peak."""
+        existing = {
+            n.name for n in observed.nodes
+            if n.release == release.id and n.state is not NodeState.ERROR
+        }
+        new = max(0, self.spec.count - len(existing))
+        if new == 0:
+            return
+        flavor = release.flavor
+        needs = ResourceNeeds(
+            instances=new,
+            vcpus=new * (flavor.vcpus if flavor else 0),
+            ram_mb=new * (flavor.ram_mb if flavor else 0),
+        )
+        quota = self._executor(None).call(lambda: self.provider.compute.quota(self.region))
+        short = []
+        for what, need, left in (
+            ("instances", needs.instances, quota.instances),
+            ("vcpus", needs.vcpus, quota.vcpus),
+            ("ram_mb", needs.ram_mb, quota.ram_mb),
+        ):
+            if left is not None and need > left:
+                short.append(f"{what}: needs {need}, {left} left")
+        if short:
+            raise QuotaExceeded(
+                f"quota in {self.region} cannot fit {new} new node(s) of flavor"
+                f" {release.record.flavor}: " + "; ".join(short)
+                + " — raise the quota, lower count, or use a smaller flavor",
+                region=self.region,
+            )
+
+    def _executor(self, release: Release | None) -> Executor:
+        def build(step: CreateNode) -> object:
+            if release is None:
+                raise InputError(
+                    f"cannot build {step.name}: no record of how its release was built"
+                )
+            return release.node_request(
+                step, region=self.region, spec_digest=self.spec_digest,
+                deploy_id=self.deploy_id,
+            )
+
+        return Executor(
+            self.provider,
+            region=self.region,
+            pool=self.pool,
+            clock=self.clock,
+            build_request=build,  # type: ignore[arg-type]
+            retry=self.retry,
+        )
+
+    def _result(
+        self,
+        action: str,
+        release: str,
+        previous: tuple[str, int] | None,
+        outcome: str,
+        started: datetime,
+        calls_before: int | None,
+        *,
+        reason: str | None = None,
+    ) -> DeployResult:
+        calls_after = _calls(self.provider)
+        nodes: tuple[str, ...] = ()
+        with contextlib.suppress(PhoenixError):
+            nodes = tuple(
+                sorted(n.name for n in self.provider.compute.list_nodes(self.region,
+                                                                       self.spec.app)
+                       if n.release == release and n.state is not NodeState.DELETING)
+            )
+        return DeployResult(
+            app=self.spec.app,
+            action=action,
+            deploy_id=self.deploy_id,
+            region=self.region,
+            release=release,
+            previous_release=previous[0] if previous else None,
+            outcome="unchanged" if outcome == "succeeded" and self.steps_done == 0 else outcome,
+            steps=self.steps_done,
+            seconds=round((self.clock.now() - started).total_seconds(), 3),
+            nodes=nodes,
+            reason=reason,
+            provider_calls=(calls_after - calls_before)
+            if calls_after is not None and calls_before is not None else None,
+            history=tuple(self.history),
+        )
+
+    def _record(self, result: DeployResult, started: datetime) -> None:
+        try:
+            self.records.save_deploy(
+                DeployRecord(
+                    deploy_id=result.deploy_id,
+                    app=result.app,
+                    action=result.action,
+                    release=result.release,
+                    region=result.region,
+                    strategy=self.spec.rollout.strategy,
+                    started_at=started.isoformat(),
+                    finished_at=self.clock.now().isoformat(),
+                    outcome="succeeded" if result.outcome == "unchanged" else result.outcome,
+                    previous_release=result.previous_release,
+                    reason=result.reason,
+                    steps=result.steps,
+                    provider_calls=result.provider_calls,
+                    events=list(result.history[-200:]),
+                )
+            )
+        except PhoenixError as exc:
+            log.warning("could not write the deploy record", error=str(exc))
+
+
+def _serving_counts(observed: Observed) -> Counter[str]:
+    """How many SERVING pool members each release has."""
+    serving = {m.name for m in observed.members if m.state is MemberState.SERVING}
+    return Counter(node.release for node in observed.nodes if node.name in serving)
+
+
+def _serving_release(observed: Observed) -> str | None:
+    counts = _serving_counts(observed)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _calls(provider: Provider) -> int | None:
+    counter = getattr(provider.compute, "total_calls", None)
+    return counter() if callable(counter) else None

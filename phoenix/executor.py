@@ -1,0 +1,157 @@
+"""The executor: the only code that calls providers to change the cloud.
+
+Steps of one plan are independent by construction, so they run concurrently on a small
+thread pool. Each call is retried with tenacity when the provider says the error is
+transient (5xx, 429 with Retry-After, timeouts), with exponential backoff and jitter,
+bounded in attempts; permanent errors (quota, auth, bad request) fail fast. Waits go
+through the injected clock so tests never sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from phoenix.errors import NotFound, Transient
+from phoenix.log import get_logger
+from phoenix.model import META_DRAIN_SINCE, META_SERVING_SINCE, NodeRequest
+from phoenix.providers.base import Clock, Provider
+from phoenix.steps import (
+    AddMember,
+    CreateNode,
+    DeleteNode,
+    DrainMember,
+    RemoveMember,
+    StampServing,
+    Step,
+)
+
+T = TypeVar("T")
+log = get_logger("phoenix.executor")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to retry a transient failure before giving up on a step."""
+
+    attempts: int = 6
+    initial: float = 0.2
+    maximum: float = 10.0
+    jitter: float = 0.5
+
+
+class Executor:
+    """Runs the steps of a plan against one region of a provider."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        region: str,
+        pool: str,
+        clock: Clock,
+        build_request: Callable[[CreateNode], NodeRequest],
+        retry: RetryPolicy | None = None,
+        workers: int = 8,
+    ) -> None:
+        self.provider = provider
+        self.region = region
+        self.pool = pool
+        self.clock = clock
+        self.build_request = build_request
+        self.retry = retry or RetryPolicy()
+        self.workers = workers
+
+    def run(self, steps: tuple[Step, ...] | list[Step]) -> None:
+        """Execute every step; the first permanent error is raised after all finish."""
+        if not steps:
+            return
+        if len(steps) == 1:
+            self.apply(steps[0])
+            return
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(steps))) as pool:
+            futures = [
+                pool.submit(contextvars.copy_context().run, self.apply, step) for step in steps
+            ]
+            errors = [f.exception() for f in futures]
+        for error in errors:
+            if error is not None:
+                raise error
+
+    def apply(self, step: Step) -> None:
+        """One step, with retries; idempotent so a retry after a lost response is safe."""
+        log.info("step", action=type(step).__name__, detail=step.describe())
+        compute, lb, region, pool = (
+            self.provider.compute,
+            self.provider.load_balancer,
+            self.region,
+            self.pool,
+        )
+        match step:
+            case CreateNode():
+                request = self.build_request(step)
+                self.call(lambda: compute.create_node(region, request))
+            case DeleteNode(node_id=node_id):
+                self.call(lambda: _ignore_missing(lambda: compute.delete_node(region, node_id)))
+            case AddMember(name=name, address=address, port=port):
+                self.call(lambda: lb.add_member(region, pool, name, address, port))
+            case StampServing(node_id=node_id):
+                stamp = {META_SERVING_SINCE: self.clock.now().isoformat(), META_DRAIN_SINCE: ""}
+                self.call(lambda: compute.set_metadata(region, node_id, stamp))
+            case DrainMember(node_id=node_id, name=name):
+                # Stamp first: a crash between the two leaves a serving member with a
+                # stamp, which the planner simply drains again.
+                stamp = {META_DRAIN_SINCE: self.clock.now().isoformat()}
+                self.call(lambda: compute.set_metadata(region, node_id, stamp))
+                self.call(lambda: _ignore_missing(lambda: lb.drain_member(region, pool, name)))
+            case RemoveMember(name=name):
+                self.call(lambda: lb.remove_member(region, pool, name))
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Call the provider, retrying transient errors (honouring Retry-After)."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(Transient),
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=self._wait,
+            sleep=self.clock.sleep,
+            reraise=True,
+            before_sleep=_log_retry,
+        )
+        return retrying(fn)
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = wait_exponential_jitter(
+            initial=self.retry.initial, max=self.retry.maximum, jitter=self.retry.jitter
+        )(state)
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, Transient) and error.retry_after is not None:
+            return max(backoff, min(error.retry_after, self.retry.maximum * 6))
+        return backoff
+
+
+def _ignore_missing(fn: Callable[[], None]) -> None:
+    with contextlib.suppress(NotFound):
+        fn()
+
+
+def _log_retry(state: RetryCallState) -> None:
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None else None
+    log.warning(
+        "transient provider error, retrying",
+        attempt=state.attempt_number,
+        error=str(error),
+    )

@@ -1,0 +1,321 @@
+"""Health checks: may a freshly built server take traffic yet?
+
+A single probe is noise: a server answers 503 while its app warms up, a packet gets
+lost, a GC pause outlasts the timeout. So, like AWS ELB target groups and Octavia health
+monitors, Phoenix separates the raw *probe* (one HTTP GET, one TCP connect, or asking
+the provider) from the *conclusion* (``HEALTHY`` / ``UNHEALTHY`` / ``UNKNOWN``), which
+only changes after ``healthy_threshold`` or ``unhealthy_threshold`` consecutive results
+agree. Failures during a node's boot ``grace`` do not count, and a node is not probed
+more often than ``interval`` however often the engine asks, so the engine may poll in a
+tight loop without hammering servers.
+
+All probes of a round run concurrently on one event loop, each bounded by ``timeout``,
+so checking 100 nodes takes about one timeout rather than a hundred. Time comes from a
+``Clock`` so the threshold, interval and grace logic is testable without sleeping.
+
+The counters live in memory only: they are measurements, not deploy progress. A
+restarted engine re-measures from ``UNKNOWN``, which is the safe direction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+
+from phoenix.errors import InputError
+from phoenix.model import Health, Node, NodeHealth, NodeState
+from phoenix.providers.base import Clock, HealthSource
+from phoenix.spec import HealthSpec, HttpCheck, TcpCheck
+
+__all__ = [
+    "HealthTracker",
+    "Probe",
+    "ProbeResult",
+    "ProbeSession",
+    "build_tracker",
+    "http_probe",
+    "http_session",
+    "source_probe",
+    "tcp_probe",
+]
+
+# At most this many probes are in flight at once: keeps file descriptors bounded for
+# very large fleets while a ~100-node fleet is still probed in a single wave.
+MAX_CONCURRENT_PROBES = 128
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The raw outcome of one probe, before thresholds are applied."""
+
+    ok: bool
+    detail: str  # e.g. "HTTP 200", "HTTP 503", "connect refused", "timeout after 1.0s"
+
+
+Probe = Callable[[Node], Awaitable[ProbeResult]]
+"""Checks one node once. May raise; the tracker counts an exception as a failure."""
+
+ProbeSession = Callable[[], AbstractAsyncContextManager[Probe]]
+"""Opens a probe for one round (inside that round's event loop) and cleans up after."""
+
+
+def _timeout_detail(timeout: float) -> str:
+    return f"timeout after {float(timeout)}s"
+
+
+def _host(address: str) -> str:
+    # An IPv6 literal needs brackets in a URL.
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+def _is_refused(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return "refused" in str(exc).lower()
+
+
+def http_probe(check: HttpCheck, timeout: float, client: httpx.AsyncClient) -> Probe:
+    """A probe that GETs ``http://{address}:{port}{path}``; ok iff the status is ``expect``.
+
+    Redirects are not followed: a login redirect is not a healthy app. The caller owns
+    ``client`` (see ``http_session`` for one scoped to a round).
+    """
+
+    async def probe(node: Node) -> ProbeResult:
+        if not node.address:
+            return ProbeResult(False, "no address yet")
+        url = f"http://{_host(node.address)}:{check.port}{check.path}"
+        try:
+            response = await client.get(url, timeout=timeout, follow_redirects=False)
+        except httpx.TimeoutException:
+            return ProbeResult(False, _timeout_detail(timeout))
+        except httpx.ConnectError as exc:
+            if _is_refused(exc):
+                return ProbeResult(False, "connect refused")
+            return ProbeResult(False, f"connect failed: {exc}")
+        except httpx.HTTPError as exc:
+            return ProbeResult(False, f"{type(exc).__name__}: {exc}")
+        return ProbeResult(response.status_code == check.expect, f"HTTP {response.status_code}")
+
+    return probe
+
+
+@asynccontextmanager
+async def http_session(check: HttpCheck, timeout: float) -> AsyncIterator[Probe]:
+    """An ``http_probe`` with its own client, created in the running loop and closed after.
+
+    ``trust_env=False``: health checks go straight to the node, never through a proxy
+    from the environment. Each node is a different host and the client lives for one
+    round, so keep-alive buys nothing; the connection limit matches the probe limit so
+    no probe spends its timeout waiting for a pooled connection.
+    """
+    limits = httpx.Limits(max_connections=MAX_CONCURRENT_PROBES, max_keepalive_connections=0)
+    # Probes only ever use plain http:// URLs, so no TLS context is needed; building the
+    # default one (loading the CA bundle) would cost ~30 ms on every round.
+    # If https checks are ever added, pass a real verify context here.
+    async with httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=False,
+        trust_env=False,
+        verify=False,
+    ) as client:
+        yield http_probe(check, timeout, client)
+
+
+def tcp_probe(check: TcpCheck, timeout: float) -> Probe:
+    """A probe that succeeds when a TCP connection to ``check.port`` is accepted."""
+
+    async def probe(node: Node) -> ProbeResult:
+        if not node.address:
+            return ProbeResult(False, "no address yet")
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(node.address, check.port), timeout
+            )
+        except TimeoutError:
+            return ProbeResult(False, _timeout_detail(timeout))
+        except ConnectionRefusedError:
+            return ProbeResult(False, "connect refused")
+        except OSError as exc:
+            return ProbeResult(False, f"connect failed: {exc}")
+        writer.close()
+        # The connect succeeded, which is all this probe asks; a messy close is fine.
+        with suppress(OSError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), timeout)
+        return ProbeResult(True, f"TCP {check.port} open")
+
+    return probe
+
+
+def source_probe(source: HealthSource, region: str) -> Probe:
+    """A probe that asks the provider; its (synchronous) call runs in a worker thread."""
+
+    async def probe(node: Node) -> ProbeResult:
+        health = await asyncio.to_thread(source.node_health, region, node)
+        detail = health.detail or health.status.value.lower()
+        return ProbeResult(health.status is Health.HEALTHY, detail)
+
+    return probe
+
+
+@asynccontextmanager
+async def _fixed(probe: Probe) -> AsyncIterator[Probe]:
+    yield probe
+
+
+@dataclass
+class _Counters:
+    last_probe_at: datetime
+    successes: int = 0
+    failures: int = 0
+    status: Health = Health.UNKNOWN
+    detail: str = ""
+
+    @property
+    def health(self) -> NodeHealth:
+        return NodeHealth(self.status, self.detail)
+
+
+class HealthTracker:
+    """Applies thresholds/grace/interval to raw probe results; keeps per-node counters in memory.
+
+    ``check`` probes the ``ACTIVE`` nodes that are due (all at once) and returns every
+    given node's conclusion. A node keeps its previous conclusion until enough
+    consecutive results agree, so a HEALTHY node turns UNHEALTHY after
+    ``unhealthy_threshold`` failures in a row (and back after ``healthy_threshold``
+    successes).
+    """
+
+    def __init__(self, spec: HealthSpec, probe: Probe, clock: Clock) -> None:
+        self._spec = spec
+        self._clock = clock
+        self._session: ProbeSession = lambda: _fixed(probe)
+        self._nodes: dict[str, _Counters] = {}
+        # check_sync may be called from worker threads; guard the counters.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def with_session(cls, spec: HealthSpec, session: ProbeSession, clock: Clock) -> HealthTracker:
+        """A tracker whose probe is opened per round (e.g. an HTTP client per event loop)."""
+        tracker = cls(spec, _never_called, clock)
+        tracker._session = session
+        return tracker
+
+    async def check(self, nodes: Sequence[Node]) -> dict[str, NodeHealth]:
+        """Probe the due nodes concurrently; every node's health, keyed by node name."""
+        now = self._clock.now()
+        interval = timedelta(seconds=self._spec.interval)
+        result: dict[str, NodeHealth] = {}
+        due: list[Node] = []
+        with self._lock:
+            for node in nodes:
+                if node.state is NodeState.ERROR:
+                    fault = node.fault or "no fault reported"
+                    result[node.name] = NodeHealth(Health.UNHEALTHY, f"server in ERROR: {fault}")
+                elif node.state is not NodeState.ACTIVE:
+                    result[node.name] = NodeHealth(
+                        Health.UNKNOWN, f"not active yet ({node.state.value})"
+                    )
+                elif (counters := self._nodes.get(node.name)) is not None and (
+                    timedelta(0) <= now - counters.last_probe_at < interval
+                ):
+                    result[node.name] = counters.health
+                else:
+                    due.append(node)
+        if not due:
+            return result
+
+        semaphore = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
+        async with self._session() as probe:
+            probed = await asyncio.gather(*(self._run(probe, node, semaphore) for node in due))
+        with self._lock:
+            for node, outcome in zip(due, probed, strict=True):
+                result[node.name] = self._record(node, outcome, now)
+        return result
+
+    def check_sync(self, nodes: Sequence[Node]) -> dict[str, NodeHealth]:
+        """``check`` on a fresh event loop; for callers without one (not inside a loop)."""
+        return asyncio.run(self.check(nodes))
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop the counters of nodes that are gone (deleted, or rebuilt under a name)."""
+        with self._lock:
+            for name in names:
+                self._nodes.pop(name, None)
+
+    async def _run(self, probe: Probe, node: Node, semaphore: asyncio.Semaphore) -> ProbeResult:
+        timeout = self._spec.timeout
+        async with semaphore:
+            try:
+                return await asyncio.wait_for(probe(node), timeout)
+            except TimeoutError:
+                return ProbeResult(False, _timeout_detail(timeout))
+            except Exception as exc:  # a broken probe is a failed check, not a crash
+                return ProbeResult(False, f"probe error: {type(exc).__name__}: {exc}")
+
+    def _record(self, node: Node, outcome: ProbeResult, now: datetime) -> NodeHealth:
+        spec = self._spec
+        counters = self._nodes.get(node.name)
+        if counters is None:
+            counters = self._nodes[node.name] = _Counters(last_probe_at=now)
+        counters.last_probe_at = now
+        grace_ends = node.created_at + timedelta(seconds=spec.grace)
+        if outcome.ok:
+            counters.failures = 0
+            counters.successes = min(counters.successes + 1, spec.healthy_threshold)
+            if counters.successes >= spec.healthy_threshold:
+                counters.status = Health.HEALTHY
+            detail = f"{outcome.detail} ({counters.successes}/{spec.healthy_threshold} successes)"
+        elif now < grace_ends:
+            # Booting apps fail checks; that must not condemn them, nor count as a success.
+            counters.successes = 0
+            left = (grace_ends - now).total_seconds()
+            detail = f"{outcome.detail} (in grace, {left:g}s left)"
+        else:
+            counters.successes = 0
+            counters.failures = min(counters.failures + 1, spec.unhealthy_threshold)
+            if counters.failures >= spec.unhealthy_threshold:
+                counters.status = Health.UNHEALTHY
+            detail = f"{outcome.detail} ({counters.failures}/{spec.unhealthy_threshold} failures)"
+        counters.detail = detail
+        return counters.health
+
+
+async def _never_called(node: Node) -> ProbeResult:  # pragma: no cover - placeholder
+    raise AssertionError("with_session replaces the probe")
+
+
+def build_tracker(
+    spec: HealthSpec, *, clock: Clock, health_source: HealthSource | None, region: str
+) -> HealthTracker:
+    """The tracker the spec asks for in ``region``.
+
+    Mode ``provider``, or any provider that supplies a ``HealthSource`` (the in-memory
+    cloud, whose nodes have no real address), trusts the provider; otherwise Phoenix
+    probes each node over HTTP or TCP as the spec says.
+    """
+    if health_source is not None:
+        return HealthTracker(spec, source_probe(health_source, region), clock)
+    if spec.mode == "provider":
+        raise InputError(
+            "health.mode is 'provider' but this provider cannot report node health;"
+            " use mode 'active' with an http or tcp check"
+        )
+    if spec.http is not None:
+        check = spec.http
+        return HealthTracker.with_session(spec, lambda: http_session(check, spec.timeout), clock)
+    if spec.tcp is not None:
+        return HealthTracker(spec, tcp_probe(spec.tcp, spec.timeout), clock)
+    raise ValueError("health needs an http or a tcp check")  # HealthSpec validation forbids it

@@ -1,0 +1,339 @@
+"""The planner: a pure function from (target, observed cloud, now) to the next steps.
+
+Like Kubernetes' deployment controller, each call re-reads the world and takes one bounded
+step towards the target; progress lives in the cloud (tags and metadata on servers, the
+load balancer's members), never in memory. There is no I/O, clock or logging here: the
+same code serves ``phoenix plan`` (a dry run) and ``phoenix deploy``.
+
+Vocabulary used below:
+
+* **incoming**: the target release's node for each index ``0..count-1`` (its latest boot
+  attempt).
+* **outgoing**: every other node: other releases, indexes beyond ``count``, superseded
+  boot attempts. Outgoing nodes are drained, removed from the pool and deleted.
+* **standby**: outgoing nodes of the releases kept for a fast rollback (``keep_previous``);
+  they stay up out of the pool and do not count against the surge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from phoenix.model import (
+    META_DRAIN_SINCE,
+    META_SERVING_SINCE,
+    Health,
+    Member,
+    MemberState,
+    Node,
+    NodeHealth,
+    NodeState,
+)
+from phoenix.rollout_math import canary_size, surge_and_unavailable
+from phoenix.spec import HealthSpec, RolloutSpec
+from phoenix.steps import (
+    AddMember,
+    CreateNode,
+    DeleteNode,
+    DrainMember,
+    Phase,
+    Plan,
+    RemoveMember,
+    StampServing,
+    Step,
+)
+
+
+def node_name(app: str, release: str, index: int, attempt: int = 0) -> str:
+    """Deterministic server name: the idempotency key of a create."""
+    base = f"{app}-{release}-{index}"
+    return base if attempt == 0 else f"{base}-b{attempt}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the region should run: one release, ``count`` nodes, behind ``pool``."""
+
+    app: str
+    region: str
+    release: str
+    count: int
+    rollout: RolloutSpec
+    health: HealthSpec
+    member_port: int
+    # Releases whose nodes are kept out of the pool for a fast rollback (newest first).
+    keep_releases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One region as observe() saw it."""
+
+    region: str
+    nodes: tuple[Node, ...]
+    members: tuple[Member, ...]
+    health: Mapping[str, NodeHealth] = field(default_factory=dict)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+class _View:
+    """Derived facts about one observation; built once per plan() call."""
+
+    def __init__(self, target: Target, observed: Observed) -> None:
+        self.target = target
+        self.nodes = [n for n in observed.nodes if n.state is not NodeState.DELETING]
+        self.deleting = {n.name for n in observed.nodes if n.state is NodeState.DELETING}
+        self.members = {m.name: m for m in observed.members}
+        self.health = observed.health
+        self.by_name = {n.name: n for n in self.nodes}
+
+        latest: dict[int, Node] = {}
+        for node in self.nodes:
+            if node.release == target.release and 0 <= node.index < target.count:
+                held = latest.get(node.index)
+                if held is None or node.attempt > held.attempt:
+                    latest[node.index] = node
+        self.incoming = latest
+        incoming_names = {n.name for n in latest.values()}
+        self.outgoing = [n for n in self.nodes if n.name not in incoming_names]
+        keep = set(target.keep_releases)
+        self.standby = {
+            n.name
+            for n in self.outgoing
+            if n.release in keep
+            and n.release != target.release
+            and n.state is NodeState.ACTIVE
+            and n.name not in self.members
+        }
+
+    def health_of(self, node: Node) -> Health:
+        known = self.health.get(node.name)
+        return known.status if known else Health.UNKNOWN
+
+    def detail_of(self, node: Node) -> str:
+        known = self.health.get(node.name)
+        return known.detail if known else ""
+
+    def serving(self, node: Node) -> bool:
+        member = self.members.get(node.name)
+        return member is not None and member.state is MemberState.SERVING
+
+    def incoming_serving_healthy(self) -> list[Node]:
+        return [
+            n
+            for n in self.incoming.values()
+            if self.serving(n) and self.health_of(n) is Health.HEALTHY
+        ]
+
+
+def plan(target: Target, observed: Observed, now: datetime) -> Plan:
+    """The next steps towards ``target``; see the module docstring for the words used."""
+    view = _View(target, observed)
+    steps: list[Step] = []
+    waiting: list[str] = []
+    wake: list[datetime] = []
+    count = target.count
+    rollout = target.rollout
+
+    # 1. Members pointing at nothing (a node deleted behind our back) go first.
+    for name in view.members:
+        if name not in view.by_name and name.startswith(f"{target.app}-"):
+            steps.append(RemoveMember(name, "its server is gone"))
+
+    outgoing_serving = [n for n in view.outgoing if view.serving(n)]
+    deploying = bool(outgoing_serving)
+
+    # 2. Boot failures and health gate of the incoming release.
+    for index, node in sorted(view.incoming.items()):
+        health = view.health_of(node)
+        broken = node.state is NodeState.ERROR
+        sick_in_service = (
+            health is Health.UNHEALTHY and view.serving(node) and not deploying
+        )
+        if broken or sick_in_service:
+            why = node.fault or view.detail_of(node) or "no detail from the provider"
+            if node.attempt >= rollout.max_boot_retries:
+                tries = node.attempt + 1
+                return Plan(
+                    Phase.FAILED,
+                    failure=f"{node.name} failed {tries} time(s), the last with: {why}",
+                )
+            replacement = node_name(target.app, target.release, index, node.attempt + 1)
+            if replacement not in view.by_name and replacement not in view.deleting:
+                steps.append(
+                    CreateNode(replacement, index, node.attempt + 1, f"replaces {node.name}: {why}")
+                )
+            continue
+        if health is Health.UNHEALTHY:
+            return Plan(
+                Phase.FAILED,
+                failure=f"{node.name} failed its health check: {view.detail_of(node)}",
+            )
+        deadline = node.created_at + timedelta(seconds=target.health.deadline)
+        if health is not Health.HEALTHY and now >= deadline:
+            state = node.state.value if node.state is not NodeState.ACTIVE else "not healthy"
+            detail = view.detail_of(node)
+            return Plan(
+                Phase.FAILED,
+                failure=(
+                    f"{node.name} still {state} {target.health.deadline:g}s after creation"
+                    f" (health.deadline){': ' + detail if detail else ''}"
+                ),
+            )
+        if node.state is NodeState.BUILD:
+            waiting.append(f"{node.name} to boot")
+        elif health is not Health.HEALTHY:
+            waiting.append(f"{node.name} to pass its health check")
+        if health is not Health.HEALTHY:
+            wake.append(deadline)
+
+    # 3. Healthy incoming nodes join the pool; serving ones get their timestamp.
+    for node in sorted(view.incoming.values(), key=lambda n: n.index):
+        if node.state is not NodeState.ACTIVE or view.health_of(node) is not Health.HEALTHY:
+            continue
+        if not view.serving(node):
+            if node.address is None:
+                waiting.append(f"{node.name} to get an address")
+                continue
+            steps.append(AddMember(node.name, node.address, target.member_port))
+        elif META_SERVING_SINCE not in node.metadata or parse_time(
+            node.metadata.get(META_DRAIN_SINCE)
+        ):
+            # Unstamped, or put back in service after a drain (a rollback).
+            steps.append(StampServing(node.id, node.name))
+
+    # 4. Canary gate: with an old release still serving, only the canary batch is built
+    #    until it has served, healthy, for the bake time.
+    canary = rollout.strategy == "canary" and deploying
+    bake_done = True
+    allowed_indexes = range(count)
+    if canary:
+        size = canary_size(rollout, count)
+        allowed_indexes = range(size)
+        batch = [view.incoming.get(i) for i in range(size)]
+        stamps = [
+            parse_time(n.metadata.get(META_SERVING_SINCE)) if n and view.serving(n) else None
+            for n in batch
+        ]
+        if all(stamp is not None for stamp in stamps):
+            bake_end = max(s for s in stamps if s is not None) + timedelta(
+                seconds=rollout.canary.bake
+            )
+            if now >= bake_end:
+                allowed_indexes = range(count)
+            else:
+                bake_done = False
+                waiting.append(f"the canary to bake until {bake_end.isoformat()}")
+                wake.append(bake_end)
+        else:
+            bake_done = False
+            waiting.append(f"the canary batch of {size} to serve")
+
+    surge, unavailable = surge_and_unavailable(rollout, count)
+
+    # 5. Drain outgoing members: unhealthy ones at once, healthy ones only as far as
+    #    the availability floor allows.
+    serving_ready = view.incoming_serving_healthy()
+    fully_serving = len(serving_ready) == count
+    unhealthy_out = [n for n in outgoing_serving if view.health_of(n) is Health.UNHEALTHY]
+    healthy_out = [n for n in outgoing_serving if view.health_of(n) is not Health.UNHEALTHY]
+    for node in unhealthy_out:
+        steps.append(DrainMember(node.id, node.name, "unhealthy"))
+    if rollout.strategy == "rolling":
+        available = len(serving_ready) + len(healthy_out)
+        drainable = max(0, available - (count - unavailable))
+    else:
+        drainable = len(healthy_out) if fully_serving and bake_done else 0
+    for node in sorted(healthy_out, key=_drain_order(target))[:drainable]:
+        steps.append(DrainMember(node.id, node.name, f"replaced by {target.release}"))
+    if healthy_out and drainable < len(healthy_out):
+        waiting.append(f"{len(healthy_out) - drainable} old member(s) to be replaced")
+
+    # 6. Drained members leave the pool once idle or after the drain timeout.
+    for node in view.outgoing:
+        draining = view.members.get(node.name)
+        if draining is None or draining.state is not MemberState.DRAINING:
+            continue
+        since = parse_time(node.metadata.get(META_DRAIN_SINCE))
+        if draining.active_connections == 0 or node.state is not NodeState.ACTIVE:
+            steps.append(RemoveMember(node.name, "drained"))
+        elif since is None:
+            steps.append(DrainMember(node.id, node.name, "drain start not recorded"))
+        elif now >= since + timedelta(seconds=rollout.drain_timeout):
+            steps.append(RemoveMember(node.name, "drain timeout"))
+        else:
+            waiting.append(f"{node.name} to drain")
+            wake.append(since + timedelta(seconds=rollout.drain_timeout))
+
+    # 7. Outgoing nodes out of the pool are deleted (standby nodes excepted).
+    deleted: set[str] = set()
+    for node in view.outgoing:
+        if node.name in view.members or node.name in view.standby:
+            continue
+        steps.append(DeleteNode(node.id, node.name, _delete_reason(node, target)))
+        deleted.add(node.name)
+
+    # 8. Build missing incoming nodes within the surge budget (nodes deleted above no
+    #    longer count; replacements of failed boots do not count either).
+    surge_limit = count + surge
+    counted = [
+        n
+        for n in view.nodes
+        if n.name not in view.standby
+        and n.state is not NodeState.ERROR
+        and n.name not in deleted
+    ]
+    budget = max(0, surge_limit - len(counted))
+    missing = [i for i in allowed_indexes if i not in view.incoming]
+    for index in missing[:budget]:
+        name = node_name(target.app, target.release, index)
+        if name in view.deleting:
+            waiting.append(f"the old {name} to finish deleting")
+            continue
+        steps.append(CreateNode(name, index, 0))
+    if len(missing) > budget:
+        waiting.append(f"room to build {len(missing) - budget} more node(s)")
+
+    if steps:
+        return Plan(Phase.PROGRESSING, tuple(steps), tuple(waiting))
+    if fully_serving and not waiting and _all_stamped(view):
+        return Plan(Phase.CONVERGED)
+    return Plan(
+        Phase.WAITING,
+        waiting_for=tuple(waiting) or ("the cloud to settle",),
+        wake_at=min(wake) if wake else None,
+    )
+
+
+def _drain_order(target: Target) -> Callable[[Node], tuple[int, str, int]]:
+    """Drain surplus of the target release first, then the oldest releases, high index first."""
+
+    def key(node: Node) -> tuple[int, str, int]:
+        return (0 if node.release == target.release else 1, node.release, -node.index)
+
+    return key
+
+
+def _delete_reason(node: Node, target: Target) -> str:
+    if node.state is NodeState.ERROR:
+        return "failed to boot"
+    if node.release == target.release:
+        return "superseded" if node.index < target.count else "scaled down"
+    return f"replaced by {target.release}"
+
+
+def _all_stamped(view: _View) -> bool:
+    return all(
+        META_SERVING_SINCE in n.metadata and not parse_time(n.metadata.get(META_DRAIN_SINCE))
+        for n in view.incoming.values()
+    )

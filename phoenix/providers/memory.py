@@ -1,0 +1,1102 @@
+"""An in-memory cloud that behaves like a real one, failures included.
+
+Why it exists: the engine must be tested against a cloud that boots servers slowly,
+loses responses, runs out of quota and loses whole regions, and those tests must run in
+milliseconds and reproduce exactly. So this cloud ships in the package (like httpx's
+``MockTransport``) and serves as the fake for every engine test, for dry runs and for
+benchmarks. It follows every rule of ``phoenix.providers.base`` (the contract suite in
+``tests/contract`` runs against it like against any other provider).
+
+How it stays honest without threads:
+
+* Time comes from a ``Clock``. A server is BUILD until ``boot_seconds`` (plus
+  ``Faults.slow_boot_seconds``) have passed *by that clock*, then ACTIVE or ERROR; a
+  deleted server is DELETING for ``delete_seconds``, then gone. Transitions are computed
+  lazily whenever a call looks at the region, so a ``FakeClock`` makes boot instant.
+* Failures come from ``Faults``, drawn from a ``random.Random(seed)``, so a failing run
+  replays exactly. ``api_error_rate`` fails a call *before* it acts; ``lost_response_rate``
+  fails a mutating call *after* it acted, which is what proves the engine idempotent.
+* One ``RLock`` guards everything: calls may come from the executor's worker threads.
+* With a ``state_file`` the cloud lives in a JSON file, re-read when another process
+  changed it and written atomically (tmp + ``os.replace``) under an ``fcntl`` lock file,
+  so ``phoenix deploy`` and a later ``phoenix status`` see the same cloud.
+
+``calls`` counts every Protocol call (failed ones too) by ``"<part>.<method>"``, so tests
+and benchmarks can assert how much API traffic a deploy costs. The inspection helpers
+(``servers``, ``members``, ``user_data``) are not counted and inject no faults.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import contextlib
+import fcntl
+import json
+import os
+import random
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+from phoenix import errors
+from phoenix.clock import FakeClock
+from phoenix.model import (
+    TAG_APP,
+    TAG_ATTEMPT,
+    TAG_INDEX,
+    TAG_RELEASE,
+    DnsRecord,
+    Flavor,
+    Health,
+    Image,
+    Member,
+    MemberState,
+    Node,
+    NodeHealth,
+    NodeRequest,
+    NodeState,
+    Quota,
+)
+from phoenix.providers.base import Clock, ImageQuery, Provider
+
+__all__ = [
+    "DEFAULT_STATE_FILE",
+    "Faults",
+    "MemoryCloud",
+    "open_memory_provider",
+]
+
+DEFAULT_STATE_FILE = Path(".phoenix") / "memory-cloud.json"
+_STATE_VERSION = 1
+_DEFAULT_IMAGE = Image(id="img-golden", name="golden", created_at=datetime(2026, 1, 1, tzinfo=UTC))
+_DEFAULT_FLAVOR = Flavor(id="flv-m1.small", name="m1.small", vcpus=1, ram_mb=512)
+BOOT_FAILED = "boot failed"
+
+
+@dataclass
+class Faults:
+    """What goes wrong, and how often. Mutable: tests flip faults mid-run."""
+
+    api_error_rate: float = 0.0
+    """Fraction of calls that raise ``Transient`` before doing anything."""
+    lost_response_rate: float = 0.0
+    """Fraction of mutating calls that make the change, then raise ``Transient``."""
+    boot_fail_images: set[str] = field(default_factory=set)
+    """Image ids whose servers go to ERROR instead of ACTIVE."""
+    boot_fail_names: set[str] = field(default_factory=set)
+    """Server names that go to ERROR instead of ACTIVE."""
+    boot_fail_rate: float = 0.0
+    """Fraction of new servers that go to ERROR (drawn when the server is created)."""
+    slow_boot_seconds: float = 0.0
+    """Added to the boot time of servers created from now on."""
+    unhealthy_images: set[str] = field(default_factory=set)
+    """Image ids whose ACTIVE servers never pass health."""
+    unhealthy_nodes: set[str] = field(default_factory=set)
+    """Server names currently failing health (add/remove to flap a node)."""
+    down_regions: set[str] = field(default_factory=set)
+    """Regions where every call raises ``RegionUnavailable``."""
+    retry_after: float | None = None
+    """Retry-After hint carried by injected ``Transient`` errors."""
+
+
+@dataclass
+class _Server:
+    """A server as the cloud stores it (mutable; ``Node`` is the frozen view)."""
+
+    id: str
+    name: str
+    region: str
+    image_id: str
+    flavor_id: str
+    vcpus: int
+    ram_mb: int
+    address: str
+    created_at: datetime
+    ready_at: datetime
+    metadata: dict[str, str]
+    user_data: str = ""
+    state: NodeState = NodeState.BUILD
+    fault: str | None = None
+    boot_fail: bool = False
+    deleted_at: datetime | None = None
+
+    def to_node(self) -> Node:
+        return Node(
+            id=self.id,
+            name=self.name,
+            region=self.region,
+            app=self.metadata.get(TAG_APP, ""),
+            release=self.metadata.get(TAG_RELEASE, ""),
+            index=_int_tag(self.metadata.get(TAG_INDEX)),
+            state=self.state,
+            created_at=self.created_at,
+            address=self.address,
+            attempt=_int_tag(self.metadata.get(TAG_ATTEMPT)),
+            fault=self.fault,
+            metadata=dict(self.metadata),
+        )
+
+
+@dataclass(frozen=True)
+class _Usage:
+    instances: int
+    vcpus: int
+    ram_mb: int
+
+
+@dataclass
+class _Limits:
+    instances: int | None = None
+    vcpus: int | None = None
+    ram_mb: int | None = None
+
+
+@dataclass
+class _State:
+    """Everything a state file persists (faults, counters and config are per process)."""
+
+    next_server: int = 1
+    region_numbers: dict[str, int] = field(default_factory=dict)
+    address_counters: dict[str, int] = field(default_factory=dict)
+    servers: dict[str, dict[str, _Server]] = field(default_factory=dict)  # region -> id ->
+    pools: dict[str, dict[str, dict[str, Member]]] = field(default_factory=dict)
+    images: dict[str, Image] = field(default_factory=dict)
+    image_regions: dict[str, set[str]] = field(default_factory=dict)
+    flavors: dict[str, Flavor] = field(default_factory=dict)
+    limits: dict[str, _Limits] = field(default_factory=dict)
+    dns: dict[tuple[str, str], DnsRecord] = field(default_factory=dict)
+    objects: dict[str, bytes] = field(default_factory=dict)
+    # Not persisted: ids of BUILD/DELETING servers, so transitions cost O(pending).
+    pending: dict[str, set[str]] = field(default_factory=dict)
+
+    def add_region(self, region: str) -> bool:
+        """Give a new region its stable address number; True when it was new."""
+        if region in self.region_numbers:
+            return False
+        self.region_numbers[region] = max(self.region_numbers.values(), default=0) + 1
+        self.address_counters.setdefault(region, 0)
+        self.servers.setdefault(region, {})
+        self.pools.setdefault(region, {})
+        self.limits.setdefault(region, _Limits())
+        return True
+
+
+class MemoryCloud:
+    """An OpenStack-ish cloud in memory: servers, images, flavors, quota, LB, DNS, store.
+
+    ``clock`` defaults to a fresh ``FakeClock`` (exposed as ``self.clock``): give the
+    engine under test the same clock so its waits advance the cloud's boot times.
+    """
+
+    delete_seconds: float = 0.5
+    """How long a deleted server stays DELETING before it disappears."""
+
+    def __init__(
+        self,
+        regions: Sequence[str] = ("region-a", "region-b"),
+        *,
+        clock: Clock | None = None,
+        boot_seconds: float = 1.0,
+        faults: Faults | None = None,
+        seed: int = 0,
+        state_file: Path | None = None,
+    ) -> None:
+        self.clock: Clock = clock if clock is not None else FakeClock()
+        self.boot_seconds = boot_seconds
+        self.faults = faults if faults is not None else Faults()
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.state_file = Path(state_file) if state_file is not None else None
+        self._rng = random.Random(seed)
+        self._lock = threading.RLock()
+        self._state = _State()
+        self._dirty = False
+        self._file_signature: tuple[int, int, int] | None = None
+        self._file_depth = 0  # the file lock is taken once per outermost operation
+        with self._lock, self._persisted():
+            for region in regions:
+                if self._state.add_region(region):
+                    self._dirty = True
+
+    # --- setup and inspection (not counted, no faults) --------------------------------
+
+    def add_image(self, image: Image, regions: Sequence[str] | None = None) -> None:
+        """Make an image visible in ``regions`` (default: all); replaces one with its id."""
+        with self._lock, self._persisted():
+            targets = list(self._state.region_numbers) if regions is None else list(regions)
+            for region in targets:
+                self._known_region(region)
+            self._state.images[image.id] = image
+            self._state.image_regions.setdefault(image.id, set()).update(targets)
+            self._dirty = True
+
+    def add_flavor(self, flavor: Flavor) -> None:
+        """Make a flavor available in every region; replaces one with the same id."""
+        with self._lock, self._persisted():
+            self._state.flavors[flavor.id] = flavor
+            self._dirty = True
+
+    def set_quota(
+        self,
+        region: str,
+        *,
+        instances: int | None = None,
+        vcpus: int | None = None,
+        ram_mb: int | None = None,
+    ) -> None:
+        """Set the region's total limits (not headroom); each call sets all three,
+        ``None`` meaning unlimited."""
+        with self._lock, self._persisted():
+            self._known_region(region)
+            self._state.limits[region] = _Limits(instances, vcpus, ram_mb)
+            self._dirty = True
+
+    def provider(self) -> Provider:
+        """This cloud assembled as a ``Provider`` named ``memory``."""
+        return Provider(
+            name="memory",
+            compute=_MemoryCompute(self),
+            load_balancer=_MemoryLoadBalancer(self),
+            store=_MemoryStore(self),
+            dns=_MemoryDns(self),
+            health_source=_MemoryHealth(self),
+        )
+
+    def servers(self, region: str) -> list[Node]:
+        """Every server in the region regardless of tags (inspection; not counted)."""
+        with self._lock, self._persisted():
+            self._known_region(region)
+            self._advance(region)
+            return [s.to_node() for s in self._state.servers[region].values()]
+
+    def members(self, region: str, pool: str) -> list[Member]:
+        """The pool's members (inspection; not counted)."""
+        with self._lock, self._persisted():
+            self._known_region(region)
+            return list(self._state.pools[region].get(pool, {}).values())
+
+    def user_data(self, region: str, node_id: str) -> str:
+        """The user data a server was created with (inspection; not counted)."""
+        with self._lock, self._persisted():
+            self._known_region(region)
+            server = self._state.servers[region].get(node_id)
+            if server is None:
+                raise errors.NotFound(f"no server {node_id!r} in {region}", region=region)
+            return server.user_data
+
+    def total_calls(self) -> int:
+        """All Protocol calls made so far, failed ones included."""
+        with self._lock:
+            return sum(self.calls.values())
+
+    # --- the call path every Protocol method takes -----------------------------------
+
+    @contextlib.contextmanager
+    def _call(self, name: str, region: str | None, *, mutating: bool = False) -> Iterator[_State]:
+        """Count the call, inject faults, advance the region, persist; yield the state."""
+        with self._lock:
+            self.calls[name] += 1
+            with self._persisted():
+                if region is not None:
+                    self._known_region(region)
+                    if region in self.faults.down_regions:
+                        raise errors.RegionUnavailable(
+                            f"{name}: region {region} is unavailable (simulated outage)",
+                            region=region,
+                        )
+                if self._chance(self.faults.api_error_rate):
+                    raise errors.Transient(
+                        f"{name}: HTTP 503 from the API (simulated); retry",
+                        region=region,
+                        retry_after=self.faults.retry_after,
+                    )
+                if region is not None:
+                    self._advance(region)
+                yield self._state
+            if mutating and self._chance(self.faults.lost_response_rate):
+                raise errors.Transient(
+                    f"{name}: the response was lost (simulated; the change was made); retry",
+                    region=region,
+                    retry_after=self.faults.retry_after,
+                )
+
+    def _chance(self, rate: float) -> bool:
+        # Draw only when the fault is on, so enabling one fault does not reshuffle others.
+        return rate > 0 and self._rng.random() < rate
+
+    def _known_region(self, region: str) -> None:
+        if region not in self._state.region_numbers:
+            known = ", ".join(self._state.region_numbers) or "none"
+            raise errors.UnknownResource(
+                f"region {region!r} does not exist in the memory cloud (regions: {known});"
+                " fix the spec's regions"
+            )
+
+    def _advance(self, region: str) -> None:
+        """Apply every transition the clock says has happened (BUILD->..., DELETING->gone)."""
+        pending = self._state.pending.get(region)
+        if not pending:
+            return
+        now = self.clock.now()
+        servers = self._state.servers[region]
+        for server_id in list(pending):
+            server = servers.get(server_id)
+            if server is None:
+                pending.discard(server_id)
+            elif server.state is NodeState.BUILD and now >= server.ready_at:
+                failed = (
+                    server.boot_fail
+                    or server.image_id in self.faults.boot_fail_images
+                    or server.name in self.faults.boot_fail_names
+                )
+                server.state = NodeState.ERROR if failed else NodeState.ACTIVE
+                server.fault = BOOT_FAILED if failed else None
+                pending.discard(server_id)
+                self._dirty = True
+            elif (
+                server.state is NodeState.DELETING
+                and server.deleted_at is not None
+                and now >= server.deleted_at + timedelta(seconds=self.delete_seconds)
+            ):
+                del servers[server_id]
+                pending.discard(server_id)
+                self._dirty = True
+
+    def _new_server_id(self) -> str:
+        number = self._state.next_server
+        self._state.next_server += 1
+        return f"srv-{number:06d}"
+
+    def _new_address(self, region: str) -> str:
+        n = self._state.address_counters.get(region, 0)
+        self._state.address_counters[region] = n + 1
+        return f"127.{self._state.region_numbers[region]}.{(n // 254) % 256}.{n % 254 + 1}"
+
+    # --- persistence ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _persisted(self) -> Iterator[None]:
+        """Under the file lock: reload if another process wrote, save if we changed."""
+        if self.state_file is None or self._file_depth:
+            try:
+                yield
+            finally:
+                if self.state_file is None:
+                    self._dirty = False
+            return
+        path = self.state_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "a") as lock_file:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+            self._file_depth += 1
+            try:
+                self._reload_if_changed(path)
+                try:
+                    yield
+                finally:
+                    if self._dirty:
+                        self._save(path)
+                        self._dirty = False
+            finally:
+                self._file_depth -= 1
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+    def _reload_if_changed(self, path: Path) -> None:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return
+        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if signature == self._file_signature:
+            return
+        try:
+            loaded = _state_from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise errors.InputError(
+                f"{path}: not a valid memory-cloud state file ({exc});"
+                " delete it to start with an empty cloud"
+            ) from exc
+        # Regions this process knows but the file does not (yet) keep their place.
+        for region in self._state.region_numbers:
+            if loaded.add_region(region):
+                self._dirty = True
+        self._state = loaded
+        self._file_signature = signature
+
+    def _save(self, path: Path) -> None:
+        text = json.dumps(_state_to_json(self._state), indent=1, sort_keys=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        st = path.stat()
+        self._file_signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+# --- the Protocol facades ---------------------------------------------------------------
+
+
+class _MemoryCompute:
+    """``Compute`` over a ``MemoryCloud``."""
+
+    def __init__(self, cloud: MemoryCloud) -> None:
+        self._cloud = cloud
+
+    def list_nodes(self, region: str, app: str) -> list[Node]:
+        with self._cloud._call("compute.list_nodes", region) as state:
+            return [
+                s.to_node()
+                for s in state.servers[region].values()
+                if s.metadata.get(TAG_APP) == app
+            ]
+
+    def create_node(self, region: str, request: NodeRequest) -> Node:
+        cloud = self._cloud
+        with cloud._call("compute.create_node", region, mutating=True) as state:
+            servers = state.servers[region]
+            app = request.metadata.get(TAG_APP)
+            for existing in servers.values():
+                if (
+                    existing.name == request.name
+                    and existing.metadata.get(TAG_APP) == app
+                    and existing.state is not NodeState.DELETING
+                ):
+                    return existing.to_node()
+            if region not in state.image_regions.get(request.image_id, set()):
+                raise errors.UnknownResource(
+                    f"image {request.image_id!r} not found in {region};"
+                    " check the spec's image or upload the image to that region"
+                )
+            flavor = _lookup_flavor(state, region, request.flavor)
+            _check_quota(state, region, flavor)
+            now = cloud.clock.now()
+            boot = cloud.boot_seconds + cloud.faults.slow_boot_seconds
+            server = _Server(
+                id=cloud._new_server_id(),
+                name=request.name,
+                region=region,
+                image_id=request.image_id,
+                flavor_id=flavor.id,
+                vcpus=flavor.vcpus,
+                ram_mb=flavor.ram_mb,
+                address=cloud._new_address(region),
+                created_at=now,
+                ready_at=now + timedelta(seconds=max(0.0, boot)),
+                metadata=dict(request.metadata),
+                user_data=request.user_data,
+                boot_fail=cloud._chance(cloud.faults.boot_fail_rate),
+            )
+            servers[server.id] = server
+            state.pending.setdefault(region, set()).add(server.id)
+            cloud._dirty = True
+            cloud._advance(region)  # a zero boot time means ACTIVE at once
+            return server.to_node()
+
+    def delete_node(self, region: str, node_id: str) -> None:
+        cloud = self._cloud
+        with cloud._call("compute.delete_node", region, mutating=True) as state:
+            server = state.servers[region].get(node_id)
+            if server is None or server.state is NodeState.DELETING:
+                return
+            server.state = NodeState.DELETING
+            server.deleted_at = cloud.clock.now()
+            state.pending.setdefault(region, set()).add(server.id)
+            cloud._dirty = True
+            cloud._advance(region)
+
+    def set_metadata(self, region: str, node_id: str, metadata: Mapping[str, str]) -> None:
+        cloud = self._cloud
+        with cloud._call("compute.set_metadata", region, mutating=True) as state:
+            server = state.servers[region].get(node_id)
+            if server is None:
+                raise errors.NotFound(f"no server {node_id!r} in {region}", region=region)
+            server.metadata.update(metadata)
+            cloud._dirty = True
+
+    def find_images(self, region: str, query: ImageQuery) -> list[Image]:
+        with self._cloud._call("compute.find_images", region) as state:
+            return [
+                image
+                for image in state.images.values()
+                if region in state.image_regions.get(image.id, set())
+                and (query.id is None or image.id == query.id)
+                and (query.name is None or image.name == query.name)
+                and all(image.properties.get(k) == v for k, v in query.properties.items())
+            ]
+
+    def get_flavor(self, region: str, name: str) -> Flavor:
+        with self._cloud._call("compute.get_flavor", region) as state:
+            return _lookup_flavor(state, region, name)
+
+    def quota(self, region: str) -> Quota:
+        with self._cloud._call("compute.quota", region) as state:
+            used = _usage(state, region)
+            limits = state.limits[region]
+
+            def headroom(limit: int | None, in_use: int) -> int | None:
+                return None if limit is None else max(0, limit - in_use)
+
+            return Quota(
+                instances=headroom(limits.instances, used.instances),
+                vcpus=headroom(limits.vcpus, used.vcpus),
+                ram_mb=headroom(limits.ram_mb, used.ram_mb),
+            )
+
+
+class _MemoryLoadBalancer:
+    """``LoadBalancer`` over a ``MemoryCloud``; pools appear on first use."""
+
+    def __init__(self, cloud: MemoryCloud) -> None:
+        self._cloud = cloud
+
+    def list_members(self, region: str, pool: str) -> list[Member]:
+        with self._cloud._call("lb.list_members", region) as state:
+            return list(state.pools[region].get(pool, {}).values())
+
+    def add_member(self, region: str, pool: str, name: str, address: str, port: int) -> None:
+        with self._cloud._call("lb.add_member", region, mutating=True) as state:
+            members = state.pools[region].setdefault(pool, {})
+            members[name] = Member(
+                name=name,
+                address=address,
+                port=port,
+                state=MemberState.SERVING,
+                active_connections=0,
+            )
+            self._cloud._dirty = True
+
+    def drain_member(self, region: str, pool: str, name: str) -> None:
+        with self._cloud._call("lb.drain_member", region, mutating=True) as state:
+            members = state.pools[region].setdefault(pool, {})
+            member = members.get(name)
+            if member is None:
+                raise errors.NotFound(
+                    f"no member {name!r} in pool {pool!r} in {region}", region=region
+                )
+            members[name] = Member(
+                name=member.name,
+                address=member.address,
+                port=member.port,
+                state=MemberState.DRAINING,
+                active_connections=0,
+            )
+            self._cloud._dirty = True
+
+    def remove_member(self, region: str, pool: str, name: str) -> None:
+        with self._cloud._call("lb.remove_member", region, mutating=True) as state:
+            if state.pools[region].setdefault(pool, {}).pop(name, None) is not None:
+                self._cloud._dirty = True
+
+
+class _MemoryDns:
+    """``Dns`` over a ``MemoryCloud`` (global, like a DNS service)."""
+
+    def __init__(self, cloud: MemoryCloud) -> None:
+        self._cloud = cloud
+
+    def get_record(self, zone: str, name: str) -> DnsRecord | None:
+        with self._cloud._call("dns.get_record", None) as state:
+            return state.dns.get((zone, name))
+
+    def set_record(self, zone: str, name: str, values: tuple[str, ...], ttl: int) -> None:
+        with self._cloud._call("dns.set_record", None, mutating=True) as state:
+            state.dns[(zone, name)] = DnsRecord(zone=zone, name=name, values=tuple(values), ttl=ttl)
+            self._cloud._dirty = True
+
+
+class _MemoryStore:
+    """``Store`` over a ``MemoryCloud``; ``create_exclusive`` is atomic under the lock."""
+
+    def __init__(self, cloud: MemoryCloud) -> None:
+        self._cloud = cloud
+
+    def put(self, key: str, data: bytes) -> None:
+        with self._cloud._call("store.put", None, mutating=True) as state:
+            state.objects[key] = bytes(data)
+            self._cloud._dirty = True
+
+    def get(self, key: str) -> bytes | None:
+        with self._cloud._call("store.get", None) as state:
+            return state.objects.get(key)
+
+    def list(self, prefix: str) -> list[str]:
+        with self._cloud._call("store.list", None) as state:
+            return sorted(key for key in state.objects if key.startswith(prefix))
+
+    def delete(self, key: str) -> None:
+        with self._cloud._call("store.delete", None, mutating=True) as state:
+            if state.objects.pop(key, None) is not None:
+                self._cloud._dirty = True
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        with self._cloud._call("store.create_exclusive", None, mutating=True) as state:
+            if key in state.objects:
+                return False
+            state.objects[key] = bytes(data)
+            self._cloud._dirty = True
+            return True
+
+
+class _MemoryHealth:
+    """``HealthSource``: what an HTTP probe of the simulated app would conclude."""
+
+    def __init__(self, cloud: MemoryCloud) -> None:
+        self._cloud = cloud
+
+    def node_health(self, region: str, node: Node) -> NodeHealth:
+        faults = self._cloud.faults
+        with self._cloud._call("health.node_health", region) as state:
+            server = state.servers[region].get(node.id)
+            if server is None:
+                return NodeHealth(Health.UNHEALTHY, "server not found (simulated)")
+            if server.state is NodeState.BUILD:
+                return NodeHealth(Health.UNKNOWN, "server is still building")
+            if server.state is NodeState.DELETING:
+                return NodeHealth(Health.UNHEALTHY, "server is being deleted")
+            if server.state is NodeState.ERROR:
+                return NodeHealth(Health.UNHEALTHY, f"server in ERROR: {server.fault}")
+            if server.image_id in faults.unhealthy_images or server.name in faults.unhealthy_nodes:
+                return NodeHealth(Health.UNHEALTHY, "HTTP 503 (simulated)")
+            return NodeHealth(Health.HEALTHY, "HTTP 200 (simulated)")
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _int_tag(value: str | None) -> int:
+    """Decode an integer tag; servers not created by Phoenix read as 0."""
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def _lookup_flavor(state: _State, region: str, name_or_id: str) -> Flavor:
+    flavor = state.flavors.get(name_or_id)
+    if flavor is not None:
+        return flavor
+    for candidate in state.flavors.values():
+        if candidate.name == name_or_id:
+            return candidate
+    known = ", ".join(sorted(f.name for f in state.flavors.values())) or "none"
+    raise errors.UnknownResource(
+        f"flavor {name_or_id!r} not found in {region} (flavors: {known}); fix the spec's flavor"
+    )
+
+
+def _usage(state: _State, region: str) -> _Usage:
+    # Like Nova, every server counts until it is gone: BUILD, ERROR and DELETING too.
+    servers = state.servers[region].values()
+    return _Usage(
+        instances=len(servers),
+        vcpus=sum(s.vcpus for s in servers),
+        ram_mb=sum(s.ram_mb for s in servers),
+    )
+
+
+def _check_quota(state: _State, region: str, flavor: Flavor) -> None:
+    used = _usage(state, region)
+    limits = state.limits[region]
+    problems = []
+    for what, limit, in_use, wanted in (
+        ("instances", limits.instances, used.instances, 1),
+        ("vcpus", limits.vcpus, used.vcpus, flavor.vcpus),
+        ("ram_mb", limits.ram_mb, used.ram_mb, flavor.ram_mb),
+    ):
+        if limit is not None and in_use + wanted > limit:
+            problems.append(f"{what}: {in_use} in use + {wanted} requested > limit {limit}")
+    if problems:
+        raise errors.QuotaExceeded(
+            f"quota exceeded in {region}: {'; '.join(problems)};"
+            " delete unused servers or ask for a higher quota",
+            region=region,
+        )
+
+
+# --- state file (de)serialization ---------------------------------------------------------
+
+
+def _dt(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_dt(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _state_to_json(state: _State) -> dict[str, Any]:
+    return {
+        "version": _STATE_VERSION,
+        "next_server": state.next_server,
+        "region_numbers": state.region_numbers,
+        "address_counters": state.address_counters,
+        "servers": {
+            region: [
+                {
+                    "id": s.id,
+                    "name": s.name,
+                    "image_id": s.image_id,
+                    "flavor_id": s.flavor_id,
+                    "vcpus": s.vcpus,
+                    "ram_mb": s.ram_mb,
+                    "address": s.address,
+                    "created_at": _dt(s.created_at),
+                    "ready_at": _dt(s.ready_at),
+                    "metadata": s.metadata,
+                    "user_data": s.user_data,
+                    "state": s.state.value,
+                    "fault": s.fault,
+                    "boot_fail": s.boot_fail,
+                    "deleted_at": _dt(s.deleted_at),
+                }
+                for s in servers.values()
+            ]
+            for region, servers in state.servers.items()
+        },
+        "pools": {
+            region: {
+                pool: [
+                    {"name": m.name, "address": m.address, "port": m.port, "state": m.state.value}
+                    for m in members.values()
+                ]
+                for pool, members in pools.items()
+            }
+            for region, pools in state.pools.items()
+        },
+        "images": [
+            {
+                "id": i.id,
+                "name": i.name,
+                "created_at": _dt(i.created_at),
+                "properties": dict(i.properties),
+                "regions": sorted(state.image_regions.get(i.id, set())),
+            }
+            for i in state.images.values()
+        ],
+        "flavors": [
+            {"id": f.id, "name": f.name, "vcpus": f.vcpus, "ram_mb": f.ram_mb}
+            for f in state.flavors.values()
+        ],
+        "quotas": {
+            region: {"instances": q.instances, "vcpus": q.vcpus, "ram_mb": q.ram_mb}
+            for region, q in state.limits.items()
+        },
+        "dns": [
+            {"zone": r.zone, "name": r.name, "values": list(r.values), "ttl": r.ttl}
+            for r in state.dns.values()
+        ],
+        "objects": {k: base64.b64encode(v).decode("ascii") for k, v in state.objects.items()},
+    }
+
+
+def _state_from_json(data: Any) -> _State:
+    if not isinstance(data, dict) or data.get("version") != _STATE_VERSION:
+        raise ValueError(f"expected an object with version {_STATE_VERSION}")
+    state = _State(next_server=int(data["next_server"]))
+    for region, number in data["region_numbers"].items():
+        state.region_numbers[str(region)] = int(number)
+        state.servers[str(region)] = {}
+        state.pools[str(region)] = {}
+        state.limits[str(region)] = _Limits()
+    state.address_counters = {str(k): int(v) for k, v in data["address_counters"].items()}
+    for region, servers in data["servers"].items():
+        for s in servers:
+            created_at = _parse_dt(s["created_at"])
+            ready_at = _parse_dt(s["ready_at"])
+            if created_at is None or ready_at is None:
+                raise ValueError(f"server {s.get('id')!r} has no created_at/ready_at")
+            server = _Server(
+                id=str(s["id"]),
+                name=str(s["name"]),
+                region=str(region),
+                image_id=str(s["image_id"]),
+                flavor_id=str(s["flavor_id"]),
+                vcpus=int(s["vcpus"]),
+                ram_mb=int(s["ram_mb"]),
+                address=str(s["address"]),
+                created_at=created_at,
+                ready_at=ready_at,
+                metadata={str(k): str(v) for k, v in s["metadata"].items()},
+                user_data=str(s.get("user_data", "")),
+                state=NodeState(s["state"]),
+                fault=None if s.get("fault") is None else str(s["fault"]),
+                boot_fail=bool(s.get("boot_fail", False)),
+                deleted_at=_parse_dt(s.get("deleted_at")),
+            )
+            state.servers.setdefault(str(region), {})[server.id] = server
+            if server.state in (NodeState.BUILD, NodeState.DELETING):
+                state.pending.setdefault(server.region, set()).add(server.id)
+    for region, pools in data["pools"].items():
+        for pool, members in pools.items():
+            state.pools.setdefault(str(region), {})[str(pool)] = {
+                str(m["name"]): Member(
+                    name=str(m["name"]),
+                    address=str(m["address"]),
+                    port=int(m["port"]),
+                    state=MemberState(m["state"]),
+                    active_connections=0,
+                )
+                for m in members
+            }
+    for i in data["images"]:
+        image = Image(
+            id=str(i["id"]),
+            name=str(i["name"]),
+            created_at=_parse_dt(i.get("created_at")),
+            properties={str(k): str(v) for k, v in i.get("properties", {}).items()},
+        )
+        state.images[image.id] = image
+        state.image_regions[image.id] = {str(r) for r in i["regions"]}
+    for f in data["flavors"]:
+        flavor = Flavor(
+            id=str(f["id"]), name=str(f["name"]), vcpus=int(f["vcpus"]), ram_mb=int(f["ram_mb"])
+        )
+        state.flavors[flavor.id] = flavor
+    for region, q in data["quotas"].items():
+        state.limits[str(region)] = _Limits(
+            _opt_int(q.get("instances")), _opt_int(q.get("vcpus")), _opt_int(q.get("ram_mb"))
+        )
+    for r in data["dns"]:
+        record = DnsRecord(
+            zone=str(r["zone"]),
+            name=str(r["name"]),
+            values=tuple(str(v) for v in r["values"]),
+            ttl=int(r["ttl"]),
+        )
+        state.dns[(record.zone, record.name)] = record
+    state.objects = {
+        str(k): base64.b64decode(str(v), validate=True) for k, v in data["objects"].items()
+    }
+    return state
+
+
+# --- opening from a spec's provider.options ----------------------------------------------
+
+_OPTIONS = ("state_file", "boot_seconds", "seed", "images", "flavors", "quota", "faults")
+_FAULT_RATES = ("api_error_rate", "lost_response_rate", "boot_fail_rate")
+_FAULT_SETS = (
+    "boot_fail_images",
+    "boot_fail_names",
+    "unhealthy_images",
+    "unhealthy_nodes",
+    "down_regions",
+)
+_FAULT_SECONDS = ("slow_boot_seconds",)
+
+
+def open_memory_provider(
+    options: Mapping[str, Any], regions: Sequence[str], *, clock: Clock
+) -> Provider:
+    """The memory cloud as the CLI opens it, from the spec's ``provider.options``.
+
+    Options: ``state_file`` (default ``.phoenix/memory-cloud.json`` under the current
+    directory; ``null`` keeps the cloud in this process only), ``boot_seconds``, ``seed``,
+    ``images`` (``[{id?, name, properties?, created_at?}]``), ``flavors``
+    (``[{name, vcpus, ram_mb, id?}]``), ``quota`` (``{region: {instances, vcpus, ram_mb}}``)
+    and ``faults`` (the fields of ``Faults``). Without images, the image ``golden``
+    (id ``img-golden``) exists; without flavors, the flavor ``m1.small``.
+    Raises ``InputError`` naming the option when one is wrong.
+    """
+    cloud = _cloud_from_options(options, regions, clock=clock)
+    return cloud.provider()
+
+
+def _cloud_from_options(
+    options: Mapping[str, Any], regions: Sequence[str], *, clock: Clock
+) -> MemoryCloud:
+    if not isinstance(options, Mapping):
+        _bad("", "must be a mapping of option names to values")
+    for key in options:
+        if key not in _OPTIONS:
+            _bad(str(key), f"unknown option for the memory provider (known: {', '.join(_OPTIONS)})")
+
+    state_file: Path | None = Path.cwd() / DEFAULT_STATE_FILE
+    if "state_file" in options:
+        raw = options["state_file"]
+        if raw is None or raw == "":
+            state_file = None
+        elif isinstance(raw, str | os.PathLike):
+            state_file = Path.cwd() / Path(raw)
+        else:
+            _bad("state_file", f"expected a path, got {raw!r}")
+    boot_seconds = _number(options.get("boot_seconds", 1.0), "boot_seconds", minimum=0.0)
+    seed_raw = options.get("seed", 0)
+    if isinstance(seed_raw, bool) or not isinstance(seed_raw, int):
+        _bad("seed", f"expected an integer, got {seed_raw!r}")
+    faults = _faults(options.get("faults", {}), regions)
+    images = [_image(raw, f"images[{n}]") for n, raw in enumerate(_list(options, "images"))]
+    flavors = [_flavor(raw, f"flavors[{n}]") for n, raw in enumerate(_list(options, "flavors"))]
+    quotas = _quotas(options.get("quota", {}), regions)
+
+    cloud = MemoryCloud(
+        regions,
+        clock=clock,
+        boot_seconds=boot_seconds,
+        faults=faults,
+        seed=seed_raw,
+        state_file=state_file,
+    )
+    for image in images or [_DEFAULT_IMAGE]:
+        cloud.add_image(image)
+    for flavor in flavors or [_DEFAULT_FLAVOR]:
+        cloud.add_flavor(flavor)
+    for region, limits in quotas.items():
+        cloud.set_quota(
+            region, instances=limits.instances, vcpus=limits.vcpus, ram_mb=limits.ram_mb
+        )
+    return cloud
+
+
+def _bad(where: str, problem: str) -> NoReturn:
+    name = "provider.options" + (f".{where}" if where else "")
+    raise errors.InputError(f"{name}: {problem}")
+
+
+def _number(value: Any, where: str, *, minimum: float = 0.0, maximum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _bad(where, f"expected a number, got {value!r}")
+    number = float(value)
+    if number < minimum or (maximum is not None and number > maximum):
+        bounds = (
+            f"between {minimum:g} and {maximum:g}" if maximum is not None else f">= {minimum:g}"
+        )
+        _bad(where, f"must be {bounds}, got {value!r}")
+    return number
+
+
+def _int_or_none(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _bad(where, f"expected a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        _bad(where, f"expected a non-empty string, got {value!r}")
+    return str(value)
+
+
+def _mapping(value: Any, where: str, allowed: Sequence[str]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        _bad(where, f"expected a mapping, got {value!r}")
+    for key in value:
+        if key not in allowed:
+            _bad(f"{where}.{key}", f"unknown field (known: {', '.join(allowed)})")
+    return value
+
+
+def _list(options: Mapping[str, Any], where: str) -> list[Any]:
+    value = options.get(where, [])
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        _bad(where, f"expected a list, got {value!r}")
+    return list(value)
+
+
+def _image(raw: Any, where: str) -> Image:
+    item = _mapping(raw, where, ("id", "name", "properties", "created_at"))
+    if "name" not in item:
+        _bad(f"{where}.name", "missing; every image needs a name")
+    name = _text(item["name"], f"{where}.name")
+    image_id = _text(item.get("id", f"img-{name}"), f"{where}.id")
+    props_raw = item.get("properties") or {}
+    if not isinstance(props_raw, Mapping):
+        _bad(f"{where}.properties", f"expected a mapping, got {props_raw!r}")
+    properties: dict[str, str] = {}
+    for key, value in props_raw.items():
+        if isinstance(value, Mapping | list) or value is None:
+            _bad(f"{where}.properties.{key}", f"expected a scalar, got {value!r}")
+        properties[str(key)] = str(value)
+    created_raw = item.get("created_at")
+    created_at: datetime | None
+    if created_raw is None:
+        created_at = None
+    elif isinstance(created_raw, datetime):  # YAML parses timestamps itself
+        created_at = created_raw
+    else:
+        try:
+            created_at = datetime.fromisoformat(str(created_raw))
+        except ValueError:
+            _bad(f"{where}.created_at", f"expected an ISO 8601 time, got {created_raw!r}")
+    if created_at is not None and created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)
+    return Image(id=image_id, name=name, created_at=created_at, properties=properties)
+
+
+def _flavor(raw: Any, where: str) -> Flavor:
+    item = _mapping(raw, where, ("id", "name", "vcpus", "ram_mb"))
+    if "name" not in item:
+        _bad(f"{where}.name", "missing; every flavor needs a name")
+    name = _text(item["name"], f"{where}.name")
+    vcpus = _int_or_none(item.get("vcpus", 1), f"{where}.vcpus")
+    ram_mb = _int_or_none(item.get("ram_mb", 512), f"{where}.ram_mb")
+    return Flavor(
+        id=_text(item.get("id", f"flv-{name}"), f"{where}.id"),
+        name=name,
+        vcpus=1 if vcpus is None else vcpus,
+        ram_mb=512 if ram_mb is None else ram_mb,
+    )
+
+
+def _quotas(raw: Any, regions: Sequence[str]) -> dict[str, _Limits]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        _bad("quota", f"expected a mapping of region to limits, got {raw!r}")
+    quotas: dict[str, _Limits] = {}
+    for region, limits_raw in raw.items():
+        where = f"quota.{region}"
+        if region not in regions:
+            _bad(where, f"not one of the spec's regions ({', '.join(regions)})")
+        limits = _mapping(limits_raw, where, ("instances", "vcpus", "ram_mb"))
+        quotas[str(region)] = _Limits(
+            instances=_int_or_none(limits.get("instances"), f"{where}.instances"),
+            vcpus=_int_or_none(limits.get("vcpus"), f"{where}.vcpus"),
+            ram_mb=_int_or_none(limits.get("ram_mb"), f"{where}.ram_mb"),
+        )
+    return quotas
+
+
+def _faults(raw: Any, regions: Sequence[str]) -> Faults:
+    if raw is None:
+        return Faults()
+    allowed = (*_FAULT_RATES, *_FAULT_SETS, *_FAULT_SECONDS, "retry_after")
+    item = _mapping(raw, "faults", allowed)
+    faults = Faults()
+    for name in _FAULT_RATES:
+        if name in item:
+            rate = _number(item[name], f"faults.{name}", minimum=0.0, maximum=1.0)
+            setattr(faults, name, rate)
+    for name in _FAULT_SECONDS:
+        if name in item:
+            setattr(faults, name, _number(item[name], f"faults.{name}", minimum=0.0))
+    for name in _FAULT_SETS:
+        if name in item:
+            values = item[name] or []
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                _bad(f"faults.{name}", f"expected a list of strings, got {values!r}")
+            setattr(faults, name, set(values))
+    if item.get("retry_after") is not None:
+        faults.retry_after = _number(item["retry_after"], "faults.retry_after", minimum=0.0)
+    unknown = faults.down_regions - set(regions)
+    if unknown:
+        _bad("faults.down_regions", f"not among the spec's regions: {', '.join(sorted(unknown))}")
+    return faults

@@ -1,0 +1,200 @@
+"""Release records, deploy history and the deploy lock, kept in the provider's store.
+
+They live in the cloud (Swift, libcloud storage, a directory) rather than on the machine
+that ran the deploy, so that any machine can resume, roll back or show history. Secrets
+are never written: a record keeps the names of secret vars and the template sources, and
+a rollback re-reads the secret values from the spec's env/files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from phoenix.errors import LockHeld
+from phoenix.providers.base import Store
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """Everything needed to build a release's nodes again (minus secret values)."""
+
+    app: str
+    id: str
+    seq: int
+    digest: str
+    image_id: str
+    image_name: str
+    flavor: str
+    network: str | None
+    server: dict[str, Any]
+    template_name: str
+    templates: dict[str, str]
+    vars: dict[str, Any]
+    secret_names: list[str]
+    created_at: str
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ReleaseRecord:
+        return cls(**json.loads(data))
+
+
+@dataclass(frozen=True)
+class DeployRecord:
+    """One attempt of deploy/rollback/failover, as shown by ``phoenix history``."""
+
+    deploy_id: str
+    app: str
+    action: str
+    release: str
+    region: str
+    strategy: str
+    started_at: str
+    finished_at: str
+    outcome: str  # succeeded | rolled-back | failed | interrupted
+    previous_release: str | None = None
+    reason: str | None = None
+    steps: int = 0
+    provider_calls: int | None = None
+    events: list[str] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> DeployRecord:
+        return cls(**json.loads(data))
+
+
+class Records:
+    """Typed access to one app's objects in the store."""
+
+    def __init__(self, store: Store, app: str) -> None:
+        self.store = store
+        self.app = app
+
+    def _release_key(self, release: str) -> str:
+        return f"apps/{self.app}/releases/{release}.json"
+
+    def save_release(self, record: ReleaseRecord) -> None:
+        self.store.put(self._release_key(record.id), record.to_json())
+
+    def release(self, release: str) -> ReleaseRecord | None:
+        data = self.store.get(self._release_key(release))
+        return ReleaseRecord.from_json(data) if data is not None else None
+
+    def releases(self) -> list[ReleaseRecord]:
+        found = []
+        for key in self.store.list(f"apps/{self.app}/releases/"):
+            data = self.store.get(key)
+            if data is not None:
+                found.append(ReleaseRecord.from_json(data))
+        return sorted(found, key=lambda r: r.seq)
+
+    def save_deploy(self, record: DeployRecord) -> None:
+        key = f"apps/{self.app}/deploys/{record.started_at}-{record.deploy_id}.json"
+        self.store.put(key, record.to_json())
+
+    def deploys(self) -> list[DeployRecord]:
+        found = []
+        for key in self.store.list(f"apps/{self.app}/deploys/"):
+            data = self.store.get(key)
+            if data is not None:
+                found.append(DeployRecord.from_json(data))
+        return sorted(found, key=lambda r: r.started_at)
+
+    def last_good_release(self, *, excluding: str | None = None) -> str | None:
+        """The release of the newest deploy that succeeded, other than ``excluding``."""
+        for record in reversed(self.deploys()):
+            if record.outcome == "succeeded" and record.release != excluding:
+                return record.release
+        return None
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    owner: str
+    host: str
+    pid: int
+    deploy_id: str
+    expires_at: str
+
+
+class DeployLock:
+    """A lease on the app in the store; renewed while the deploy loops.
+
+    A lease held by a dead process on this host is taken over at once (so ``kill -9``
+    then rerun works); one held elsewhere is taken over after it expires.
+    """
+
+    def __init__(self, store: Store, app: str, deploy_id: str, ttl: float = 120.0) -> None:
+        self.store = store
+        self.app = app
+        self.key = f"apps/{app}/lock"
+        self.deploy_id = deploy_id
+        self.ttl = ttl
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+
+    def _info(self, now: datetime) -> bytes:
+        info = LockInfo(
+            owner=f"{self.deploy_id}@{self.host}:{self.pid}",
+            host=self.host,
+            pid=self.pid,
+            deploy_id=self.deploy_id,
+            expires_at=(now + timedelta(seconds=self.ttl)).isoformat(),
+        )
+        return json.dumps(asdict(info)).encode()
+
+    def acquire(self, now: datetime) -> None:
+        for _ in range(3):
+            if self.store.create_exclusive(self.key, self._info(now)):
+                return
+            held = self.holder()
+            if held is None:
+                continue
+            if held.deploy_id == self.deploy_id or self._stale(held, now):
+                self.store.delete(self.key)
+                continue
+            raise LockHeld(self.app, held.owner, held.expires_at)
+        held = self.holder()
+        raise LockHeld(self.app, held.owner if held else "?", held.expires_at if held else "?")
+
+    def renew(self, now: datetime) -> None:
+        self.store.put(self.key, self._info(now))
+
+    def release(self) -> None:
+        held = self.holder()
+        if held is None or held.deploy_id == self.deploy_id:
+            self.store.delete(self.key)
+
+    def holder(self) -> LockInfo | None:
+        data = self.store.get(self.key)
+        if data is None:
+            return None
+        try:
+            return LockInfo(**json.loads(data))
+        except (ValueError, TypeError):
+            return None
+
+    def _stale(self, held: LockInfo, now: datetime) -> bool:
+        if datetime.fromisoformat(held.expires_at) <= now:
+            return True
+        return held.host == self.host and held.pid != self.pid and not _alive(held.pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

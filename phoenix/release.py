@@ -1,0 +1,225 @@
+"""Resolve what a release is: image, flavor, rendered user-data, and its deterministic id.
+
+A release id is ``r{sequence}-{digest}``. The digest covers everything that defines the
+servers (image id, flavor, network, server settings, user-data rendered with placeholder
+identity), so the same spec always maps to the same release and a rerun after a crash
+adopts the nodes it already built instead of starting a new release.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, meta
+
+from phoenix.errors import InputError, TemplateError, UnknownResource
+from phoenix.model import (
+    TAG_APP,
+    TAG_ATTEMPT,
+    TAG_DEPLOY_ID,
+    TAG_INDEX,
+    TAG_RELEASE,
+    TAG_SPEC_DIGEST,
+    Flavor,
+    Image,
+    NodeRequest,
+)
+from phoenix.providers.base import ImageQuery, Provider
+from phoenix.records import ReleaseRecord
+from phoenix.render import RenderContext, render_user_data
+from phoenix.spec import Spec
+from phoenix.steps import CreateNode
+
+PLACEHOLDER_RELEASE = "RELEASE"
+PLACEHOLDER_REGION = "REGION"
+
+
+@dataclass(frozen=True)
+class Release:
+    """A resolved release: its record plus where to render user-data from."""
+
+    record: ReleaseRecord
+    template_dir: Path
+    vars: Mapping[str, Any]  # secrets included; never persisted
+    flavor: Flavor | None = None
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    def user_data(self, index: int, region: str) -> str:
+        context = RenderContext(
+            app=self.record.app, release=self.id, region=region, index=index, vars=self.vars
+        )
+        return render_user_data(self.template_dir / self.record.template_name, context)
+
+    def node_request(
+        self, step: CreateNode, *, region: str, spec_digest: str, deploy_id: str
+    ) -> NodeRequest:
+        server = self.record.server
+        return NodeRequest(
+            name=step.name,
+            image_id=self.record.image_id,
+            flavor=self.record.flavor,
+            network=self.record.network,
+            user_data=self.user_data(step.index, region),
+            metadata={
+                TAG_APP: self.record.app,
+                TAG_RELEASE: self.id,
+                TAG_INDEX: str(step.index),
+                TAG_ATTEMPT: str(step.attempt),
+                TAG_SPEC_DIGEST: spec_digest,
+                TAG_DEPLOY_ID: deploy_id,
+            },
+            key_name=server.get("key_name"),
+            security_groups=tuple(server.get("security_groups") or ()),
+            availability_zone=server.get("availability_zone"),
+            server_group=server.get("server_group"),
+        )
+
+
+def spec_digest(spec: Spec) -> str:
+    """A short digest of the whole spec, tagged on servers for `status` to compare."""
+    text = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def choose_image(images: list[Image], spec: Spec, region: str, now: datetime) -> Image:
+    """The newest matching image, refusing one older than ``image.max_age``."""
+    wanted = spec.image.id or spec.image.name or spec.image.properties
+    if not images:
+        raise UnknownResource(
+            f"image: no image matches {wanted!r} in region {region}; check the name, id or"
+            " properties under image: in the spec, or upload the golden image"
+        )
+    newest = max(images, key=lambda i: (i.created_at is not None, i.created_at or now))
+    if spec.image.max_age is not None and newest.created_at is not None:
+        age = (now - newest.created_at).total_seconds()
+        if age > spec.image.max_age:
+            raise InputError(
+                f"image: the newest image matching {wanted!r} ({newest.name}, {newest.id}) is"
+                f" {age / 86400:.1f} days old, older than image.max_age"
+                f" ({spec.image.max_age / 86400:.1f} days); bake a fresh golden image"
+            )
+    return newest
+
+
+def template_sources(template_path: Path) -> dict[str, str]:
+    """The template and every template it includes/imports, by name relative to its dir."""
+    directory = template_path.parent
+    env = Environment()
+    sources: dict[str, str] = {}
+    pending = [template_path.name]
+    while pending:
+        name = pending.pop()
+        if name in sources:
+            continue
+        path = directory / name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TemplateError(f"cannot read: {exc}", template=str(path)) from exc
+        sources[name] = text
+        try:
+            referenced = meta.find_referenced_templates(env.parse(text))
+        except Exception:  # syntax errors are reported (with lines) by render
+            referenced = iter(())
+        pending.extend(ref for ref in referenced if isinstance(ref, str))
+    return sources
+
+
+def _digest(parts: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def resolve_release(
+    spec: Spec,
+    provider: Provider,
+    *,
+    region: str,
+    now: datetime,
+    known: list[ReleaseRecord],
+    observed_releases: set[str],
+) -> Release:
+    """Turn the spec into a Release: look up image and flavor, render, digest, name it."""
+    query = ImageQuery(
+        id=spec.image.id, name=spec.image.name, properties=spec.image.properties or {}
+    )
+    image = choose_image(provider.compute.find_images(region, query), spec, region, now)
+    flavor = provider.compute.get_flavor(region, spec.flavor)
+    template_path = spec.template_path
+    sample = render_user_data(
+        template_path,
+        RenderContext(
+            app=spec.app,
+            release=PLACEHOLDER_RELEASE,
+            region=PLACEHOLDER_REGION,
+            index=0,
+            vars=spec.resolved_vars,
+        ),
+    )
+    server = spec.server.model_dump(mode="json")
+    digest = _digest(
+        {
+            "image": image.id,
+            "flavor": flavor.id,
+            "network": spec.network,
+            "server": server,
+            "user_data": hashlib.sha256(sample.encode()).hexdigest(),
+        }
+    )
+    existing = next((r for r in reversed(known) if r.digest == digest), None)
+    if existing is not None:
+        release_id, seq = existing.id, existing.seq
+    else:
+        seqs = [r.seq for r in known] + [_seq_of(r) for r in observed_releases]
+        seq = max(seqs, default=0) + 1
+        release_id = f"r{seq}-{digest}"
+    secret_names = sorted(spec.secret_names)
+    record = ReleaseRecord(
+        app=spec.app,
+        id=release_id,
+        seq=seq,
+        digest=digest,
+        image_id=image.id,
+        image_name=image.name,
+        flavor=flavor.name,
+        network=spec.network,
+        server=server,
+        template_name=template_path.name,
+        templates=template_sources(template_path),
+        vars={k: v for k, v in spec.resolved_vars.items() if k not in spec.secret_names},
+        secret_names=secret_names,
+        created_at=existing.created_at if existing else now.isoformat(),
+    )
+    return Release(record, template_path.parent, spec.resolved_vars, flavor)
+
+
+def release_from_record(record: ReleaseRecord, spec: Spec) -> Release:
+    """Rebuild a past release (for rollback) from its record and today's secret values."""
+    missing = [name for name in record.secret_names if name not in spec.resolved_vars]
+    if missing:
+        raise InputError(
+            f"release {record.id} needs secret var(s) {', '.join(missing)}, which the spec no"
+            " longer defines; add them under vars: to roll back to it"
+        )
+    values = dict(record.vars)
+    values.update({name: spec.resolved_vars[name] for name in record.secret_names})
+    directory = Path(tempfile.mkdtemp(prefix=f"phoenix-{record.id}-"))
+    for name, text in record.templates.items():
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    return Release(record, directory, values)
+
+
+def _seq_of(release_id: str) -> int:
+    head = release_id.split("-", 1)[0]
+    return int(head[1:]) if head.startswith("r") and head[1:].isdigit() else 0

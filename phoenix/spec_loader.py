@@ -1,0 +1,458 @@
+"""Load ``phoenix.yaml`` into a :class:`~phoenix.spec.Spec`, reporting every problem by line.
+
+A deploy spec is edited by hand and read in CI, where the only feedback is a log. So one
+run reports *all* the problems in the file, each as ``file:line: field: message`` that an
+editor can jump to, instead of a pydantic traceback or the first error only.
+
+Pydantic knows field paths but not lines, so the document is composed into YAML nodes
+first and a map from key path to line is built from the node marks; every validation
+error is placed at the line of the deepest part of its path that exists in the file.
+The same pass catches duplicate keys, which PyYAML would otherwise silently let the last
+one win. YAML 1.1 timestamps are not resolved: a value like ``2024-05-01`` stays a
+string, which is what a template variable wants and what every spec field expects.
+
+After the model validates, template variables are resolved (``env`` from the
+environment, ``file`` relative to the spec) and the template's existence is checked.
+Secret values never appear in a message: problems name fields, variables and paths.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from phoenix.errors import SpecError
+from phoenix.spec import SecretVar, Spec
+
+__all__ = ["load_spec", "spec_json_schema"]
+
+KeyPath = tuple[Any, ...]
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+# A spec is a few hundred nodes; this only stops alias bombs from hanging the line map.
+_MAX_NODES = 100_000
+# Echoing a long input back makes a message harder to read, not easier.
+_MAX_ECHO = 60
+
+
+class _SpecYamlLoader(yaml.SafeLoader):
+    """SafeLoader without timestamp resolution (dates stay strings)."""
+
+
+_SpecYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_spec(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Spec:
+    """Read, validate and resolve the spec at ``path``.
+
+    ``environ`` supplies ``env`` variables (default: ``os.environ``). Raises
+    :class:`~phoenix.errors.SpecError` listing every problem found, each as
+    ``file:line: field: message`` with ``file`` as the caller spelt ``path``.
+    """
+    file = str(path)
+    spec_path = Path(path)
+    try:
+        text = spec_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError([f"{file}: cannot read: not UTF-8 text"]) from None
+    except OSError as exc:
+        raise SpecError([f"{file}: cannot read: {exc.strerror or exc}"]) from None
+
+    document = _parse(text, file)
+    problems = list(document.problems)
+    try:
+        spec = Spec.model_validate(document.data)
+    except ValidationError as exc:
+        problems.extend(_validation_problems(exc, document, file))
+        raise SpecError(_in_line_order(problems)) from None
+    if problems:  # duplicate keys: the data validated, but it is not what the file says
+        raise SpecError(_in_line_order(problems))
+
+    base_dir = spec_path.parent
+    resolved, secret_names = _resolve_vars(
+        spec, base_dir, os.environ if environ is None else environ, document, file, problems
+    )
+    template = (base_dir / spec.template).resolve()
+    if not template.exists():
+        problems.append(
+            _problem(file, document.line_of(("template",)), "template", f"no such file {template}")
+        )
+    elif not template.is_file():
+        problems.append(
+            _problem(file, document.line_of(("template",)), "template", f"not a file: {template}")
+        )
+    if problems:
+        raise SpecError(_in_line_order(problems))
+    return spec.attach(spec_path, resolved, frozenset(secret_names))
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``phoenix.yaml`` (printed by ``phoenix schema``)."""
+    return Spec.model_json_schema()
+
+
+# --- YAML: data, line map, duplicate keys ---------------------------------------------
+
+
+@dataclass
+class _Document:
+    """The parsed file: its data plus where each key path sits in the file."""
+
+    data: Any = None
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+    sequences: set[KeyPath] = field(default_factory=set)
+    problems: list[_Problem] = field(default_factory=list)
+
+    def line_of(self, path: KeyPath) -> int:
+        """The line of the deepest prefix of ``path`` present in the file (1 at the top)."""
+        return self.lines[self.existing_prefix(path)]
+
+    def existing_prefix(self, path: KeyPath) -> KeyPath:
+        for end in range(len(path), 0, -1):
+            if path[:end] in self.lines:
+                return path[:end]
+        return ()
+
+    def dotted(self, path: KeyPath) -> str:
+        """``regions[1]``-style name of a key path."""
+        text = ""
+        for depth, part in enumerate(path):
+            if path[:depth] in self.sequences and isinstance(part, int):
+                text += f"[{part}]"
+            else:
+                text += f".{part}" if text else str(part)
+        return text
+
+
+def _parse(text: str, file: str) -> _Document:
+    """Compose and construct one YAML document; raise SpecError if it is not a mapping."""
+    loader = _SpecYamlLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise SpecError(
+                [
+                    f"{file}:1: the file is empty; expected a mapping of spec fields"
+                    " (app, regions, image, ...)"
+                ]
+            )
+        data = loader.construct_document(root)
+        document = _Document(data=data, lines={(): 1})
+        _LineMapper(loader, document, file).walk(root, ())
+    except yaml.MarkedYAMLError as exc:
+        raise SpecError([_yaml_problem(exc, file)]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([f"{file}: YAML error: {exc}"]) from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise SpecError(
+            [
+                f"{file}:{root.start_mark.line + 1}: expected a mapping of spec fields"
+                f" (app, regions, image, ...) at the top level, got {_kind(data)}"
+            ]
+        )
+    return document
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, file: str) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{file}:{mark.line + 1}" if mark is not None else file
+    what = exc.problem or exc.context or "invalid YAML"
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        return f"{where}: YAML error: {what}"
+    return f"{where}: YAML syntax error: {what}"
+
+
+class _LineMapper:
+    """Walks composed nodes, recording the line of each key path and duplicate keys."""
+
+    def __init__(self, loader: _SpecYamlLoader, document: _Document, file: str) -> None:
+        self._loader = loader
+        self._document = document
+        self._file = file
+        self._visited = 0
+        self._stack: set[int] = set()  # node ids being walked: recursive aliases end here
+
+    def walk(self, node: yaml.Node, path: KeyPath) -> None:
+        self._visited += 1
+        if self._visited > _MAX_NODES or id(node) in self._stack:
+            return
+        self._stack.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                self._walk_mapping(node, path)
+            elif isinstance(node, yaml.SequenceNode):
+                self._document.sequences.add(path)
+                for index, item in enumerate(node.value):
+                    self._document.lines[(*path, index)] = item.start_mark.line + 1
+                    self.walk(item, (*path, index))
+        finally:
+            self._stack.discard(id(node))
+
+    def _walk_mapping(self, node: yaml.MappingNode, path: KeyPath) -> None:
+        explicit, merged = _entries(node)
+        seen: set[Any] = set()
+        for key_node, value_node in explicit:
+            key = self._key(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                self._document.problems.append(
+                    _problem(self._file, line, self._document.dotted((*path, key)), "duplicate key")
+                )
+                # PyYAML keeps the last value, so forget the first one's lines.
+                self._forget((*path, key))
+            seen.add(key)
+            self._document.lines[(*path, key)] = line
+            self.walk(value_node, (*path, key))
+        # Merged (``<<: *anchor``) keys fill in only what the mapping did not set itself.
+        for key_node, value_node in merged:
+            key = self._key(key_node)
+            if key not in seen:
+                seen.add(key)
+                self._document.lines[(*path, key)] = key_node.start_mark.line + 1
+                self.walk(value_node, (*path, key))
+
+    def _forget(self, path: KeyPath) -> None:
+        lines, sequences = self._document.lines, self._document.sequences
+        for known in [known for known in lines if known[: len(path)] == path]:
+            del lines[known]
+        sequences.difference_update([known for known in sequences if known[: len(path)] == path])
+
+    def _key(self, key_node: yaml.Node) -> Any:
+        # Construct the key as PyYAML will in the data, so ``1`` and ``0x1`` collide and
+        # paths match pydantic's error locations.
+        if isinstance(key_node, yaml.ScalarNode):
+            try:
+                key = self._loader.construct_object(key_node, deep=True)
+                hash(key)
+                return key
+            except (yaml.YAMLError, TypeError):
+                pass
+        return ("<complex key>", id(key_node))
+
+
+def _entries(
+    node: yaml.MappingNode,
+) -> tuple[list[tuple[yaml.Node, yaml.Node]], list[tuple[yaml.Node, yaml.Node]]]:
+    """A mapping's own entries, and the entries it merges in, in PyYAML's precedence."""
+    explicit: list[tuple[yaml.Node, yaml.Node]] = []
+    merged: list[tuple[yaml.Node, yaml.Node]] = []
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE_TAG:
+            explicit.append((key_node, value_node))
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if isinstance(source, yaml.MappingNode):
+                own, inherited = _entries(source)
+                merged.extend(own + inherited)
+    return explicit, merged
+
+
+# --- validation errors -> problems ----------------------------------------------------
+
+
+def _validation_problems(exc: ValidationError, document: _Document, file: str) -> list[_Problem]:
+    problems: list[_Problem] = []
+    # Errors from every member of a union that all failed, grouped by where they point.
+    union_misses: dict[tuple[int, str], list[str]] = {}
+    for error in exc.errors():
+        loc = error["loc"]
+        present = _present_path(loc[:-1] if error["type"] == "missing" else loc, document)
+        line = document.lines[present]
+        if error["type"] == "missing":
+            # Name the missing field itself, at its parent's line.
+            name = document.dotted((*present, loc[-1]))
+            problems.append(_problem(file, line, name, "required field missing"))
+            continue
+        name = document.dotted(present) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            problems.append(_problem(file, line, name, _unknown_key_message(present)))
+        elif loc and loc[-1] == "[key]":
+            problems.append(_problem(file, line, name, "invalid key: " + _message(error, present)))
+        elif len(present) < len(loc):  # a union member's tag is in the location
+            union_misses.setdefault((line, name), []).append(_message(error, present))
+        else:
+            problems.append(_problem(file, line, name, _message(error, present)))
+    for (line, name), messages in union_misses.items():
+        distinct = list(dict.fromkeys(messages))
+        message = distinct[0] if len(distinct) == 1 else "none of these fit: " + "; ".join(distinct)
+        problems.append(_problem(file, line, name, message))
+    return problems
+
+
+def _present_path(loc: tuple[int | str, ...], document: _Document) -> KeyPath:
+    """The parts of pydantic's location that are in the file (union tags are not)."""
+    path: KeyPath = ()
+    for part in loc:
+        if (*path, part) in document.lines:
+            path = (*path, part)
+    return path
+
+
+def _message(error: ErrorDetails, path: KeyPath) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    # Echo what was given, unless the validator already did or it may be a secret.
+    if (
+        error["type"] != "value_error"
+        and path[:1] != ("vars",)
+        and "got " not in message
+        and (value is None or isinstance(value, str | int | float | bool))
+        and len(repr(value)) <= _MAX_ECHO
+    ):
+        message += f", got {value!r}"
+    return message
+
+
+def _unknown_key_message(path: KeyPath) -> str:
+    key = path[-1] if path else ""
+    allowed = sorted(_field_names(path[:-1]))
+    suggestion = difflib.get_close_matches(str(key), allowed, n=1)
+    if suggestion:
+        return f"unknown key; did you mean {suggestion[0]!r}?"
+    if allowed:
+        return f"unknown key; expected one of: {', '.join(allowed)}"
+    return "unknown key"
+
+
+def _field_names(path: KeyPath) -> set[str]:
+    """Field names of the model(s) that the mapping at ``path`` validates against."""
+    current: list[Any] = [Spec]
+    for part in path:
+        following: list[Any] = []
+        for kind in _flatten(current):
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                if part in kind.model_fields:
+                    following.append(kind.model_fields[part].annotation)
+            elif typing.get_origin(kind) is dict:
+                following.append(typing.get_args(kind)[1])
+            elif typing.get_origin(kind) is list and isinstance(part, int):
+                following.append(typing.get_args(kind)[0])
+        current = following
+    return {
+        name
+        for kind in _flatten(current)
+        if isinstance(kind, type) and issubclass(kind, BaseModel)
+        for name in kind.model_fields
+    }
+
+
+def _flatten(kinds: list[Any]) -> Iterator[Any]:
+    """Types with ``Annotated`` and unions unwrapped."""
+    for kind in kinds:
+        origin = typing.get_origin(kind)
+        if origin is typing.Annotated:
+            yield from _flatten([typing.get_args(kind)[0]])
+        elif origin is typing.Union or origin is types.UnionType:
+            yield from _flatten(list(typing.get_args(kind)))
+        else:
+            yield kind
+
+
+# --- vars -----------------------------------------------------------------------------
+
+
+def _resolve_vars(
+    spec: Spec,
+    base_dir: Path,
+    environ: Mapping[str, str],
+    document: _Document,
+    file: str,
+    problems: list[_Problem],
+) -> tuple[dict[str, Any], set[str]]:
+    """Read ``env`` and ``file`` variables; problems name the variable, never its value."""
+    resolved: dict[str, Any] = {}
+    secret_names: set[str] = set()
+    for name, var in spec.vars.items():
+        if not isinstance(var, SecretVar):
+            resolved[name] = var
+            continue
+        if var.secret:
+            secret_names.add(name)
+        where = ("vars", name)
+        line = document.line_of(where)
+        field_name = document.dotted(where)
+        if var.env is not None:
+            if var.env in environ:
+                resolved[name] = environ[var.env]
+            else:
+                problems.append(
+                    _problem(
+                        file,
+                        line,
+                        field_name,
+                        f"environment variable {var.env} is not set; set it before running phoenix",
+                    )
+                )
+        elif var.file is not None:
+            var_path = (base_dir / Path(var.file).expanduser()).resolve()
+            try:
+                content = var_path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                problems.append(_problem(file, line, field_name, f"{var_path} is not UTF-8 text"))
+            except OSError as exc:
+                problems.append(
+                    _problem(
+                        file,
+                        line,
+                        field_name,
+                        f"cannot read file {var_path}: {exc.strerror or type(exc).__name__}",
+                    )
+                )
+            else:
+                resolved[name] = _strip_one_newline(content)
+        else:
+            resolved[name] = var.value
+    return resolved, secret_names
+
+
+def _strip_one_newline(text: str) -> str:
+    # Editors add a final newline to a secret file; it is not part of the secret.
+    for ending in ("\r\n", "\n"):
+        if text.endswith(ending):
+            return text[: -len(ending)]
+    return text
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+class _Problem(NamedTuple):
+    line: int
+    text: str
+
+
+def _problem(file: str, line: int, name: str, message: str) -> _Problem:
+    return _Problem(line, f"{file}:{line}: {name}: {message}")
+
+
+def _in_line_order(problems: list[_Problem]) -> list[str]:
+    """Problem texts sorted by line (stable), repeats dropped."""
+    ordered = sorted(problems, key=lambda problem: problem.line)
+    return list(dict.fromkeys(problem.text for problem in ordered))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"a string {value[:_MAX_ECHO]!r}"
+    return f"a {type(value).__name__}"

@@ -1,0 +1,157 @@
+"""The contract environment: one provider, ready for the shared suite.
+
+Every provider runs the same tests (``test_provider_contract.py``). To add one, write a
+factory ``(request, tmp_path) -> context manager yielding ContractEnv`` and register it in
+``ENV_FACTORIES``; a factory that cannot run here (no credentials, no binary) calls
+``pytest.skip`` with the reason. ``settle()`` is the only place a provider's notion of
+time shows: the memory cloud advances its FakeClock, real clouds poll until no node of the
+test's apps is BUILD or DELETING.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from phoenix.clock import FakeClock
+from phoenix.model import (
+    TAG_APP,
+    TAG_ATTEMPT,
+    TAG_INDEX,
+    TAG_RELEASE,
+    TAG_SPEC_DIGEST,
+    Flavor,
+    Image,
+    NodeRequest,
+)
+from phoenix.providers.base import Provider
+from phoenix.providers.memory import MemoryCloud
+
+
+@dataclass
+class ContractEnv:
+    """What a contract test needs from one provider."""
+
+    provider: Provider
+    region: str
+    image_id: str
+    image_name: str
+    image_properties: Mapping[str, str]  # a subset of the image's properties
+    flavor: str  # flavor name
+    flavor_id: str
+    pool: str
+    settle: Callable[[], None]  # wait until no BUILD/DELETING node of this test remains
+    zone: str = "contract.example."
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def app(self) -> str:
+        """An app name unique to this test, so real clouds can be shared."""
+        return f"ct{self.run_id}"
+
+    @property
+    def other_app(self) -> str:
+        return f"ct{self.run_id}-other"
+
+    @property
+    def key_prefix(self) -> str:
+        """Store keys of this test live under here."""
+        return f"contract/{self.run_id}/"
+
+    def node_request(
+        self,
+        index: int = 0,
+        *,
+        app: str | None = None,
+        release: str = "r1",
+        attempt: int = 0,
+        name: str | None = None,
+        image_id: str | None = None,
+        flavor: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> NodeRequest:
+        """A request tagged the way the executor tags nodes."""
+        app = app or self.app
+        metadata = {
+            TAG_APP: app,
+            TAG_RELEASE: release,
+            TAG_INDEX: str(index),
+            TAG_ATTEMPT: str(attempt),
+            TAG_SPEC_DIGEST: "sd-contract",
+            **(extra or {}),
+        }
+        return NodeRequest(
+            name=name or f"{app}-{release}-{index}",
+            image_id=image_id or self.image_id,
+            flavor=flavor or self.flavor,
+            network=None,
+            user_data="#cloud-config\n{}\n",
+            metadata=metadata,
+        )
+
+    def cleanup(self) -> None:
+        """Best effort: leave a shared cloud as it was found."""
+        compute = self.provider.compute
+        for app in (self.app, self.other_app):
+            with contextlib.suppress(Exception):
+                for node in compute.list_nodes(self.region, app):
+                    compute.delete_node(self.region, node.id)
+        with contextlib.suppress(Exception):
+            lb = self.provider.load_balancer
+            for member in lb.list_members(self.region, self.pool):
+                if member.name.startswith(self.app):
+                    lb.remove_member(self.region, self.pool, member.name)
+        with contextlib.suppress(Exception):
+            for key in self.provider.store.list(self.key_prefix):
+                self.provider.store.delete(key)
+
+
+EnvFactory = Callable[[pytest.FixtureRequest, Path], contextlib.AbstractContextManager[ContractEnv]]
+
+
+@contextlib.contextmanager
+def memory_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractEnv]:
+    clock = FakeClock()
+    cloud = MemoryCloud(("region-a", "region-b"), clock=clock, boot_seconds=2.0)
+    cloud.add_image(
+        Image(id="img-1", name="golden", properties={"role": "web", "os": "ubuntu-24.04"})
+    )
+    cloud.add_image(Image(id="img-2", name="other", properties={"role": "db"}))
+    cloud.add_flavor(Flavor(id="flv-1", name="m1.small", vcpus=1, ram_mb=1024))
+
+    def settle() -> None:
+        clock.advance(cloud.boot_seconds + cloud.faults.slow_boot_seconds + 60)
+
+    yield ContractEnv(
+        provider=cloud.provider(),
+        region="region-a",
+        image_id="img-1",
+        image_name="golden",
+        image_properties={"role": "web"},
+        flavor="m1.small",
+        flavor_id="flv-1",
+        pool="web-pool",
+        settle=settle,
+    )
+
+
+# Later: "local", "openstack", "libcloud" (skipping when their backend is not available).
+ENV_FACTORIES: dict[str, EnvFactory] = {
+    "memory": memory_env,
+}
+
+
+@pytest.fixture(params=sorted(ENV_FACTORIES))
+def contract_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractEnv]:
+    """One provider per parameter; everything a test creates is cleaned up after it."""
+    factory = ENV_FACTORIES[request.param]
+    with factory(request, tmp_path) as env:
+        try:
+            yield env
+        finally:
+            env.cleanup()
