@@ -32,6 +32,7 @@ import base64
 import collections
 import contextlib
 import fcntl
+import heapq
 import json
 import os
 import random
@@ -124,8 +125,19 @@ class _Server:
     fault: str | None = None
     boot_fail: bool = False
     deleted_at: datetime | None = None
+    _node: Node | None = field(default=None, repr=False, compare=False)
+
+    def changed(self) -> None:
+        """Forget the cached ``Node``; call after every mutation."""
+        self._node = None
 
     def to_node(self) -> Node:
+        """The frozen view (cached: listing thousands of servers is a benchmark path)."""
+        if self._node is None:
+            self._node = self._build_node()
+        return self._node
+
+    def _build_node(self) -> Node:
         return Node(
             id=self.id,
             name=self.name,
@@ -171,8 +183,12 @@ class _State:
     limits: dict[str, _Limits] = field(default_factory=dict)
     dns: dict[tuple[str, str], DnsRecord] = field(default_factory=dict)
     objects: dict[str, bytes] = field(default_factory=dict)
-    # Not persisted: ids of BUILD/DELETING servers, so transitions cost O(pending).
-    pending: dict[str, set[str]] = field(default_factory=dict)
+    # Not persisted: (due time, server id) of BUILD/DELETING servers per region, so a
+    # call costs O(transitions due) rather than O(servers).
+    due: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)
+
+    def schedule(self, region: str, when: datetime, server_id: str) -> None:
+        heapq.heappush(self.due.setdefault(region, []), (when, server_id))
 
     def add_region(self, region: str) -> bool:
         """Give a new region its stable address number; True when it was new."""
@@ -215,7 +231,7 @@ class MemoryCloud:
         self._lock = threading.RLock()
         self._state = _State()
         self._dirty = False
-        self._file_signature: tuple[int, int, int] | None = None
+        self._seen_fd: int | None = None  # the state file version we last read or wrote
         self._file_depth = 0  # the file lock is taken once per outermost operation
         with self._lock, self._persisted():
             for region in regions:
@@ -338,16 +354,17 @@ class MemoryCloud:
 
     def _advance(self, region: str) -> None:
         """Apply every transition the clock says has happened (BUILD->..., DELETING->gone)."""
-        pending = self._state.pending.get(region)
-        if not pending:
+        due = self._state.due.get(region)
+        if not due:
             return
         now = self.clock.now()
         servers = self._state.servers[region]
-        for server_id in list(pending):
+        while due and due[0][0] <= now:
+            _, server_id = heapq.heappop(due)
             server = servers.get(server_id)
             if server is None:
-                pending.discard(server_id)
-            elif server.state is NodeState.BUILD and now >= server.ready_at:
+                continue
+            if server.state is NodeState.BUILD and now >= server.ready_at:
                 failed = (
                     server.boot_fail
                     or server.image_id in self.faults.boot_fail_images
@@ -355,16 +372,15 @@ class MemoryCloud:
                 )
                 server.state = NodeState.ERROR if failed else NodeState.ACTIVE
                 server.fault = BOOT_FAILED if failed else None
-                pending.discard(server_id)
+                server.changed()
                 self._dirty = True
-            elif (
-                server.state is NodeState.DELETING
-                and server.deleted_at is not None
-                and now >= server.deleted_at + timedelta(seconds=self.delete_seconds)
-            ):
-                del servers[server_id]
-                pending.discard(server_id)
-                self._dirty = True
+            elif server.state is NodeState.DELETING and server.deleted_at is not None:
+                gone_at = server.deleted_at + timedelta(seconds=self.delete_seconds)
+                if now >= gone_at:
+                    del servers[server_id]
+                    self._dirty = True
+                else:  # e.g. the boot entry of a server deleted while building
+                    heapq.heappush(due, (gone_at, server_id))
 
     def _new_server_id(self) -> str:
         number = self._state.next_server
@@ -406,42 +422,64 @@ class MemoryCloud:
                 fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
     def _reload_if_changed(self, path: Path) -> None:
+        # Every writer replaces the file, never edits it in place, and we keep the version
+        # we last read or wrote open (so its inode cannot be reused): same inode at the
+        # path means nobody wrote since.
         try:
             st = path.stat()
         except FileNotFoundError:
             return
-        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if signature == self._file_signature:
-            return
+        if self._seen_fd is not None:
+            seen = os.fstat(self._seen_fd)
+            if (seen.st_dev, seen.st_ino) == (st.st_dev, st.st_ino):
+                return
+        fd = os.open(path, os.O_RDONLY)
         try:
-            loaded = _state_from_json(json.loads(path.read_text(encoding="utf-8")))
+            with open(fd, encoding="utf-8", closefd=False) as state_file:
+                loaded = _state_from_json(json.loads(state_file.read()))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            os.close(fd)
             raise errors.InputError(
                 f"{path}: not a valid memory-cloud state file ({exc});"
                 " delete it to start with an empty cloud"
             ) from exc
+        except BaseException:
+            os.close(fd)
+            raise
         # Regions this process knows but the file does not (yet) keep their place.
         for region in self._state.region_numbers:
             if loaded.add_region(region):
                 self._dirty = True
         self._state = loaded
-        self._file_signature = signature
+        self._remember(fd)
 
     def _save(self, path: Path) -> None:
         text = json.dumps(_state_to_json(self._state), indent=1, sort_keys=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
+            with open(fd, "w", encoding="utf-8", closefd=False) as out:
                 out.write(text)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, path)
         except BaseException:
+            os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        st = path.stat()
-        self._file_signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        self._remember(fd)
+
+    def _remember(self, fd: int) -> None:
+        if self._seen_fd is not None:
+            os.close(self._seen_fd)
+        self._seen_fd = fd
+
+    def close(self) -> None:
+        """Let go of the state file's descriptor; the next call simply re-reads the file."""
+        with self._lock:
+            if self._seen_fd is not None:
+                os.close(self._seen_fd)
+                self._seen_fd = None
 
 
 # --- the Protocol facades ---------------------------------------------------------------
@@ -452,6 +490,9 @@ class _MemoryCompute:
 
     def __init__(self, cloud: MemoryCloud) -> None:
         self._cloud = cloud
+
+    def close(self) -> None:
+        self._cloud.close()
 
     def list_nodes(self, region: str, app: str) -> list[Node]:
         with self._cloud._call("compute.list_nodes", region) as state:
@@ -498,7 +539,7 @@ class _MemoryCompute:
                 boot_fail=cloud._chance(cloud.faults.boot_fail_rate),
             )
             servers[server.id] = server
-            state.pending.setdefault(region, set()).add(server.id)
+            state.schedule(region, server.ready_at, server.id)
             cloud._dirty = True
             cloud._advance(region)  # a zero boot time means ACTIVE at once
             return server.to_node()
@@ -511,7 +552,10 @@ class _MemoryCompute:
                 return
             server.state = NodeState.DELETING
             server.deleted_at = cloud.clock.now()
-            state.pending.setdefault(region, set()).add(server.id)
+            server.changed()
+            state.schedule(
+                region, server.deleted_at + timedelta(seconds=cloud.delete_seconds), server.id
+            )
             cloud._dirty = True
             cloud._advance(region)
 
@@ -522,6 +566,7 @@ class _MemoryCompute:
             if server is None:
                 raise errors.NotFound(f"no server {node_id!r} in {region}", region=region)
             server.metadata.update(metadata)
+            server.changed()
             cloud._dirty = True
 
     def find_images(self, region: str, query: ImageQuery) -> list[Image]:
@@ -706,8 +751,10 @@ def _usage(state: _State, region: str) -> _Usage:
 
 
 def _check_quota(state: _State, region: str, flavor: Flavor) -> None:
-    used = _usage(state, region)
     limits = state.limits[region]
+    if limits.instances is None and limits.vcpus is None and limits.ram_mb is None:
+        return
+    used = _usage(state, region)
     problems = []
     for what, limit, in_use, wanted in (
         ("instances", limits.instances, used.instances, 1),
@@ -839,8 +886,11 @@ def _state_from_json(data: Any) -> _State:
                 deleted_at=_parse_dt(s.get("deleted_at")),
             )
             state.servers.setdefault(str(region), {})[server.id] = server
-            if server.state in (NodeState.BUILD, NodeState.DELETING):
-                state.pending.setdefault(server.region, set()).add(server.id)
+            if server.state is NodeState.BUILD:
+                state.schedule(server.region, server.ready_at, server.id)
+            elif server.state is NodeState.DELETING and server.deleted_at is not None:
+                # _advance re-schedules it by this process's delete_seconds.
+                state.schedule(server.region, server.deleted_at, server.id)
     for region, pools in data["pools"].items():
         for pool, members in pools.items():
             state.pools.setdefault(str(region), {})[str(pool)] = {

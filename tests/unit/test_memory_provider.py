@@ -116,6 +116,19 @@ def test_deleted_server_is_deleting_then_disappears() -> None:
     assert cloud.servers(REGION) == []
 
 
+def test_server_deleted_while_building_goes_when_deletion_is_due() -> None:
+    cloud = make_cloud(boot_seconds=1.0)
+    cloud.delete_seconds = 3.0
+    compute = cloud.provider().compute
+    node = compute.create_node(REGION, request())
+    advance(cloud, 0.5)
+    compute.delete_node(REGION, node.id)
+    advance(cloud, 1.0)  # boot would be due now; the server stays DELETING
+    assert only(cloud.servers(REGION)).state is NodeState.DELETING
+    advance(cloud, 2.0)
+    assert cloud.servers(REGION) == []
+
+
 def test_addresses_are_unique_loopback_per_region() -> None:
     cloud = make_cloud()
     compute = cloud.provider().compute
@@ -504,11 +517,25 @@ def test_state_file_shares_the_cloud_between_instances(tmp_path: Path) -> None:
     assert second.provider().store.get("releases/r1") == b"\x00\x01"
     assert second.provider().dns.get_record("z.", "a.z.") is not None  # type: ignore[union-attr]
 
-    # ...and changes flow back: the first instance re-reads the file.
+    # ...and changes flow back: the first instance re-reads the file (closing is harmless).
+    first.provider().close()
     other = second.provider().compute.create_node("region-b", request(1))
     assert [n.id for n in first.servers("region-b")] == [other.id]
     assert other.id != node.id
     assert other.address is not None and other.address.startswith("127.2.")
+
+
+def test_state_file_carries_pending_deletes(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    clock = FakeClock()
+    first = make_cloud(clock=clock, state_file=state, boot_seconds=0)
+    node = first.provider().compute.create_node(REGION, request())
+    first.provider().compute.delete_node(REGION, node.id)
+    second = MemoryCloud(clock=clock, state_file=state)
+    assert only(second.servers(REGION)).state is NodeState.DELETING
+    clock.advance(second.delete_seconds)
+    assert second.servers(REGION) == []
+    assert first.servers(REGION) == []
 
 
 def test_state_file_keeps_region_numbers_stable(tmp_path: Path) -> None:
