@@ -27,7 +27,7 @@ from phoenix.errors import (
     QuotaExceeded,
     RestoreFailed,
 )
-from phoenix.executor import Executor, RetryPolicy
+from phoenix.executor import Executor, RetryingStore, RetryPolicy
 from phoenix.health import HealthTracker, build_tracker
 from phoenix.model import MemberState, NodeState, ResourceNeeds
 from phoenix.planner import Observed, Target, plan
@@ -101,8 +101,11 @@ class Engine:
         self.deploy_id = deploy_id or plog.new_deploy_id()
         self.retry = retry or RetryPolicy()
         self.poll = poll_seconds if poll_seconds is not None else min(spec.health.interval, 2.0)
-        self.records = Records(provider.store, spec.app)
         self.pool = spec.load_balancer.pool
+        self.store = RetryingStore(provider.store, self._executor(None))
+        self.records = Records(self.store, spec.app)
+        self._lock: DeployLock | None = None
+        self._lock_renewed: datetime | None = None
         self.tracker: HealthTracker = build_tracker(
             spec.health,
             clock=self.clock,
@@ -140,6 +143,7 @@ class Engine:
             now = self.clock.now()
             if now >= deadline:
                 return Plan(Phase.FAILED, failure="the deploy's deadline (rollout.deadline) passed")
+            self._renew_lock(now)
             observed = self.observe()
             current = plan(target, observed, now)
             if current.phase in (Phase.CONVERGED, Phase.FAILED):
@@ -160,6 +164,15 @@ class Engine:
                 pause = min(pause, max(0.01, (current.wake_at - now).total_seconds()))
             self.clock.sleep(pause)
 
+    def _renew_lock(self, now: datetime) -> None:
+        """Keep the lease alive; a dead deploy's lease lapses within its ttl."""
+        lock = self._lock
+        if lock is None or self._lock_renewed is None:
+            return
+        if (now - self._lock_renewed).total_seconds() >= lock.ttl / 4:
+            lock.renew(now)
+            self._lock_renewed = now
+
     # --- public actions --------------------------------------------------------------
 
     def deploy(self) -> DeployResult:
@@ -174,12 +187,14 @@ class Engine:
 
     def _locked(self, action: str, body: Callable[[], DeployResult]) -> DeployResult:
         plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)
-        lock = DeployLock(self.provider.store, self.spec.app, self.deploy_id,
+        lock = DeployLock(self.store, self.spec.app, self.deploy_id,
                           ttl=max(120.0, self.poll * 20))
         lock.acquire(self.clock.now())
+        self._lock, self._lock_renewed = lock, self.clock.now()
         try:
             return body()
         finally:
+            self._lock = None
             lock.release()
             plog.unbind_deploy()
 

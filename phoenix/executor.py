@@ -27,7 +27,7 @@ from tenacity import (
 from phoenix.errors import NotFound, Transient
 from phoenix.log import get_logger
 from phoenix.model import META_DRAIN_SINCE, META_SERVING_SINCE, NodeRequest
-from phoenix.providers.base import Clock, Provider
+from phoenix.providers.base import Clock, Provider, Store
 from phoenix.steps import (
     AddMember,
     CreateNode,
@@ -133,7 +133,7 @@ class Executor:
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = wait_exponential_jitter(
-            initial=self.retry.initial, max=self.retry.maximum, jitter=self.retry.jitter
+            multiplier=self.retry.initial, max=self.retry.maximum, jitter=self.retry.jitter
         )(state)
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
@@ -155,3 +155,32 @@ def _log_retry(state: RetryCallState) -> None:
         attempt=state.attempt_number,
         error=str(error),
     )
+
+
+class RetryingStore:
+    """A Store whose calls are retried like every other provider call.
+
+    Records and the deploy lock go through the store; a transient error there must not
+    fail a deploy that the servers and load balancer would have survived.
+    """
+
+    def __init__(self, store: Store, executor: Executor) -> None:
+        self._store = store
+        self._call = executor.call
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call(lambda: self._store.put(key, data))
+
+    def get(self, key: str) -> bytes | None:
+        return self._call(lambda: self._store.get(key))
+
+    def list(self, prefix: str) -> list[str]:
+        return self._call(lambda: self._store.list(prefix))
+
+    def delete(self, key: str) -> None:
+        self._call(lambda: _ignore_missing(lambda: self._store.delete(key)))
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        # A lost response after a successful create returns False on the retry; the lock
+        # then finds its own deploy id in the object and takes it (see DeployLock).
+        return self._call(lambda: self._store.create_exclusive(key, data))

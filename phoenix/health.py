@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from phoenix.errors import InputError
+from phoenix.errors import InputError, Transient
 from phoenix.model import Health, Node, NodeHealth, NodeState
 from phoenix.providers.base import Clock, HealthSource
 from phoenix.spec import HealthSpec, HttpCheck, TcpCheck
@@ -56,6 +56,9 @@ class ProbeResult:
 
     ok: bool
     detail: str  # e.g. "HTTP 200", "HTTP 503", "connect refused", "timeout after 1.0s"
+    conclusive: bool = True
+    """False when the probe learnt nothing about the node (the provider's API failed,
+    or it does not know yet): such a result moves no counter either way."""
 
 
 Probe = Callable[[Node], Awaitable[ProbeResult]]
@@ -163,8 +166,13 @@ def source_probe(source: HealthSource, region: str) -> Probe:
     """A probe that asks the provider; its (synchronous) call runs in a worker thread."""
 
     async def probe(node: Node) -> ProbeResult:
-        health = await asyncio.to_thread(source.node_health, region, node)
+        try:
+            health = await asyncio.to_thread(source.node_health, region, node)
+        except Transient as exc:
+            return ProbeResult(False, f"provider could not tell: {exc}", conclusive=False)
         detail = health.detail or health.status.value.lower()
+        if health.status is Health.UNKNOWN:
+            return ProbeResult(False, detail, conclusive=False)
         return ProbeResult(health.status is Health.HEALTHY, detail)
 
     return probe
@@ -272,6 +280,9 @@ class HealthTracker:
             counters = self._nodes[node.name] = _Counters(last_probe_at=now)
         counters.last_probe_at = now
         grace_ends = node.created_at + timedelta(seconds=spec.grace)
+        if not outcome.conclusive:
+            counters.detail = f"{outcome.detail} (inconclusive)"
+            return counters.health
         if outcome.ok:
             counters.failures = 0
             counters.successes = min(counters.successes + 1, spec.healthy_threshold)

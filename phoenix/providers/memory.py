@@ -494,6 +494,10 @@ class _MemoryCompute:
     def close(self) -> None:
         self._cloud.close()
 
+    def total_calls(self) -> int:
+        """The cloud's API call count (the engine reports it when a provider offers it)."""
+        return self._cloud.total_calls()
+
     def list_nodes(self, region: str, app: str) -> list[Node]:
         with self._cloud._call("compute.list_nodes", region) as state:
             return [

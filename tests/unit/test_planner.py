@@ -233,7 +233,9 @@ def test_sick_serving_node_of_the_current_release_is_replaced() -> None:
     result = plan(target(count=2), observed(nodes, members, {nodes[1].name: Health.UNHEALTHY}),
                   NOW)
     assert result.steps == (
-        CreateNode(f"web-{NEW}-1-b1", 1, 1, f"replaces {nodes[1].name}: no detail from the provider"),
+        CreateNode(
+            f"web-{NEW}-1-b1", 1, 1, f"replaces {nodes[1].name}: no detail from the provider"
+        ),
     )
 
 

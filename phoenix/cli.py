@@ -1,0 +1,730 @@
+"""The ``phoenix`` command line: parse arguments, call the library, render the result.
+
+This is the only module that knows about a terminal (typer for parsing, rich for the
+progress display); every decision is made by ``phoenix.api``. Three rules shape it:
+
+* **stdout is for results.** Text reports or, with ``--output json``, exactly one JSON
+  document (the result's fields plus ``exit_code``, or ``{"error": ...}``). Logs,
+  progress and error text go to stderr, so ``phoenix --output json deploy | jq`` works.
+* **The exit code is the contract with CI** (``phoenix.errors.ExitCode``): 0 converged,
+  1 failed and rolled back, 2 bad input, 3 needs a person, 4 locked, 130 interrupted.
+  A ``PhoenixError`` never shows a Python traceback: it is a message for a person.
+* **Secrets never reach the terminal.** Once a spec is loaded, everything printed,
+  including error messages and JSON, passes through ``mask_secrets`` with the spec's
+  secret var values (``phoenix render --show-secrets`` is the one deliberate exception).
+
+Global options (``--output``, ``--log-format``, ``--log-level``) go before the command
+(``phoenix --output json deploy``) and are also accepted after it (``phoenix deploy
+phoenix.yaml --output json``); the one after the command wins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import io
+import json
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from importlib import metadata
+from typing import Annotated, Any, TextIO, cast
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.status import Status
+
+from phoenix import api
+from phoenix import log as plog
+from phoenix.engine import DeployResult, Event, EventSink
+from phoenix.errors import ExitCode, InputError, OutcomeError, PhoenixError, SpecError
+from phoenix.records import DeployRecord
+from phoenix.release import PLACEHOLDER_RELEASE
+from phoenix.render import RenderContext, mask_secrets, render_user_data
+from phoenix.spec import Spec
+from phoenix.spec_loader import load_spec, spec_json_schema
+
+__all__ = ["app", "main"]
+
+
+class OutputFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class LogFormat(enum.StrEnum):
+    AUTO = "auto"
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+app = typer.Typer(
+    name="phoenix",
+    help=(
+        "Deploy applications the Phoenix-server way: build fresh servers from a golden"
+        " image, prove them healthy, move traffic, retire the old ones, roll back on failure."
+        "\n\nExit codes: 0 converged, 1 failed and rolled back, 2 bad input,"
+        " 3 needs a person, 4 locked by another deploy, 130 interrupted."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    # Typer's pretty tracebacks could show local variables (secret values among them).
+    pretty_exceptions_enable=False,
+)
+
+_GLOBAL = "Global options (also accepted before the command)"
+
+SpecArg = Annotated[
+    str,
+    typer.Argument(metavar="SPEC", help="Path to the deploy spec (phoenix.yaml)."),
+]
+RegionOpt = Annotated[
+    str | None,
+    typer.Option("--region", "-r", help="Region to act in (default: the spec's first)."),
+]
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a TTY).")
+]
+OutputOpt = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--output", "-o", help="text, or json: one JSON document on stdout.",
+        rich_help_panel=_GLOBAL, show_default=False,
+    ),
+]
+LogFormatOpt = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--log-format", help="Logs (stderr): auto = console on a TTY, else JSON lines.",
+        rich_help_panel=_GLOBAL, show_default=False,
+    ),
+]
+LogLevelOpt = Annotated[
+    LogLevel | None,
+    typer.Option("--log-level", help="Log level.", rich_help_panel=_GLOBAL, show_default=False),
+]
+
+
+@dataclasses.dataclass
+class _Globals:
+    """Options given before the command (``phoenix --output json deploy ...``)."""
+
+    output: OutputFormat = OutputFormat.TEXT
+    log_format: LogFormat = LogFormat.AUTO
+    log_level: LogLevel = LogLevel.INFO
+
+
+class _Stderr(io.TextIOBase):
+    """The current ``sys.stderr``, looked up at each write.
+
+    Logs must follow stderr when rich's live display redirects it (log lines then print
+    above the spinner instead of through it) and when a test runner swaps it.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return sys.stderr.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+
+class _Session:
+    """One command's output: stdout results, stderr messages, secrets masked in both."""
+
+    def __init__(self, output: OutputFormat) -> None:
+        self.output = output
+        self.secrets: list[str] = []
+
+    @property
+    def json(self) -> bool:
+        return self.output is OutputFormat.JSON
+
+    def load(self, path: str) -> Spec:
+        """Load the spec; from now on its secret values are masked in all output."""
+        spec = load_spec(path)
+        self.secrets = spec.secret_values
+        plog.register_secrets(self.secrets)
+        return spec
+
+    def mask(self, text: str) -> str:
+        return mask_secrets(text, self.secrets) if self.secrets else text
+
+    def out(self, text: str = "", *, masked: bool = True) -> None:
+        typer.echo(self.mask(text) if masked else text)
+
+    def err(self, text: str) -> None:
+        typer.echo(self.mask(text), err=True)
+
+    def emit(self, data: dict[str, Any], *, masked: bool = True) -> None:
+        typer.echo(json.dumps(self._masked(data) if masked else data, indent=2, default=str))
+
+    def done(
+        self, data: dict[str, Any], text: str | Sequence[str], *, masked: bool = True
+    ) -> None:
+        """Print a successful command's result (exit code 0)."""
+        if self.json:
+            self.emit({**data, "exit_code": int(ExitCode.OK)}, masked=masked)
+        else:
+            self.out(text if isinstance(text, str) else "\n".join(text), masked=masked)
+
+    def fail(self, exc: PhoenixError) -> int:
+        """Report ``exc`` (stderr text; in json mode also the stdout document); its code."""
+        code = int(exc.exit_code)
+        problems = exc.problems if isinstance(exc, SpecError) else str(exc).splitlines()
+        for line in problems or [type(exc).__name__]:
+            self.err(f"error: {line}")
+        result = exc.result if isinstance(exc, OutcomeError) else None
+        if isinstance(result, DeployResult) and not self.json:
+            self.out("\n".join(_deploy_text(result)))
+        if self.json:
+            error: dict[str, Any] = {
+                "type": type(exc).__name__,
+                "message": str(exc),
+                "exit_code": code,
+            }
+            if isinstance(exc, SpecError):
+                error["problems"] = list(exc.problems)
+            data = dataclasses.asdict(result) if isinstance(result, DeployResult) else {}
+            self.emit({**data, "error": error, "exit_code": code})
+        return code
+
+    def fail_other(self, name: str, message: str, code: ExitCode) -> int:
+        """Report a failure that is not a ``PhoenixError`` (interrupt, bug)."""
+        self.err(f"error: {message}")
+        if self.json:
+            self.emit(
+                {
+                    "error": {"type": name, "message": message, "exit_code": int(code)},
+                    "exit_code": int(code),
+                }
+            )
+        return int(code)
+
+    def _masked(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, dict):
+            return {self._masked(k): self._masked(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._masked(v) for v in value]
+        return value
+
+
+@contextlib.contextmanager
+def _session(
+    ctx: typer.Context,
+    output: OutputFormat | None,
+    log_format: LogFormat | None,
+    log_level: LogLevel | None,
+    *,
+    changes_cloud: bool = False,
+) -> Iterator[_Session]:
+    """Set up output and logging for one command; map whatever it raises to an exit code.
+
+    ``changes_cloud``: an unexpected crash may have left the cloud half-changed, so it
+    exits 3 (needs a person) rather than 1.
+    """
+    given = ctx.obj if isinstance(ctx.obj, _Globals) else _Globals()
+    session = _Session(output or given.output)
+    try:
+        plog.configure_logging(
+            fmt=(log_format or given.log_format).value,
+            level=(log_level or given.log_level).value,
+            stream=cast(TextIO, _Stderr()),
+        )
+        yield session
+    except (typer.Exit, typer.Abort) as exc:
+        if isinstance(exc, typer.Abort):  # Ctrl-C or EOF at a confirmation prompt
+            raise typer.Exit(
+                session.fail_other("Interrupted", "aborted; nothing was changed",
+                                   ExitCode.INTERRUPTED)
+            ) from None
+        raise
+    except PhoenixError as exc:
+        raise typer.Exit(session.fail(exc)) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(
+            session.fail_other("Interrupted", "interrupted", ExitCode.INTERRUPTED)
+        ) from None
+    except Exception as exc:
+        session.err(traceback.format_exc().rstrip())
+        code = ExitCode.NEEDS_PERSON if changes_cloud else ExitCode.DEPLOY_FAILED
+        advice = " The cloud may be half-changed: run `phoenix status`." if changes_cloud else ""
+        raise typer.Exit(
+            session.fail_other(
+                type(exc).__name__,
+                f"unexpected {type(exc).__name__}: {exc} (a bug in Phoenix; please report it"
+                f" with the traceback above).{advice}",
+                code,
+            )
+        ) from None
+
+
+# --- global options ---------------------------------------------------------------------
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version("phoenix-deploy")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        typer.echo(f"phoenix {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    output: Annotated[
+        OutputFormat,
+        typer.Option("--output", "-o", help="text, or json: one JSON document on stdout."),
+    ] = OutputFormat.TEXT,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format", help="Logs (stderr): auto = console on a TTY, else JSON lines."
+        ),
+    ] = LogFormat.AUTO,
+    log_level: Annotated[LogLevel, typer.Option("--log-level", help="Log level.")] = (
+        LogLevel.INFO
+    ),
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Phoenix deploys: fresh servers every time, traffic moved only to proven ones."""
+    del version
+    ctx.obj = _Globals(output, log_format, log_level)
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Check the spec and render the template for every region and node; touches no cloud."""
+    with _session(ctx, output, log_format, log_level) as session:
+        spec = session.load(spec_file)
+        api.validate(spec)
+        session.done(
+            {
+                "ok": True,
+                "app": spec.app,
+                "count": spec.count,
+                "regions": list(spec.regions),
+                "template": str(spec.template_path),
+                "secret_vars": sorted(spec.secret_names),
+            },
+            f"ok: {spec.app}, {spec.count} node(s), regions {', '.join(spec.regions)}",
+        )
+
+
+@app.command()
+def render(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    index: Annotated[int, typer.Option("--index", "-i", help="Node index.", min=0)] = 0,
+    region: RegionOpt = None,
+    show_secrets: Annotated[
+        bool, typer.Option("--show-secrets", help="Print secret var values instead of ***.")
+    ] = False,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Print the user-data one node would boot with (release shown as RELEASE)."""
+    with _session(ctx, output, log_format, log_level) as session:
+        spec = session.load(spec_file)
+        where = _region(spec, region)
+        if index >= spec.count:
+            raise InputError(
+                f"--index {index}: the spec has count {spec.count}, so indexes are"
+                f" 0..{spec.count - 1}"
+            )
+        text = render_user_data(
+            spec.template_path,
+            RenderContext(
+                app=spec.app,
+                release=PLACEHOLDER_RELEASE,
+                region=where,
+                index=index,
+                vars=spec.resolved_vars,
+            ),
+        )
+        data = {"app": spec.app, "region": where, "index": index,
+                "release": PLACEHOLDER_RELEASE, "user_data": text}
+        # The template's own final newline ends the output; echo adds none of its own.
+        session.done(data, text.removesuffix("\n"), masked=not show_secrets)
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    region: RegionOpt = None,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Show which release the spec means and what deploy would do first; changes nothing."""
+    with _session(ctx, output, log_format, log_level) as session:
+        spec = session.load(spec_file)
+        report = api.plan(spec, region=_region(spec, region))
+        session.done(dataclasses.asdict(report), _plan_text(report))
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    region: RegionOpt = None,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Build the spec's release, health-gate it, move traffic, retire the old release.
+
+    On failure the old release keeps serving (exit 1). Ctrl-C rolls back, then exits 130.
+    """
+    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        spec = session.load(spec_file)
+        where = _region(spec, region)
+        with _progress(session, f"deploying {spec.app} to {where}") as on_event:
+            result = api.deploy(spec, region=where, on_event=on_event)
+        session.done(dataclasses.asdict(result), _deploy_text(result))
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    no_health: Annotated[
+        bool, typer.Option("--no-health", help="Skip health checks (faster).")
+    ] = False,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Show what runs where: nodes, health, pool membership, DNS, the lock, problems."""
+    with _session(ctx, output, log_format, log_level) as session:
+        spec = session.load(spec_file)
+        report = api.status(spec, check_health=not no_health)
+        session.done(dataclasses.asdict(report), _status_text(spec, report, not no_health))
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="RELEASE", help="Release to restore (default: the"
+                     " previous good one; `phoenix history` lists them)."),
+    ] = None,
+    region: RegionOpt = None,
+    yes: YesOpt = False,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Put the previous good release (or --to RELEASE) back in service."""
+    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        spec = session.load(spec_file)
+        where = _region(spec, region)
+        target = to or "the previous good release"
+        _confirm("rollback", f"Roll {spec.app} in {where} back to {target}?", yes=yes)
+        with _progress(session, f"rolling {spec.app} back in {where}") as on_event:
+            result = api.rollback(spec, to_release=to, region=where, on_event=on_event)
+        session.done(dataclasses.asdict(result), _deploy_text(result))
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """List every deploy, rollback and failover of the app, oldest first."""
+    with _session(ctx, output, log_format, log_level) as session:
+        spec = session.load(spec_file)
+        records = api.history(spec)
+        session.done(
+            {"app": spec.app, "records": [dataclasses.asdict(r) for r in records]},
+            _history_text(spec.app, records),
+        )
+
+
+@app.command()
+def destroy(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    yes: YesOpt = False,
+    purge_records: Annotated[
+        bool,
+        typer.Option("--purge-records", help="Also delete release records and deploy history."),
+    ] = False,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Take the app out of every region: pool members removed, servers deleted."""
+    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        spec = session.load(spec_file)
+        what = "every server and pool member"
+        if purge_records:
+            what += ", and its release records and history"
+        _confirm("destroy", f"Destroy {spec.app} in {', '.join(spec.regions)}: {what}?", yes=yes)
+        result = api.destroy(spec, purge_records=purge_records)
+        session.done(dataclasses.asdict(result), _destroy_text(result))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of phoenix.yaml (for editors and linters)."""
+    typer.echo(json.dumps(spec_json_schema(), indent=2))
+
+
+def main() -> None:
+    """Entry point of the ``phoenix`` console script; exits with the command's code."""
+    app(prog_name="phoenix")
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _region(spec: Spec, region: str | None) -> str:
+    """The region to act in; an unknown one is refused before any provider is opened."""
+    if region is None:
+        return spec.regions[0]
+    if region not in spec.regions:
+        raise InputError(
+            f"--region {region}: not one of the spec's regions ({', '.join(spec.regions)})"
+        )
+    return region
+
+
+def _confirm(action: str, question: str, *, yes: bool) -> None:
+    """Ask before a destructive action; without a terminal to ask on, demand ``--yes``."""
+    if yes:
+        return
+    if not _stdin_is_tty():
+        raise InputError(
+            f"{action} changes what runs in the cloud and stdin is not a terminal to ask"
+            " on; pass --yes to confirm"
+        )
+    if not typer.confirm(question, default=False, err=True):
+        typer.echo("aborted; nothing was changed", err=True)
+        raise typer.Exit(int(ExitCode.DEPLOY_FAILED))
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _progress(session: _Session, title: str) -> Iterator[EventSink | None]:
+    """An event sink showing progress on a TTY's stderr; none otherwise (logs suffice)."""
+    if not _Stderr().isatty():
+        yield None
+        return
+    console = Console(stderr=True)
+    with console.status(escape(title)) as spinner:
+        yield _ProgressView(console, spinner, session.mask)
+
+
+class _ProgressView:
+    """Renders engine events: steps as lines, waits in the spinner, outcomes marked."""
+
+    def __init__(
+        self, console: Console, spinner: Status | None, mask: Callable[[str], str]
+    ) -> None:
+        self.console = console
+        self.spinner = spinner
+        self.mask = mask
+
+    def __call__(self, event: Event) -> None:
+        message = escape(self.mask(event.message))
+        lines = [escape(self.mask(line)) for line in event.lines]
+        if event.kind == "steps":
+            for line in lines:
+                self.console.print(f"  [cyan]->[/] {line}")
+        elif event.kind == "waiting":
+            text = "waiting for " + (lines[0] if lines else message)
+            if len(lines) > 1:
+                text += f" (+{len(lines) - 1} more)"
+            if self.spinner is not None:
+                self.spinner.update(text)
+            else:
+                self.console.print(f"  {text}")
+        elif event.kind == "converged":
+            self.console.print(f"[green]ok[/] {message}")
+        elif event.kind == "failed":
+            self.console.print(f"[red]failed[/] {message}")
+        elif event.kind == "rollback":
+            self.console.print(f"[yellow]rollback[/] {message}")
+        else:
+            self.console.print(message)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    """Plain aligned columns: stable for grep/awk and for any terminal width."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    return [
+        indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    ]
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s" if value < 60 else f"{int(value // 60)}m{value % 60:04.1f}s"
+
+
+def _deploy_text(result: DeployResult) -> list[str]:
+    lines = [
+        f"{result.app}: {result.action} {result.outcome} in {result.region}"
+        f" ({result.deploy_id})",
+        f"  release   {result.release}",
+        f"  previous  {result.previous_release or 'none'}",
+        f"  nodes     {len(result.nodes)}"
+        + (f": {', '.join(result.nodes)}" if result.nodes else ""),
+        f"  steps     {result.steps} in {_seconds(result.seconds)}",
+    ]
+    if result.reason:
+        lines.append(f"  reason    {result.reason}")
+    return lines
+
+
+def _plan_text(report: api.PlanReport) -> list[str]:
+    built = "new: deploy builds it" if report.new_release else "already built"
+    lines = [
+        f"{report.app} in {report.region}",
+        f"  release   {report.release} ({built})",
+        f"  serving   {report.serving_release or 'nothing'}",
+    ]
+    if report.converged:
+        lines.append(f"  nothing to do: {report.release} already serves as the spec says")
+        return lines
+    if report.steps:
+        lines.append("  first steps:")
+        lines.extend(f"    - {step}" for step in report.steps)
+    if report.waiting_for:
+        lines.append("  waiting for:")
+        lines.extend(f"    - {item}" for item in report.waiting_for)
+    if not report.steps and not report.waiting_for:
+        lines.append("  nothing to do")
+    return lines
+
+
+def _status_text(spec: Spec, report: api.StatusReport, checked: bool) -> list[str]:
+    lines = [report.app]
+    for number, region in enumerate(report.regions):
+        label = f"{region.region} (primary)" if number == 0 else region.region
+        if region.error is not None:
+            lines.append(f"{label}: could not be read: {region.error}")
+            continue
+        serving = f"{region.serving_release} serves" if region.serving_release else "nothing serves"
+        lines.append(f"{label}: {serving}, {len(region.nodes)} server(s)")
+        if region.nodes:
+            rows = [
+                [
+                    node.name,
+                    node.release,
+                    node.state,
+                    node.address or "-",
+                    _health_cell(node, checked),
+                    node.member or "-",
+                    node.fault or "-",
+                ]
+                for node in region.nodes
+            ]
+            headers = ["NAME", "RELEASE", "STATE", "ADDRESS", "HEALTH", "POOL", "FAULT"]
+            lines.extend(_table(headers, rows))
+        for member in region.stray_members:
+            lines.append(f"  stray pool member without a server: {member}")
+    if spec.dns is not None:
+        lines.append(f"dns {spec.dns.record}.{spec.dns.zone}: {report.dns or 'not set'}")
+    lines.append(f"lock: held by {report.lock_holder}" if report.lock_holder else "lock: free")
+    if report.problems:
+        lines.append(f"problems ({len(report.problems)}):")
+        lines.extend(f"  - {problem}" for problem in report.problems)
+    else:
+        lines.append("problems: none")
+    return lines
+
+
+def _health_cell(node: api.NodeStatus, checked: bool) -> str:
+    if not checked:
+        return "-"
+    if node.health in ("HEALTHY", "UNKNOWN"):
+        return node.health
+    return f"{node.health} ({node.health_detail})"
+
+
+def _history_text(app_name: str, records: Sequence[DeployRecord]) -> list[str]:
+    if not records:
+        return [f"no deploys of {app_name} recorded yet"]
+    rows = [
+        [
+            _when(record.started_at),
+            record.action,
+            record.release,
+            record.region,
+            record.outcome,
+            record.previous_release or "-",
+            record.reason or "",
+        ]
+        for record in records
+    ]
+    headers = ["STARTED (UTC)", "ACTION", "RELEASE", "REGION", "OUTCOME", "PREVIOUS", "REASON"]
+    return _table(headers, rows, indent="")
+
+
+def _when(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def _destroy_text(result: api.DestroyResult) -> list[str]:
+    if not result.deleted_nodes and not result.removed_members and not result.purged_records:
+        return [f"nothing to destroy: {result.app} has no servers or pool members"]
+    lines = [
+        f"destroyed {result.app}: {len(result.deleted_nodes)} server(s) deleted,"
+        f" {len(result.removed_members)} pool member(s) removed"
+        + (f", {result.purged_records} record(s) purged" if result.purged_records else "")
+    ]
+    lines.extend(f"  - {name}" for name in result.deleted_nodes)
+    return lines
