@@ -492,7 +492,8 @@ def test_source_probe_maps_provider_health(clock: FakeClock) -> None:
 
     assert up == ProbeResult(True, "lb member ONLINE")
     assert down == ProbeResult(False, "lb member ERROR")
-    assert unsure == ProbeResult(False, "lb member NO_MONITOR")
+    # UNKNOWN says nothing about the node: it must not count as a failure.
+    assert unsure == ProbeResult(False, "lb member NO_MONITOR", conclusive=False)
     assert {region for region, _ in source.calls} == {"r7"}
     assert threading.get_ident() not in source.threads  # ran in worker threads
 
@@ -516,3 +517,23 @@ def test_build_tracker_prefers_the_health_source(clock: FakeClock) -> None:
 def test_provider_mode_without_a_health_source_is_an_input_error(clock: FakeClock) -> None:
     with pytest.raises(InputError, match="provider"):
         build_tracker(HealthSpec(mode="provider"), clock=clock, health_source=None, region="r1")
+
+
+class FlakyHealthSource:
+    """A provider whose health API fails transiently on every call."""
+
+    def node_health(self, region: str, node: Node) -> NodeHealth:
+        from phoenix.errors import Transient
+
+        raise Transient("HTTP 503 from the health API")
+
+
+def test_provider_api_errors_are_inconclusive_not_failures(clock: FakeClock) -> None:
+    spec = HealthSpec(mode="provider", unhealthy_threshold=1, interval=1, timeout=0.5)
+    tracker = build_tracker(spec, clock=clock, health_source=FlakyHealthSource(), region="r")
+    node = make_node(clock, "n1")
+    for _ in range(5):
+        result = tracker.check_sync([node])["n1"]
+        clock.advance(1)
+        assert result.status is Health.UNKNOWN
+    assert "inconclusive" in result.detail
