@@ -122,7 +122,7 @@ class _Globals:
 
     output: OutputFormat = OutputFormat.TEXT
     log_format: LogFormat = LogFormat.AUTO
-    log_level: LogLevel = LogLevel.INFO
+    log_level: LogLevel | None = None  # None: info, or warning under a progress display
 
 
 class _Stderr(io.TextIOBase):
@@ -238,17 +238,19 @@ def _session(
 ) -> Iterator[_Session]:
     """Set up output and logging for one command; map whatever it raises to an exit code.
 
-    ``changes_cloud``: an unexpected crash may have left the cloud half-changed, so it
-    exits 3 (needs a person) rather than 1.
+    ``changes_cloud``: the command shows progress on a TTY (so info logs, which would
+    repeat every line of it, are left out unless ``--log-level`` asks for them), and an
+    unexpected crash may have left the cloud half-changed, so it exits 3, not 1.
     """
     given = ctx.obj if isinstance(ctx.obj, _Globals) else _Globals()
     session = _Session(output or given.output)
+    fmt = log_format or given.log_format
+    level = log_level or given.log_level
+    if level is None:
+        progress_shown = changes_cloud and _Stderr().isatty() and fmt is not LogFormat.JSON
+        level = LogLevel.WARNING if progress_shown else LogLevel.INFO
     try:
-        plog.configure_logging(
-            fmt=(log_format or given.log_format).value,
-            level=(log_level or given.log_level).value,
-            stream=cast(TextIO, _Stderr()),
-        )
+        plog.configure_logging(fmt=fmt.value, level=level.value, stream=cast(TextIO, _Stderr()))
         yield session
     except (typer.Exit, typer.Abort) as exc:
         if isinstance(exc, typer.Abort):  # Ctrl-C or EOF at a confirmation prompt
@@ -303,9 +305,14 @@ def _main(
             "--log-format", help="Logs (stderr): auto = console on a TTY, else JSON lines."
         ),
     ] = LogFormat.AUTO,
-    log_level: Annotated[LogLevel, typer.Option("--log-level", help="Log level.")] = (
-        LogLevel.INFO
-    ),
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option(
+            "--log-level",
+            help="Log level [default: info; warning while a TTY shows deploy progress].",
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
@@ -557,7 +564,7 @@ def _progress(session: _Session, title: str) -> Iterator[EventSink | None]:
     if not _Stderr().isatty():
         yield None
         return
-    console = Console(stderr=True)
+    console = Console(stderr=True, highlight=False)
     with console.status(escape(title)) as spinner:
         yield _ProgressView(console, spinner, session.mask)
 
@@ -576,24 +583,30 @@ class _ProgressView:
         message = escape(self.mask(event.message))
         lines = [escape(self.mask(line)) for line in event.lines]
         if event.kind == "steps":
+            self._spin(f"working: {message}")
             for line in lines:
                 self.console.print(f"  [cyan]->[/] {line}")
         elif event.kind == "waiting":
             text = "waiting for " + (lines[0] if lines else message)
             if len(lines) > 1:
                 text += f" (+{len(lines) - 1} more)"
-            if self.spinner is not None:
-                self.spinner.update(text)
-            else:
+            if self.spinner is None:
                 self.console.print(f"  {text}")
+            self._spin(text)
         elif event.kind == "converged":
             self.console.print(f"[green]ok[/] {message}")
+            self._spin("recording the release")
         elif event.kind == "failed":
             self.console.print(f"[red]failed[/] {message}")
+            self._spin("rolling back")
         elif event.kind == "rollback":
             self.console.print(f"[yellow]rollback[/] {message}")
         else:
             self.console.print(message)
+
+    def _spin(self, text: str) -> None:
+        if self.spinner is not None:
+            self.spinner.update(text)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
