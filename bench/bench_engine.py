@@ -79,7 +79,9 @@ def bench_deploy(count: int) -> tuple[float, int, int]:
     """(wall seconds, control-plane calls, steps) of a blue-green redeploy of ``count``."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "t.j2").write_text("#cloud-config\nwrite_files: [{path: /x, content: '{{ vars.v }}'}]\n")
+        (root / "t.j2").write_text(
+            "#cloud-config\nwrite_files: [{path: /x, content: '{{ vars.v }}'}]\n"
+        )
         spec_text = (
             "app: bench\nprovider: {name: memory}\nregions: [region-a]\n"
             "image: {name: golden}\nflavor: m1.small\n"

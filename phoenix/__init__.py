@@ -22,6 +22,7 @@ from phoenix.api import (
     plan,
     rollback,
     status,
+    unlock,
     validate,
 )
 from phoenix.engine import DeployResult, Event
@@ -66,5 +67,6 @@ __all__ = [
     "plan",
     "rollback",
     "status",
+    "unlock",
     "validate",
 ]

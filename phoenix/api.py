@@ -327,6 +327,23 @@ def destroy(
             lock.release()
 
 
+def unlock(
+    spec: Spec, *, provider: Provider | None = None, clock: Clock | None = None
+) -> str | None:
+    """Break the app's deploy lock (after making sure its holder is dead); returns the owner.
+
+    Only for a deploy that died on another machine before its lease lapsed: a holder on
+    this host that is gone is taken over automatically by the next deploy.
+    """
+    clock = clock or SystemClock()
+    with _provider(spec, provider, clock) as opened:
+        lock = DeployLock(opened.store, spec.app, "unlock")
+        holder = lock.holder()
+        if holder is not None:
+            opened.store.delete(lock.key)
+        return holder.owner if holder else None
+
+
 def _serving_release(observed: Observed) -> str | None:
     serving = {m.name for m in observed.members if m.state is MemberState.SERVING}
     counts = Counter(n.release for n in observed.nodes if n.name in serving)

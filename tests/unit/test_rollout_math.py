@@ -22,7 +22,9 @@ from phoenix.spec import CanarySpec, RolloutSpec
         ("34%", 3, False, 1),
     ],
 )
-def test_scaled_rounds_like_kubernetes(value: int | str, total: int, up: bool, expected: int) -> None:
+def test_scaled_rounds_like_kubernetes(
+    value: int | str, total: int, up: bool, expected: int
+) -> None:
     assert scaled(value, total, round_up=up) == expected
 
 
