@@ -327,9 +327,11 @@ class Engine:
         if fast:
             # Restoring service: never below count, no canary bake.
             rollout = rollout.model_copy(update={"strategy": "blue-green"})
-        keep = [
-            r.id for r in reversed(self.records.releases()) if r.id != release
-        ][: rollout.keep_previous]
+        keep = (
+            self.records.recent_good_releases(excluding=release, limit=rollout.keep_previous)
+            if rollout.keep_previous
+            else []
+        )
         return Target(
             app=self.spec.app,
             region=self.region,

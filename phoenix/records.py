@@ -110,6 +110,16 @@ class Records:
                 found.append(DeployRecord.from_json(data))
         return sorted(found, key=lambda r: r.started_at)
 
+    def recent_good_releases(self, *, excluding: str, limit: int) -> list[str]:
+        """The newest ``limit`` distinct releases that deployed successfully, newest first."""
+        found: list[str] = []
+        for record in reversed(self.deploys()):
+            if len(found) >= limit:
+                break
+            if record.outcome == "succeeded" and record.release not in (excluding, *found):
+                found.append(record.release)
+        return found
+
     def last_good_release(self, *, excluding: str | None = None) -> str | None:
         """The release of the newest deploy that succeeded, other than ``excluding``."""
         for record in reversed(self.deploys()):

@@ -304,3 +304,12 @@ def test_status_shows_serving_release_and_a_dead_node(world: World) -> None:
     assert region.serving_release == result.release
     assert {n.name: n.health for n in region.nodes}[victim] == "UNHEALTHY"
     assert any(victim in p for p in report.problems)
+
+
+def test_a_failed_release_is_never_kept_as_standby(world: World) -> None:
+    extra = "  keep_previous: 1"
+    first = deploy(world, world.spec(extra_rollout=extra))
+    world.cloud.faults.unhealthy_images.add("img-2")
+    with pytest.raises(DeployFailed):
+        deploy(world, world.spec(extra_rollout=extra, image="golden-v2"))
+    assert releases_of(world) == {first.release}
