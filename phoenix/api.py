@@ -16,7 +16,7 @@ from functools import partial
 
 from phoenix.clock import SystemClock
 from phoenix.engine import DeployResult, Engine, EventSink
-from phoenix.errors import PhoenixError
+from phoenix.errors import InputError, PhoenixError
 from phoenix.health import build_tracker
 from phoenix.model import Health, MemberState, NodeState
 from phoenix.planner import Observed
@@ -26,7 +26,7 @@ from phoenix.providers.registry import open_provider
 from phoenix.records import DeployLock, DeployRecord, Records
 from phoenix.release import PLACEHOLDER_RELEASE, resolve_release
 from phoenix.render import RenderContext, render_user_data
-from phoenix.spec import Spec
+from phoenix.spec import HealthSpec, Spec
 
 
 @contextlib.contextmanager
@@ -41,12 +41,17 @@ def _provider(spec: Spec, provider: Provider | None, clock: Clock) -> Iterator[P
         opened.close()
 
 
-def validate(spec: Spec) -> None:
-    """Render the template for every region and node index, before any provider call.
+def validate(spec: Spec, *, region: str | None = None) -> None:
+    """Check what can be checked before any provider call: the region, and the template
+    rendered for every region and node index.
 
-    A template error must stop a deploy before it touches the cloud (exit code 2, nothing
-    half-done), so ``deploy`` and ``plan`` run this first; ``phoenix validate`` runs it too.
+    A bad input must stop a deploy before it touches the cloud (exit code 2, nothing
+    half-done), so ``deploy``, ``plan`` and ``rollback`` run this first.
     """
+    if region is not None and region not in spec.regions:
+        raise InputError(
+            f"--region {region}: not one of the spec's regions ({', '.join(spec.regions)})"
+        )
     for region in spec.regions:
         for index in range(spec.count):
             render_user_data(
@@ -74,7 +79,7 @@ def deploy(
     Raises ``DeployFailed`` (rolled back, old release serving), ``RestoreFailed``,
     ``LockHeld``, ``Interrupted`` or an ``InputError``.
     """
-    validate(spec)
+    validate(spec, region=region)
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
         engine = Engine(spec, opened, clock=clock, region=region, on_event=on_event)
@@ -91,6 +96,7 @@ def rollback(
     on_event: EventSink | None = None,
 ) -> DeployResult:
     """Put the previous good release (or ``to_release``) back in service."""
+    validate(spec, region=region)
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
         engine = Engine(spec, opened, clock=clock, region=region, on_event=on_event)
@@ -119,10 +125,15 @@ def plan(
     region: str | None = None,
 ) -> PlanReport:
     """What ``deploy`` would do first, computed by the same planner; changes nothing."""
-    validate(spec)
+    validate(spec, region=region)
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
         engine = Engine(spec, opened, clock=clock, region=region)
+        # One look, no history: judge health on a single probe, as `status` does.
+        engine.tracker = build_tracker(
+            _single_probe(spec), clock=clock, health_source=opened.health_source,
+            region=engine.region,
+        )
         observed = engine.observe()
         known = engine.records.releases()
         release = resolve_release(
@@ -187,9 +198,7 @@ def status(
 ) -> StatusReport:
     """What runs where: nodes, their health and pool membership, per region."""
     clock = clock or SystemClock()
-    once = spec.health.model_copy(
-        update={"healthy_threshold": 1, "unhealthy_threshold": 1, "grace": 0.0}
-    )
+    once = _single_probe(spec)
     with _provider(spec, provider, clock) as opened:
         regions = []
         problems: list[str] = []
@@ -342,6 +351,13 @@ def unlock(
         if holder is not None:
             opened.store.delete(lock.key)
         return holder.owner if holder else None
+
+
+def _single_probe(spec: Spec) -> HealthSpec:
+    """Health settings for a one-off look (status, plan): one probe decides."""
+    return spec.health.model_copy(
+        update={"healthy_threshold": 1, "unhealthy_threshold": 1, "grace": 0.0}
+    )
 
 
 def _serving_release(observed: Observed) -> str | None:

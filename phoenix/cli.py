@@ -25,11 +25,13 @@ import dataclasses
 import enum
 import io
 import json
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from importlib import metadata
+from types import FrameType
 from typing import Annotated, Any, TextIO, cast
 
 import typer
@@ -309,7 +311,7 @@ def _main(
         LogLevel | None,
         typer.Option(
             "--log-level",
-            help="Log level [default: info; warning while a TTY shows deploy progress].",
+            help="Log level (default: info; warning while a TTY shows deploy progress).",
             show_default=False,
         ),
     ] = None,
@@ -513,14 +515,48 @@ def destroy(
 
 
 @app.command()
+def unlock(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    yes: YesOpt = False,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Break the app's deploy lock, left by a deploy that died on another machine."""
+    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        spec = session.load(spec_file)
+        _confirm(
+            "unlock",
+            f"Break the deploy lock of {spec.app}? Only if the deploy holding it is dead.",
+            yes=yes,
+        )
+        holder = api.unlock(spec)
+        session.done(
+            {"app": spec.app, "removed_holder": holder},
+            f"unlocked {spec.app}: removed the lock held by {holder}" if holder
+            else f"{spec.app} was not locked; nothing to do",
+        )
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of phoenix.yaml (for editors and linters)."""
     typer.echo(json.dumps(spec_json_schema(), indent=2))
 
 
 def main() -> None:
-    """Entry point of the ``phoenix`` console script; exits with the command's code."""
+    """Entry point of the ``phoenix`` console script; exits with the command's code.
+
+    SIGTERM (what CI runners and process supervisors send to cancel a job) is handled
+    like Ctrl-C, so a cancelled pipeline rolls back to the old release before exiting.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="phoenix")
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 # --- helpers ----------------------------------------------------------------------------

@@ -132,7 +132,9 @@ class _View:
         return [
             n
             for n in self.incoming.values()
-            if self.serving(n) and self.health_of(n) is Health.HEALTHY
+            if n.state is NodeState.ACTIVE
+            and self.serving(n)
+            and self.health_of(n) is Health.HEALTHY
         ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -90,12 +91,14 @@ class Records:
         data = self.store.get(self._release_key(release))
         return ReleaseRecord.from_json(data) if data is not None else None
 
-    def releases(self) -> list[ReleaseRecord]:
-        found = []
-        for key in self.store.list(f"apps/{self.app}/releases/"):
+    def _objects(self, folder: str) -> Iterator[bytes]:
+        for key in self.store.list(f"apps/{self.app}/{folder}/"):
             data = self.store.get(key)
             if data is not None:
-                found.append(ReleaseRecord.from_json(data))
+                yield data
+
+    def releases(self) -> list[ReleaseRecord]:
+        found = [ReleaseRecord.from_json(data) for data in self._objects("releases")]
         return sorted(found, key=lambda r: r.seq)
 
     def save_deploy(self, record: DeployRecord) -> None:
@@ -103,11 +106,7 @@ class Records:
         self.store.put(key, record.to_json())
 
     def deploys(self) -> list[DeployRecord]:
-        found = []
-        for key in self.store.list(f"apps/{self.app}/deploys/"):
-            data = self.store.get(key)
-            if data is not None:
-                found.append(DeployRecord.from_json(data))
+        found = [DeployRecord.from_json(data) for data in self._objects("deploys")]
         return sorted(found, key=lambda r: r.started_at)
 
     def recent_good_releases(self, *, excluding: str, limit: int) -> list[str]:

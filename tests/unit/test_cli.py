@@ -44,7 +44,8 @@ from phoenix.records import DeployLock
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "memory-hello" / "phoenix.yaml"
 COMMANDS = (
-    "validate", "render", "plan", "deploy", "status", "rollback", "history", "destroy", "schema"
+    "validate", "render", "plan", "deploy", "status", "rollback", "history", "destroy",
+    "unlock", "schema",
 )
 
 SECRET = "pl4nted-s3cret-do-not-print"
@@ -377,8 +378,9 @@ def test_a_health_failing_deploy_rolls_back_and_exits_1(project: Project) -> Non
     assert "health" in data["reason"]
     assert result.stderr.count("error: ") == 1
     assert "Traceback" not in result.stderr
-    status = run_json("status", project.spec)[1]
-    assert status["regions"][0]["nodes"] == []
+    region = run_json("status", project.spec)[1]["regions"][0]
+    assert region["serving_release"] is None
+    assert {node["state"] for node in region["nodes"]} <= {"DELETING"}
 
 
 def test_a_failed_deploy_prints_its_summary_in_text_mode(project: Project) -> None:
@@ -404,7 +406,16 @@ def test_a_held_lock_exits_4(project: Project) -> None:
 
     assert result.exit_code == ExitCode.LOCKED
     assert "error: another deploy of 'demo' holds the lock" in result.stderr
-    assert "d-someone-else" in run("status", project.spec).stdout
+    assert "lock: held by d-someone-else@" in run("status", project.spec).stdout
+
+    unlocked = run("unlock", project.spec, "--yes")
+
+    assert unlocked.exit_code == 0, unlocked.stderr
+    assert unlocked.stdout.startswith("unlocked demo: removed the lock held by d-someone-else@")
+    assert run("deploy", project.spec).exit_code == 0
+    assert run("unlock", project.spec, "--yes").stdout.strip() == (
+        "demo was not locked; nothing to do"
+    )
 
 
 def test_an_unknown_region_is_refused_before_the_provider_opens(project: Project) -> None:
@@ -489,7 +500,7 @@ def test_an_unexpected_exception_is_reported_masked(
 # --- confirmation of destructive commands -----------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["rollback", "destroy"])
+@pytest.mark.parametrize("command", ["rollback", "destroy", "unlock"])
 def test_destructive_commands_need_yes_without_a_tty(project: Project, command: str) -> None:
     result = run(command, project.spec)
 
@@ -498,7 +509,7 @@ def test_destructive_commands_need_yes_without_a_tty(project: Project, command: 
     assert not project.state.exists()
 
 
-@pytest.mark.parametrize("command", ["rollback", "destroy"])
+@pytest.mark.parametrize("command", ["rollback", "destroy", "unlock"])
 def test_destructive_commands_ask_on_a_tty(
     project: Project, monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
@@ -512,6 +523,18 @@ def test_destructive_commands_ask_on_a_tty(
     assert not project.state.exists()
 
 
+def test_a_confirmed_destroy_runs(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run("deploy", project.spec).exit_code == 0
+    monkeypatch.setattr(phoenix_cli, "_stdin_is_tty", lambda: True)
+
+    result = run("destroy", project.spec, input="y\n")
+
+    assert result.exit_code == 0, result.stderr
+    assert "Destroy demo in region-a, region-b" in result.stderr  # asked on stderr
+    # (CliRunner echoes the typed answer onto stdout; a terminal echoes it itself.)
+    assert "destroyed demo: 3 server(s) deleted" in result.stdout
+
+
 # --- bad specs and templates: exit 2, file and line, nothing touched --------------------
 
 
@@ -523,7 +546,9 @@ class Bad:
     spec: Callable[[str], str] = lambda text: text
     template: Callable[[str], str] = lambda text: text
     file: str = "phoenix.yaml"
-    line: str | None = None  # a text on the reported line (first match), in ``file``
+    # A text on the reported line (its first occurrence in ``file``). None for whole-output
+    # checks (size, header, YAML of the rendered text), which have no template line.
+    line: str | None = None
     says: str = ""  # a fragment of the message
     anywhere_line: bool = False  # a line is given, but where YAML's parser puts it
 
@@ -593,8 +618,8 @@ BAD_INPUTS = [
         file="app.yaml.j2", line="# {{ app", says="syntax error"),
     Bad("template-undefined-var", template=_sub("vars.port", "vars.prot"), file="app.yaml.j2",
         line="vars.prot", says="undefined variable 'vars.prot'"),
-    Bad("template-bare-var-name", template=_sub("vars.greeting", "greeting"),
-        file="app.yaml.j2", line='{"greeting"', says="vars.greeting"),
+    Bad("template-bare-var-name", template=_sub("{{ vars.port }}", "{{ port }}"),
+        file="app.yaml.j2", line='{"greeting"', says="read as vars.port"),
     Bad("template-invalid-yaml-output", template=_sub("write_files:", "key: [unclosed\nx:"),
         file="app.yaml.j2", says="not valid YAML at line 4 of the rendered output"),
     Bad("template-oversize-output",
@@ -632,9 +657,8 @@ def test_bad_input_exits_2_naming_file_and_line_before_any_provider_call(
     assert bad.file in result.stderr
     if bad.line is not None:
         text = spec_text if bad.file == "phoenix.yaml" else template_text
-        number = next(
-            (n for n, line in enumerate(text.splitlines(), 1) if bad.line in line), 1
-        )
+        lines = text.splitlines() or [""]
+        number = next(n for n, line in enumerate(lines, 1) if bad.line in line)
         assert f"{bad.file}:{number}:" in result.stderr
     if bad.anywhere_line:
         assert re.search(rf"{re.escape(bad.file)}:\d+: ", result.stderr)

@@ -360,7 +360,7 @@ def _available(t: Target, obs: Observed, drained: set[str]) -> int:
     return count
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(situations())
 def test_invariants_hold_for_any_observed_state(situation: tuple[Target, Observed]) -> None:
     t, obs = situation
