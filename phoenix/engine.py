@@ -341,6 +341,7 @@ class Engine:
             health=self.spec.health,
             member_port=self.spec.load_balancer.member_port,
             keep_releases=tuple(keep),
+            restore=fast,
         )
 
     def _previous(self, observed: Observed, target: str) -> tuple[str, int] | None:

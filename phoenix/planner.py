@@ -65,6 +65,9 @@ class Target:
     member_port: int
     # Releases whose nodes are kept out of the pool for a fast rollback (newest first).
     keep_releases: tuple[str, ...] = ()
+    # Putting a previous release back as it was (a rollback): members that already serve
+    # count as they are, and sick ones are not replaced; new nodes still pass the gate.
+    restore: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class _View:
             for n in self.incoming.values()
             if n.state is NodeState.ACTIVE
             and self.serving(n)
-            and self.health_of(n) is Health.HEALTHY
+            and (self.target.restore or self.health_of(n) is Health.HEALTHY)
         ]
 
 
@@ -160,7 +163,10 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
         health = view.health_of(node)
         broken = node.state is NodeState.ERROR
         sick_in_service = (
-            health is Health.UNHEALTHY and view.serving(node) and not deploying
+            health is Health.UNHEALTHY
+            and view.serving(node)
+            and not deploying
+            and not target.restore
         )
         if broken or sick_in_service:
             why = node.fault or view.detail_of(node) or "no detail from the provider"
@@ -176,6 +182,8 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
                     CreateNode(replacement, index, node.attempt + 1, f"replaces {node.name}: {why}")
                 )
             continue
+        if target.restore and node.name in view.members and node.state is NodeState.ACTIVE:
+            continue  # restoring: it serves (or served until the drain) as it did before
         if health is Health.UNHEALTHY:
             return Plan(
                 Phase.FAILED,
@@ -201,7 +209,11 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
 
     # 3. Healthy incoming nodes join the pool; serving ones get their timestamp.
     for node in sorted(view.incoming.values(), key=lambda n: n.index):
-        if node.state is not NodeState.ACTIVE or view.health_of(node) is not Health.HEALTHY:
+        member = view.members.get(node.name)
+        was_serving = target.restore and member is not None  # drained by the failed deploy
+        if node.state is not NodeState.ACTIVE or (
+            view.health_of(node) is not Health.HEALTHY and not was_serving
+        ):
             continue
         if not view.serving(node):
             if node.address is None:
@@ -243,23 +255,36 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
 
     surge, unavailable = surge_and_unavailable(rollout, count)
 
-    # 5. Drain outgoing members: unhealthy ones at once, healthy ones only as far as
-    #    the availability floor allows.
+    # 5. Drain outgoing members only as their replacements serve. Unhealthy ones go
+    #    first, but a health verdict alone never retires the old fleet: the verdict may
+    #    come from a wrong check in the new spec, and the load balancer's own monitor
+    #    already keeps traffic off members that are really down.
     serving_ready = view.incoming_serving_healthy()
     fully_serving = len(serving_ready) == count
-    unhealthy_out = [n for n in outgoing_serving if view.health_of(n) is Health.UNHEALTHY]
-    healthy_out = [n for n in outgoing_serving if view.health_of(n) is not Health.UNHEALTHY]
-    for node in unhealthy_out:
-        steps.append(DrainMember(node.id, node.name, "unhealthy"))
+    victims = sorted(
+        outgoing_serving,
+        key=lambda n: (view.health_of(n) is not Health.UNHEALTHY, *_drain_order(target)(n)),
+    )
     if rollout.strategy == "rolling":
-        available = len(serving_ready) + len(healthy_out)
-        drainable = max(0, available - (count - unavailable))
+        floor = count - unavailable
+        healthy_out = [n for n in outgoing_serving if view.health_of(n) is not Health.UNHEALTHY]
+        retire = max(0, len(serving_ready) + len(outgoing_serving) - floor)
+        healthy_budget = max(0, len(serving_ready) + len(healthy_out) - floor)
+        chosen = []
+        for node in victims[:retire]:
+            if view.health_of(node) is not Health.UNHEALTHY:
+                if healthy_budget == 0:
+                    continue
+                healthy_budget -= 1
+            chosen.append(node)
     else:
-        drainable = len(healthy_out) if fully_serving and bake_done else 0
-    for node in sorted(healthy_out, key=_drain_order(target))[:drainable]:
-        steps.append(DrainMember(node.id, node.name, f"replaced by {target.release}"))
-    if healthy_out and drainable < len(healthy_out):
-        waiting.append(f"{len(healthy_out) - drainable} old member(s) to be replaced")
+        chosen = victims if fully_serving and bake_done else []
+    for node in chosen:
+        sick = view.health_of(node) is Health.UNHEALTHY
+        why = "unhealthy, " if sick else ""
+        steps.append(DrainMember(node.id, node.name, f"{why}replaced by {target.release}"))
+    if len(chosen) < len(outgoing_serving):
+        waiting.append(f"{len(outgoing_serving) - len(chosen)} old member(s) to be replaced")
 
     # 6. Drained members leave the pool once idle or after the drain timeout.
     for node in view.outgoing:

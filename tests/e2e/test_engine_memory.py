@@ -313,3 +313,17 @@ def test_a_failed_release_is_never_kept_as_standby(world: World) -> None:
     with pytest.raises(DeployFailed):
         deploy(world, world.spec(extra_rollout=extra, image="golden-v2"))
     assert releases_of(world) == {first.release}
+
+
+def test_a_check_that_fails_everywhere_leaves_the_old_fleet_untouched(world: World) -> None:
+    """E.g. a wrong health port in the new spec: every node looks sick, old ones too."""
+    first = deploy(world, world.spec())
+    old_ids = {s.id for s in world.live_servers()}
+    world.watch.reset()
+    world.cloud.faults.unhealthy_images.update({"img-1", "img-2"})
+    with pytest.raises(DeployFailed) as failed:
+        deploy(world, world.spec(image="golden-v2"))
+    assert failed.value.exit_code == ExitCode.DEPLOY_FAILED
+    assert set(world.serving().values()) == {first.release}
+    assert {s.id for s in world.live_servers()} == old_ids  # the very same servers
+    assert world.watch.min_serving == 3

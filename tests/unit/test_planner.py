@@ -307,6 +307,42 @@ def test_re_enabled_member_gets_restamped() -> None:
     assert result.steps == (StampServing(old.id, old.name),)
 
 
+def test_unhealthy_old_members_are_not_drained_before_the_new_fleet_serves() -> None:
+    """A wrong health check in the new spec must not take the old fleet down."""
+    old_nodes, old_members = serving_fleet(OLD, 3)
+    sick = {n.name: Health.UNHEALTHY for n in old_nodes}
+    result = plan(target(), observed(old_nodes, old_members, sick), NOW)
+    assert kinds(result.steps) == ["CreateNode"] * 3
+
+
+def test_rolling_retires_unhealthy_old_members_first_as_replacements_serve() -> None:
+    old_nodes, old_members = serving_fleet(OLD, 3)
+    new0 = node(NEW, 0, serving_since=5)
+    health = {old_nodes[0].name: Health.UNHEALTHY}
+    t = target(count=3, strategy="rolling", max_surge=1, max_unavailable=0)
+    result = plan(t, observed([*old_nodes, new0], [*old_members, member(new0)], health), NOW)
+    drains = [s for s in result.steps if isinstance(s, DrainMember)]
+    assert [d.name for d in drains] == [old_nodes[0].name]
+    assert drains[0].reason.startswith("unhealthy")
+
+
+def test_restore_takes_serving_members_as_they_are() -> None:
+    old = [node(OLD, i, serving_since=600) for i in range(2)]
+    failed = node(NEW, 0)
+    back = Target("web", "r", OLD, 2, RolloutSpec(), HEALTH, 8080, restore=True)
+    sick = {n.name: Health.UNHEALTHY for n in [*old, failed]}
+    result = plan(back, observed([*old, failed], [member(n) for n in old], sick), NOW)
+    assert result.steps == (DeleteNode(failed.id, failed.name, f"replaced by {OLD}"),)
+
+
+def test_restore_re_enables_drained_members_whatever_the_check_says() -> None:
+    old = node(OLD, 0, serving_since=600, drain_since=3)
+    back = Target("web", "r", OLD, 1, RolloutSpec(), HEALTH, 8080, restore=True)
+    result = plan(back, observed([old], [member(old, MemberState.DRAINING, 2)],
+                                 {old.name: Health.UNHEALTHY}), NOW)
+    assert kinds(result.steps) == ["AddMember"]
+
+
 # --- invariants ---------------------------------------------------------------------
 
 
