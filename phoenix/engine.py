@@ -29,7 +29,7 @@ from phoenix.errors import (
 )
 from phoenix.executor import Executor, RetryingStore, RetryPolicy
 from phoenix.health import HealthTracker, build_tracker
-from phoenix.model import MemberState, NodeState, ResourceNeeds
+from phoenix.model import MemberState, NodeRequest, NodeState, ResourceNeeds
 from phoenix.planner import Observed, Target, plan
 from phoenix.providers.base import Clock, Provider
 from phoenix.records import DeployLock, DeployRecord, Records
@@ -388,7 +388,7 @@ class Engine:
             )
 
     def _executor(self, release: Release | None) -> Executor:
-        def build(step: CreateNode) -> object:
+        def build(step: CreateNode) -> NodeRequest:
             if release is None:
                 raise InputError(
                     f"cannot build {step.name}: no record of how its release was built"
@@ -403,7 +403,7 @@ class Engine:
             region=self.region,
             pool=self.pool,
             clock=self.clock,
-            build_request=build,  # type: ignore[arg-type]
+            build_request=build,
             retry=self.retry,
         )
 
