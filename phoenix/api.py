@@ -21,7 +21,7 @@ from phoenix.health import build_tracker
 from phoenix.model import Health, MemberState, NodeState
 from phoenix.planner import Observed
 from phoenix.planner import plan as plan_steps
-from phoenix.providers.base import Clock, Provider
+from phoenix.providers.base import Clock, PoolDeleter, PoolEndpoint, Provider
 from phoenix.providers.registry import open_provider
 from phoenix.records import DeployLock, DeployRecord, Records
 from phoenix.release import PLACEHOLDER_RELEASE, resolve_release
@@ -178,6 +178,7 @@ class RegionStatus:
     nodes: tuple[NodeStatus, ...]
     stray_members: tuple[str, ...] = ()
     error: str | None = None
+    endpoint: str | None = None  # where clients reach the pool, when the provider can tell
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,13 @@ def status(
             stray = tuple(sorted(m.name for m in members if m.name not in names))
             problems.extend(f"{region}: pool member {m} has no server" for m in stray)
             observed = Observed(region, tuple(nodes), tuple(members), health)
-            regions.append(RegionStatus(region, _serving_release(observed), tuple(rows), stray))
+            lb = opened.load_balancer
+            endpoint = lb.url(region, spec.load_balancer.pool) if isinstance(
+                lb, PoolEndpoint) else None
+            regions.append(
+                RegionStatus(region, _serving_release(observed), tuple(rows), stray,
+                             endpoint=endpoint)
+            )
         dns_text = None
         if spec.dns is not None and opened.dns is not None:
             with contextlib.suppress(PhoenixError):
@@ -316,6 +323,9 @@ def destroy(
                     if node.state is not NodeState.DELETING:
                         call(partial(compute.delete_node, region, node.id))
                     deleted.append(node.name)
+            if isinstance(lb, PoolDeleter):
+                for region in spec.regions:
+                    call(partial(lb.delete_pool, region, pool))
             deadline = clock.now() + timedelta(seconds=timeout)
             for region in spec.regions:
                 while call(partial(compute.list_nodes, region, spec.app)):

@@ -672,6 +672,8 @@ def _deploy_text(result: DeployResult) -> list[str]:
     ]
     if result.reason:
         lines.append(f"  reason    {result.reason}")
+    if result.endpoint and result.outcome in ("succeeded", "unchanged"):
+        lines.append(f"  url       {result.endpoint}")
     return lines
 
 
@@ -705,6 +707,8 @@ def _status_text(spec: Spec, report: api.StatusReport, checked: bool) -> list[st
             continue
         serving = f"{region.serving_release} serves" if region.serving_release else "nothing serves"
         lines.append(f"{label}: {serving}, {len(region.nodes)} server(s)")
+        if region.endpoint and region.serving_release:
+            lines.append(f"  url {region.endpoint}")
         if region.nodes:
             rows = [
                 [

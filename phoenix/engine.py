@@ -31,7 +31,7 @@ from phoenix.executor import Executor, RetryingStore, RetryPolicy
 from phoenix.health import HealthTracker, build_tracker
 from phoenix.model import MemberState, NodeRequest, NodeState, ResourceNeeds
 from phoenix.planner import Observed, Target, plan
-from phoenix.providers.base import Clock, Provider
+from phoenix.providers.base import Clock, PoolEndpoint, Provider
 from phoenix.records import DeployLock, DeployRecord, Records
 from phoenix.release import Release, release_from_record, resolve_release, spec_digest
 from phoenix.spec import Spec
@@ -71,6 +71,7 @@ class DeployResult:
     reason: str | None = None
     provider_calls: int | None = None
     history: tuple[str, ...] = field(default_factory=tuple)
+    endpoint: str | None = None  # where clients reach the app in this region
 
 
 class Engine:
@@ -441,6 +442,11 @@ class Engine:
             provider_calls=(calls_after - calls_before)
             if calls_after is not None and calls_before is not None else None,
             history=tuple(self.history),
+            endpoint=(
+                lb.url(self.region, self.pool)
+                if isinstance(lb := self.provider.load_balancer, PoolEndpoint)
+                else None
+            ),
         )
 
     def _record(self, result: DeployResult, started: datetime) -> None:

@@ -31,7 +31,7 @@ from phoenix.model import (
     Image,
     NodeRequest,
 )
-from phoenix.providers.base import ImageQuery, Provider
+from phoenix.providers.base import ImageImporter, ImageQuery, Provider
 from phoenix.records import ReleaseRecord
 from phoenix.render import RenderContext, render_user_data
 from phoenix.spec import Spec
@@ -111,6 +111,25 @@ def choose_image(images: list[Image], spec: Spec, region: str, now: datetime) ->
     return newest
 
 
+def find_image(spec: Spec, provider: Provider, *, region: str, now: datetime) -> Image:
+    """The spec's golden image in ``region``; ``image.path`` is imported first."""
+    if spec.image.path is not None:
+        source = (spec.base_dir / spec.image.path).resolve()
+        if not source.is_dir():
+            raise InputError(f"image.path: {source} is not a directory")
+        compute = provider.compute
+        if not isinstance(compute, ImageImporter):
+            raise InputError(
+                f"image.path: the {provider.name} provider cannot import a directory as an"
+                " image; give image.name or image.id of an image in the cloud"
+            )
+        return compute.import_image(region, source, None)
+    query = ImageQuery(
+        id=spec.image.id, name=spec.image.name, properties=spec.image.properties or {}
+    )
+    return choose_image(provider.compute.find_images(region, query), spec, region, now)
+
+
 def template_sources(template_path: Path) -> dict[str, str]:
     """The template and every template it includes/imports, by name relative to its dir."""
     directory = template_path.parent
@@ -149,10 +168,7 @@ def resolve_release(
     observed_releases: set[str],
 ) -> Release:
     """Turn the spec into a Release: look up image and flavor, render, digest, name it."""
-    query = ImageQuery(
-        id=spec.image.id, name=spec.image.name, properties=spec.image.properties or {}
-    )
-    image = choose_image(provider.compute.find_images(region, query), spec, region, now)
+    image = find_image(spec, provider, region=region, now=now)
     flavor = provider.compute.get_flavor(region, spec.flavor)
     template_path = spec.template_path
     sample = render_user_data(

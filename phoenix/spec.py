@@ -84,12 +84,17 @@ class ProviderSpec(_Strict):
 
 
 class ImageSpec(_Strict):
-    """The golden image: exactly one of ``id``, ``name`` or ``properties``."""
+    """The golden image: exactly one of ``id``, ``name``, ``properties`` or ``path``."""
 
     id: str | None = None
     name: str | None = None
     properties: dict[str, str] | None = Field(
         default=None, description="pick the newest image having all these properties"
+    )
+    path: str | None = Field(
+        default=None,
+        description="local provider: a directory (relative to the spec) imported as an"
+        " immutable, content-addressed image; a changed directory is a new release",
     )
     max_age: Duration | None = Field(
         default=None, description="refuse images older than this (e.g. 30d)"
@@ -97,10 +102,10 @@ class ImageSpec(_Strict):
 
     @model_validator(mode="after")
     def _exactly_one_way(self) -> ImageSpec:
-        given = [k for k in ("id", "name", "properties") if getattr(self, k)]
+        given = [k for k in ("id", "name", "properties", "path") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of id, name or properties"
+                "give exactly one of id, name, properties or path"
                 + (f" (got {', '.join(given)})" if given else "")
             )
         return self

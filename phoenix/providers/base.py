@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from phoenix.model import (
@@ -74,6 +75,15 @@ class Compute(Protocol):
 
 
 @runtime_checkable
+class ImageImporter(Protocol):
+    """A compute that can turn a local directory into an image (the local provider)."""
+
+    def import_image(self, region: str, source: Path, name: str | None = None) -> Image:
+        """Import ``source`` as an immutable image; the same content gives the same id."""
+        ...
+
+
+@runtime_checkable
 class LoadBalancer(Protocol):
     """Members of one pool per region; members are named after their node."""
 
@@ -90,6 +100,22 @@ class LoadBalancer(Protocol):
 
     def remove_member(self, region: str, pool: str, name: str) -> None:
         """Remove the member; a missing member is not an error."""
+        ...
+
+
+@runtime_checkable
+class PoolEndpoint(Protocol):
+    """A load balancer that can say where clients reach a pool (shown after a deploy)."""
+
+    def url(self, region: str, pool: str) -> str:
+        ...
+
+
+@runtime_checkable
+class PoolDeleter(Protocol):
+    """A load balancer whose pools belong to the app and go away with ``destroy``."""
+
+    def delete_pool(self, region: str, pool: str) -> None:
         ...
 
 

@@ -7,7 +7,6 @@ from phoenix.providers.base import Clock, Provider
 from phoenix.spec import Spec
 
 _NOT_YET = {
-    "local": "the local provider (processes on 127.x.y.z behind a load balancer)",
     "openstack": "the OpenStack provider",
     "libcloud": "the libcloud provider",
 }
@@ -20,6 +19,13 @@ def open_provider(spec: Spec, *, clock: Clock) -> Provider:
         from phoenix.providers.memory import open_memory_provider
 
         return open_memory_provider(spec.provider.options, spec.regions, clock=clock)
+    if name == "local":
+        from phoenix.providers.local.provider import open_local_provider
+
+        check_path = spec.health.http.path if spec.health.http is not None else None
+        return open_local_provider(
+            spec.provider.options, spec.regions, clock=clock, check_path=check_path
+        )
     if name in _NOT_YET:
         raise InputError(
             f"provider.name: {_NOT_YET[name]} is not part of this version of Phoenix yet;"

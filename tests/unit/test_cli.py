@@ -592,7 +592,7 @@ BAD_INPUTS = [
     Bad("duplicate-region", _sub("[region-a, region-b]", "[region-a, region-a]"),
         line="regions:", says="listed twice"),
     Bad("image-id-and-name", _sub("  name: golden\n", "  name: golden\n  id: img-golden\n"),
-        line="image:", says="exactly one of id, name or properties"),
+        line="image:", says="exactly one of id, name, properties or path"),
     Bad("port-out-of-range", _sub("    port: 8080", "    port: 70000"), line="    port: 70000",
         says="less than or equal to 65535"),
     Bad("timeout-above-interval", _sub("timeout: 0.05s", "timeout: 2s"), line="health:",

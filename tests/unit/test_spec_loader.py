@@ -205,12 +205,12 @@ BAD_SPECS = [
     ),
     pytest.param(
         spec_text(replace={3: "image: {id: 4f2a, name: ubuntu-22.04}"}),
-        3, "image", "give exactly one of id, name or properties (got id, name)",
+        3, "image", "give exactly one of id, name, properties or path (got id, name)",
         id="image-two-selectors",
     ),
     pytest.param(
         spec_text(replace={3: "image: {max_age: 30d}"}),
-        3, "image", "give exactly one of id, name or properties",
+        3, "image", "give exactly one of id, name, properties or path",
         id="image-no-selector",
     ),
     pytest.param(
