@@ -111,6 +111,9 @@ class Member:
     port: int
     state: MemberState = MemberState.SERVING
     active_connections: int | None = None  # None: the provider cannot tell
+    # Whether the load balancer's own health monitor lets it take traffic (Octavia's
+    # operating_status ONLINE). None: the provider cannot tell, taken as online.
+    online: bool | None = None
 
 
 @dataclass(frozen=True)

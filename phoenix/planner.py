@@ -137,6 +137,7 @@ class _View:
             for n in self.incoming.values()
             if n.state is NodeState.ACTIVE
             and self.serving(n)
+            and self.members[n.name].online is not False
             and (self.target.restore or self.health_of(n) is Health.HEALTHY)
         ]
 
@@ -220,6 +221,8 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
                 waiting.append(f"{node.name} to get an address")
                 continue
             steps.append(AddMember(node.name, node.address, target.member_port))
+        elif view.members[node.name].online is False:
+            waiting.append(f"{node.name} to come online in the load balancer")
         elif META_SERVING_SINCE not in node.metadata or parse_time(
             node.metadata.get(META_DRAIN_SINCE)
         ):

@@ -343,6 +343,21 @@ def test_restore_re_enables_drained_members_whatever_the_check_says() -> None:
     assert kinds(result.steps) == ["AddMember"]
 
 
+def test_old_members_stay_until_new_ones_are_online_in_the_load_balancer() -> None:
+    """Added is not enough: the balancer's own check must let the new members in."""
+    old_nodes, old_members = serving_fleet(OLD, 2)
+    new_nodes, _ = serving_fleet(NEW, 2, since=5)
+    pending = [Member(n.name, n.address or "", 8080, online=False) for n in new_nodes]
+    result = plan(target(count=2), observed([*old_nodes, *new_nodes], [*old_members, *pending]),
+                  NOW)
+    assert result.phase is Phase.WAITING
+    assert f"{new_nodes[0].name} to come online in the load balancer" in result.waiting_for
+    online = [Member(n.name, n.address or "", 8080, online=True) for n in new_nodes]
+    result = plan(target(count=2), observed([*old_nodes, *new_nodes], [*old_members, *online]),
+                  NOW)
+    assert kinds(result.steps) == ["DrainMember"] * 2
+
+
 # --- invariants ---------------------------------------------------------------------
 
 
@@ -376,7 +391,11 @@ def situations(draw: st.DrawFn) -> tuple[Target, Observed]:
             nodes.append(n)
             membership = draw(st.sampled_from([None, MemberState.SERVING, MemberState.DRAINING]))
             if membership is not None and state is not NodeState.DELETING:
-                members.append(member(n, membership, draw(st.sampled_from([0, 2, None]))))
+                m = member(n, membership, draw(st.sampled_from([0, 2, None])))
+                members.append(
+                    Member(m.name, m.address, m.port, m.state, m.active_connections,
+                           draw(st.sampled_from([None, True, False])))
+                )
             health[n.name] = NodeHealth(draw(st.sampled_from(list(Health))))
     return t, Observed("r", tuple(nodes), tuple(members), health)
 
@@ -449,6 +468,7 @@ def test_invariants_hold_for_any_observed_state(situation: tuple[Target, Observe
                 if n.release == t.release and n.index < t.count
                 and n.state is NodeState.ACTIVE
                 and n.name in members and members[n.name].state is MemberState.SERVING
+                and members[n.name].online is not False
                 and obs.health[n.name].status is Health.HEALTHY
             ]
             assert len({n.index for n in ready}) >= t.count
