@@ -10,36 +10,40 @@ ones, and roll back automatically when anything fails.
     print(result.release, result.outcome)
 """
 
-from phoenix.api import (
-    DestroyResult,
-    NodeStatus,
-    PlanReport,
-    RegionStatus,
-    StatusReport,
-    deploy,
-    destroy,
-    history,
-    plan,
-    rollback,
-    status,
-    unlock,
-    validate,
-)
-from phoenix.engine import DeployResult, Event
-from phoenix.errors import (
-    DeployFailed,
-    ExitCode,
-    InputError,
-    Interrupted,
-    LockHeld,
-    PhoenixError,
-    RestoreFailed,
-    SpecError,
-    TemplateError,
-)
-from phoenix.records import DeployRecord
-from phoenix.spec import Spec
-from phoenix.spec_loader import load_spec
+# Exports are imported on first use (PEP 562): a node agent or balancer process that
+# imports one submodule must not pay for pydantic, httpx and jinja2 at boot.
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "DestroyResult": "phoenix.api",
+    "NodeStatus": "phoenix.api",
+    "PlanReport": "phoenix.api",
+    "RegionStatus": "phoenix.api",
+    "StatusReport": "phoenix.api",
+    "deploy": "phoenix.api",
+    "destroy": "phoenix.api",
+    "history": "phoenix.api",
+    "plan": "phoenix.api",
+    "rollback": "phoenix.api",
+    "status": "phoenix.api",
+    "unlock": "phoenix.api",
+    "validate": "phoenix.api",
+    "DeployResult": "phoenix.engine",
+    "Event": "phoenix.engine",
+    "DeployFailed": "phoenix.errors",
+    "ExitCode": "phoenix.errors",
+    "InputError": "phoenix.errors",
+    "Interrupted": "phoenix.errors",
+    "LockHeld": "phoenix.errors",
+    "PhoenixError": "phoenix.errors",
+    "RestoreFailed": "phoenix.errors",
+    "SpecError": "phoenix.errors",
+    "TemplateError": "phoenix.errors",
+    "DeployRecord": "phoenix.records",
+    "Spec": "phoenix.spec",
+    "load_spec": "phoenix.spec_loader",
+}
 
 __all__ = [
     "DeployFailed",
@@ -70,3 +74,48 @@ __all__ = [
     "unlock",
     "validate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'phoenix' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from phoenix.api import (
+        DestroyResult,
+        NodeStatus,
+        PlanReport,
+        RegionStatus,
+        StatusReport,
+        deploy,
+        destroy,
+        history,
+        plan,
+        rollback,
+        status,
+        unlock,
+        validate,
+    )
+    from phoenix.engine import DeployResult, Event
+    from phoenix.errors import (
+        DeployFailed,
+        ExitCode,
+        InputError,
+        Interrupted,
+        LockHeld,
+        PhoenixError,
+        RestoreFailed,
+        SpecError,
+        TemplateError,
+    )
+    from phoenix.records import DeployRecord
+    from phoenix.spec import Spec
+    from phoenix.spec_loader import load_spec

@@ -140,9 +140,70 @@ def memory_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Contr
     )
 
 
-# Later: "local", "openstack", "libcloud" (skipping when their backend is not available).
+@contextlib.contextmanager
+def local_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractEnv]:
+    """Real node processes and a real balancer process, all under tmp_path."""
+    import socket
+    import time
+
+    from phoenix.clock import SystemClock
+    from phoenix.model import NodeState
+    from phoenix.providers.local.provider import open_local_provider
+
+    image_dir = tmp_path / "image"
+    image_dir.mkdir()
+    (image_dir / "phoenix-image.yaml").write_text(
+        'command: ["python3", "-c", "import time; time.sleep(3600)"]\nstop_timeout: 1\n'
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.1.255.254", 0))
+        port = probe.getsockname()[1]
+    provider = open_local_provider(
+        {"state_dir": str(tmp_path / "state"), "balancer": "builtin", "lb_port": port,
+         "flavors": ["local", "local-big"]},
+        ["local-a", "local-b"],
+        clock=SystemClock(),
+    )
+    compute = provider.compute
+    image = compute.import_image("local-a", image_dir, "golden")  # type: ignore[attr-defined]
+    env: ContractEnv
+
+    def settle() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            nodes = [
+                n for app in (env.app, env.other_app)
+                for n in compute.list_nodes(env.region, app)
+            ]
+            if all(n.state not in (NodeState.BUILD, NodeState.DELETING) for n in nodes):
+                return
+            time.sleep(0.1)
+        raise AssertionError("local nodes did not settle in 20 s")
+
+    env = ContractEnv(
+        provider=provider,
+        region="local-a",
+        image_id=image.id,
+        image_name="golden",
+        image_properties={"digest": image.properties["digest"]},
+        flavor="local",
+        flavor_id="local",
+        pool="web-pool",
+        settle=settle,
+    )
+    try:
+        yield env
+    finally:
+        lb = provider.load_balancer
+        for region in ("local-a", "local-b"):
+            with contextlib.suppress(Exception):
+                lb.delete_pool(region, "web-pool")  # type: ignore[attr-defined]
+
+
+# Later: "openstack", "libcloud" (skipping when their backend is not available).
 ENV_FACTORIES: dict[str, EnvFactory] = {
     "memory": memory_env,
+    "local": local_env,
 }
 
 

@@ -13,6 +13,21 @@ EXPECTED = {
 }
 
 
+def test_all_matches_the_lazy_exports() -> None:
+    assert phoenix.__all__ == sorted(phoenix._EXPORTS)
+
+
+def test_importing_phoenix_stays_light() -> None:
+    """Node agents import phoenix.*: the package itself must not pull the library in."""
+    import subprocess
+    import sys
+
+    code = "import sys, phoenix; print('phoenix.api' in sys.modules, 'pydantic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
 def test_all_lists_the_documented_api() -> None:
     assert set(phoenix.__all__) >= EXPECTED
     for name in phoenix.__all__:

@@ -1,0 +1,372 @@
+"""The local provider assembled: Compute, LoadBalancer, Store and DNS over the state dir.
+
+Layout of the state directory (mode 0700; default ``.phoenix/local`` under the current
+directory, so a deploy and a later ``status`` from the same place share it)::
+
+    images/<image-id>/           immutable, content-addressed image copies
+    regions.json                 region name -> number (addresses are 127.<number>.x.y)
+    regions/<region>/apps/<app>/nodes/...   one directory and agent process per server
+    regions/<region>/pools/<pool>/   one load-balancer process per pool
+    store/                       release records, history, the deploy lock
+    dns.json                     the DNS stand-in
+
+Each region's load balancer listens on ``127.<number>.255.254:<lb_port>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from phoenix.errors import BadRequest, InputError, NotFound, QuotaExceeded, UnknownResource
+from phoenix.model import (
+    TAG_APP,
+    TAG_ATTEMPT,
+    TAG_INDEX,
+    TAG_RELEASE,
+    Flavor,
+    Image,
+    Member,
+    Node,
+    NodeRequest,
+    NodeState,
+    Quota,
+)
+from phoenix.providers.base import Clock, ImageQuery, Provider
+from phoenix.providers.local.balancer import Balancer, BalancerConfig
+from phoenix.providers.local.images import LocalImage, get_image, import_image, list_images
+from phoenix.providers.local.nodes import LocalNodes, NodeRecord
+from phoenix.providers.local.store import DirectoryStore, FileDns
+
+DEFAULT_STATE_DIR = Path(".phoenix") / "local"
+_OPTIONS = ("state_dir", "balancer", "lb_port", "max_nodes", "flavors")
+LB_HOST_OCTETS = (255, 254)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Serialise a read-modify-write across Phoenix processes on this machine."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class LocalCloud:
+    """Shared state of one local provider instance."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        clock: Clock,
+        balancer: str = "auto",
+        lb_port: int = 8080,
+        max_nodes: int = 64,
+        flavors: Sequence[str] = ("local",),
+        check_path: str | None = "/healthz",
+        check_interval: float = 0.5,
+    ) -> None:
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state_dir.chmod(0o700)
+        self.clock = clock
+        self.balancer_kind = balancer
+        self.lb_port = lb_port
+        self.max_nodes = max_nodes
+        self.flavors = tuple(flavors)
+        self.check_path = check_path
+        self.check_interval = check_interval
+        self._lock = threading.Lock()
+        self._nodes: dict[str, LocalNodes] = {}
+
+    # --- regions and addresses ------------------------------------------------------
+
+    def region_number(self, region: str) -> int:
+        path = self.state_dir / "regions.json"
+        with _file_lock(self.state_dir / ".regions.lock"):
+            numbers: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+            if region not in numbers:
+                numbers[region] = max(numbers.values(), default=0) + 1
+                if numbers[region] > 250:
+                    raise InputError("the local provider supports at most 250 regions")
+                path.write_text(json.dumps(numbers, indent=1, sort_keys=True))
+            return numbers[region]
+
+    def region_dir(self, region: str) -> Path:
+        return self.state_dir / "regions" / region
+
+    def nodes(self, region: str, app: str) -> LocalNodes:
+        """The app's servers in the region (apps are namespaced, as on a real cloud)."""
+        key = f"{region}/{app}"
+        with self._lock:
+            if key not in self._nodes:
+                directory = self.region_dir(region) / "apps" / app
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self._nodes[key] = LocalNodes(directory, region=region)
+            return self._nodes[key]
+
+    def all_nodes(self, region: str) -> list[LocalNodes]:
+        apps = self.region_dir(region) / "apps"
+        names = sorted(p.name for p in apps.iterdir()) if apps.is_dir() else []
+        return [self.nodes(region, name) for name in names]
+
+    def owner_of(self, region: str, node_id: str) -> LocalNodes | None:
+        for nodes in self.all_nodes(region):
+            if any(node_id in (r.id, r.name) for r in nodes.list()):
+                return nodes
+        return None
+
+    def next_address(self, region: str, used: set[str]) -> str:
+        number = self.region_number(region)
+        for slot in range(254 * 254):
+            high, low = divmod(slot, 254)
+            address = f"127.{number}.{high}.{low + 1}"
+            if (high, low + 1) != LB_HOST_OCTETS and address not in used:
+                return address
+        raise InputError(f"region {region}: no free loopback address left")
+
+    def lb_host(self, region: str) -> str:
+        return f"127.{self.region_number(region)}.{LB_HOST_OCTETS[0]}.{LB_HOST_OCTETS[1]}"
+
+    # --- load balancers -------------------------------------------------------------
+
+    def balancer(self, region: str, pool: str) -> Balancer:
+        config = BalancerConfig(
+            pool_dir=self.region_dir(region) / "pools" / pool,
+            listen_host=self.lb_host(region),
+            listen_port=self.lb_port,
+            check_path=self.check_path,
+            check_interval=self.check_interval,
+        )
+        kind = self.balancer_kind
+        if kind == "auto":
+            from phoenix.providers.local.haproxy import haproxy_available
+
+            kind = "haproxy" if haproxy_available() else "builtin"
+        if kind == "haproxy":
+            from phoenix.providers.local.haproxy import HaproxyBalancer
+
+            return HaproxyBalancer(config)
+        from phoenix.providers.local.proxy import BuiltinBalancer
+
+        return BuiltinBalancer(config)
+
+    def pools(self, region: str) -> list[str]:
+        directory = self.region_dir(region) / "pools"
+        return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+
+
+def _node(record: NodeRecord, region: str) -> Node:
+    metadata = dict(record.metadata)
+    state = NodeState(record.state) if record.state in NodeState.__members__ else NodeState.ERROR
+    return Node(
+        id=record.id,
+        name=record.name,
+        region=region,
+        app=metadata.get(TAG_APP, ""),
+        release=metadata.get(TAG_RELEASE, ""),
+        index=_int(metadata.get(TAG_INDEX)),
+        state=state,
+        created_at=record.created_at,
+        address=record.address,
+        attempt=_int(metadata.get(TAG_ATTEMPT)),
+        fault=record.fault,
+        metadata=metadata,
+    )
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def _image(image: LocalImage) -> Image:
+    return Image(image.id, image.name, image.created_at, {"digest": image.digest})
+
+
+class LocalCompute:
+    """Servers are directories plus agent processes; images are directory snapshots."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self.images_root = cloud.state_dir / "images"
+
+    def list_nodes(self, region: str, app: str) -> list[Node]:
+        nodes = (_node(r, region) for r in self.cloud.nodes(region, app).list())
+        return [n for n in nodes if n.app == app]
+
+    def create_node(self, region: str, request: NodeRequest) -> Node:
+        image = get_image(self.images_root, request.image_id)
+        self.get_flavor(region, request.flavor)
+        app = request.metadata.get(TAG_APP, "")
+        if not app:
+            raise BadRequest(f"{request.name}: a server needs the {TAG_APP} tag")
+        nodes = self.cloud.nodes(region, app)
+        with _file_lock(self.cloud.region_dir(region) / ".create.lock"):
+            existing = [r for r in nodes.list() if r.name == request.name]
+            if existing:
+                return _node(existing[0], region)
+            everyone = [r for n in self.cloud.all_nodes(region) for r in n.list()]
+            active = [r for r in everyone if r.state != NodeState.DELETING.value]
+            if len(active) >= self.cloud.max_nodes:
+                raise QuotaExceeded(
+                    f"region {region}: {len(active)} local nodes, the limit (max_nodes) is"
+                    f" {self.cloud.max_nodes}",
+                    region=region,
+                )
+            used = {r.address for r in everyone}
+            address = self.cloud.next_address(region, used)
+            record = nodes.create(
+                name=request.name,
+                address=address,
+                image=image,
+                user_data=request.user_data,
+                metadata=request.metadata,
+                now=self.cloud.clock.now(),
+            )
+        return _node(record, region)
+
+    def delete_node(self, region: str, node_id: str) -> None:
+        owner = self.cloud.owner_of(region, node_id)
+        if owner is not None:
+            owner.delete(node_id)
+
+    def set_metadata(self, region: str, node_id: str, metadata: Mapping[str, str]) -> None:
+        owner = self.cloud.owner_of(region, node_id)
+        if owner is None:
+            raise NotFound(f"server {node_id} not found in {region}", region=region)
+        owner.set_metadata(node_id, metadata)
+
+    def find_images(self, region: str, query: ImageQuery) -> list[Image]:
+        found = list_images(self.images_root)
+        if query.id is not None:
+            found = [i for i in found if i.id == query.id]
+        if query.name is not None:
+            found = [i for i in found if i.name == query.name]
+        images = [_image(i) for i in found]
+        if query.properties:
+            wanted = dict(query.properties)
+            images = [i for i in images if wanted.items() <= dict(i.properties).items()]
+        return images
+
+    def import_image(self, region: str, source: Path, name: str | None = None) -> Image:
+        return _image(
+            import_image(self.images_root, source, name=name, now=self.cloud.clock.now())
+        )
+
+    def get_flavor(self, region: str, name: str) -> Flavor:
+        # Local nodes share this machine: a flavor is a name that is recorded, not a size.
+        if name not in self.cloud.flavors:
+            raise UnknownResource(
+                f"flavor {name!r} does not exist on the local provider (flavors:"
+                f" {', '.join(self.cloud.flavors)}); use one of them, or list yours under"
+                " provider.options.flavors"
+            )
+        return Flavor(id=name, name=name, vcpus=1, ram_mb=512)  # nominal, not enforced
+
+    def quota(self, region: str) -> Quota:
+        used = sum(len(n.list()) for n in self.cloud.all_nodes(region))
+        return Quota(instances=max(0, self.cloud.max_nodes - used), vcpus=None, ram_mb=None)
+
+
+class LocalLoadBalancer:
+    """One balancer process per region and pool, started on first use."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+
+    def _running(self, region: str, pool: str) -> Balancer:
+        balancer = self.cloud.balancer(region, pool)
+        balancer.ensure_running()
+        return balancer
+
+    def list_members(self, region: str, pool: str) -> list[Member]:
+        return self._running(region, pool).list_members()
+
+    def add_member(self, region: str, pool: str, name: str, address: str, port: int) -> None:
+        self._running(region, pool).add_member(name, address, port)
+
+    def drain_member(self, region: str, pool: str, name: str) -> None:
+        self._running(region, pool).drain_member(name)
+
+    def remove_member(self, region: str, pool: str, name: str) -> None:
+        self._running(region, pool).remove_member(name)
+
+    def url(self, region: str, pool: str) -> str:
+        return self.cloud.balancer(region, pool).url()
+
+    def delete_pool(self, region: str, pool: str) -> None:
+        """Stop the pool's balancer process (``phoenix destroy``): nothing left running."""
+        self.cloud.balancer(region, pool).stop()
+
+
+def open_local_provider(
+    options: Mapping[str, Any],
+    regions: Sequence[str],
+    *,
+    clock: Clock,
+    check_path: str | None = "/healthz",
+) -> Provider:
+    """The local provider from the spec's ``provider.options``.
+
+    Options: ``state_dir`` (default ``.phoenix/local``), ``balancer`` (auto | haproxy |
+    builtin; auto picks HAProxy when installed), ``lb_port`` (default 8080),
+    ``max_nodes`` per region (default 64), ``flavors`` (names; default ``[local]``).
+    """
+    for key in options:
+        if key not in _OPTIONS:
+            raise InputError(
+                f"provider.options.{key}: unknown option for the local provider"
+                f" (known: {', '.join(_OPTIONS)})"
+            )
+    balancer = str(options.get("balancer", "auto"))
+    if balancer not in ("auto", "haproxy", "builtin"):
+        raise InputError("provider.options.balancer: use auto, haproxy or builtin")
+    if balancer == "haproxy":
+        from phoenix.providers.local.haproxy import haproxy_available
+
+        if not haproxy_available():
+            raise InputError(
+                "provider.options.balancer: haproxy is not installed (apt-get install -y"
+                " haproxy), or use balancer: builtin"
+            )
+    lb_port = options.get("lb_port", 8080)
+    max_nodes = options.get("max_nodes", 64)
+    if not isinstance(lb_port, int) or not 1 <= lb_port <= 65535:
+        raise InputError("provider.options.lb_port: a TCP port number (1-65535)")
+    if not isinstance(max_nodes, int) or max_nodes < 1:
+        raise InputError("provider.options.max_nodes: a positive whole number")
+    flavors = options.get("flavors", ["local"])
+    if not isinstance(flavors, list) or not all(isinstance(f, str) and f for f in flavors):
+        raise InputError("provider.options.flavors: a list of flavor names, e.g. [local]")
+    state_dir = Path(str(options.get("state_dir", DEFAULT_STATE_DIR))).expanduser()
+    cloud = LocalCloud(
+        state_dir.resolve(),
+        clock=clock,
+        balancer=balancer,
+        lb_port=lb_port,
+        max_nodes=max_nodes,
+        flavors=flavors,
+        check_path=check_path,
+    )
+    for region in regions:
+        cloud.region_number(region)
+    return Provider(
+        name="local",
+        compute=LocalCompute(cloud),
+        load_balancer=LocalLoadBalancer(cloud),
+        store=DirectoryStore(state_dir / "store"),
+        dns=FileDns(state_dir / "dns.json"),
+        health_source=None,
+    )

@@ -1,0 +1,94 @@
+"""Object store and DNS stand-in for the local provider, as files in the state directory.
+
+Writes are atomic (temp file + ``os.replace``) and ``create_exclusive`` uses ``O_EXCL``, so
+two Phoenix processes on this machine (a deploy and a status, or two deploys racing for
+the lock) see a consistent store, as they would with Swift or S3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from phoenix.model import DnsRecord
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class DirectoryStore:
+    """Keys map to files under ``root`` (each key quoted into one file name)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _path(self, key: str) -> Path:
+        return self.root / quote(key, safe="")
+
+    def put(self, key: str, data: bytes) -> None:
+        _atomic_write(self._path(key), data)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def list(self, prefix: str) -> list[str]:
+        keys = (unquote(p.name) for p in self.root.iterdir() if not p.name.startswith(".tmp-"))
+        return sorted(k for k in keys if k.startswith(prefix))
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        try:
+            fd = os.open(self._path(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return True
+
+
+class FileDns:
+    """Record sets in one JSON file: the local stand-in for Designate or Route53."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, dict[str, object]]:
+        try:
+            data: dict[str, dict[str, object]] = json.loads(self.path.read_text())
+            return data
+        except FileNotFoundError:
+            return {}
+
+    def get_record(self, zone: str, name: str) -> DnsRecord | None:
+        found = self._load().get(f"{name}.{zone}")
+        if found is None:
+            return None
+        values = found.get("values", [])
+        ttl = found.get("ttl", 60)
+        return DnsRecord(
+            zone, name, tuple(str(v) for v in values) if isinstance(values, list) else (),
+            int(ttl) if isinstance(ttl, int) else 60,
+        )
+
+    def set_record(self, zone: str, name: str, values: tuple[str, ...], ttl: int) -> None:
+        records = self._load()
+        records[f"{name}.{zone}"] = {"values": list(values), "ttl": ttl}
+        _atomic_write(self.path, json.dumps(records, indent=1, sort_keys=True).encode())
