@@ -453,7 +453,8 @@ def test_restart_restores_members_from_members_json(pools: Pools, backends: Back
     balancer.drain_member("c")
     before = balancer.list_members()
     saved = json.loads((balancer.config.pool_dir / "members.json").read_text())
-    assert [m["name"] for m in saved] == ["a", "b", "c"]
+    assert list(saved) == ["a", "b", "c"]  # the format HaproxyBalancer shares
+    assert saved["c"]["state"] == "DRAINING"
     pid = int((balancer.config.pool_dir / "proxy.pid").read_text())
     balancer.stop()
     assert not alive(pid) and not balancer.running()
@@ -462,6 +463,18 @@ def test_restart_restores_members_from_members_json(pools: Pools, backends: Back
     again.ensure_running()
     assert again.list_members() == before
     assert sorted(hits(again.url(), 4)) == ["a", "a", "b", "b"]  # serving at once
+
+
+def test_members_saved_as_a_list_are_still_restored(pools: Pools, backends: Backends) -> None:
+    balancer = pools.new()
+    a = backends.start("a")
+    add(balancer, a)
+    balancer.stop()
+    entry = {"name": "a", "address": a.address, "port": a.port, "state": "SERVING"}
+    (balancer.config.pool_dir / "members.json").write_text(json.dumps([entry]))
+    again = pools.again(balancer)
+    again.ensure_running()
+    assert [m.name for m in again.list_members()] == ["a"]
 
 
 def test_keep_alive_client_is_rebalanced_after_a_drain(pools: Pools, backends: Backends) -> None:

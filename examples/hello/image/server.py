@@ -22,7 +22,7 @@ NODE = os.environ.get("PHOENIX_NODE_NAME", "hello")
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         if self.path == "/healthz":
             healthy = CONFIG.get("healthy", True)
             self._reply(200 if healthy else 503, "ok\n" if healthy else "unhealthy\n")

@@ -289,7 +289,14 @@ class ProxyServer:
         if not path.exists():
             return
         try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            # {name: {address, port, state}} (shared with HaproxyBalancer, so a pool can
+            # switch balancer kind); a list of entries is the older form.
+            entries = (
+                [{"name": name, **fields} for name, fields in loaded.items()]
+                if isinstance(loaded, dict)
+                else loaded
+            )
             for entry in entries:
                 member = _Upstream(
                     name=str(entry["name"]),
@@ -306,7 +313,10 @@ class ProxyServer:
         log.info("restored %d member(s) from %s", len(self.members), path)
 
     def _save(self) -> None:
-        members = [member.desired() for member in self.members.values()]
+        members = {
+            member.name: {k: v for k, v in member.desired().items() if k != "name"}
+            for member in self.members.values()
+        }
         _write_atomic(self.config.pool_dir / MEMBERS_FILE, json.dumps(members, indent=2) + "\n")
 
     def _start_checks(self, member: _Upstream) -> None:
