@@ -13,15 +13,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 
 from phoenix.clock import SystemClock
 from phoenix.engine import DeployResult, Engine, EventSink
 from phoenix.errors import InputError, PhoenixError
 from phoenix.health import build_tracker
-from phoenix.model import Health, MemberState, NodeState
+from phoenix.model import Health, Image, MemberState, NodeState
 from phoenix.planner import Observed
 from phoenix.planner import plan as plan_steps
-from phoenix.providers.base import Clock, PoolDeleter, PoolEndpoint, Provider
+from phoenix.providers.base import (
+    Clock,
+    ImageImporter,
+    ImageQuery,
+    PoolDeleter,
+    PoolEndpoint,
+    Provider,
+)
 from phoenix.providers.registry import open_provider
 from phoenix.records import DeployLock, DeployRecord, Records
 from phoenix.release import PLACEHOLDER_RELEASE, resolve_release
@@ -48,10 +56,7 @@ def validate(spec: Spec, *, region: str | None = None) -> None:
     A bad input must stop a deploy before it touches the cloud (exit code 2, nothing
     half-done), so ``deploy``, ``plan`` and ``rollback`` run this first.
     """
-    if region is not None and region not in spec.regions:
-        raise InputError(
-            f"--region {region}: not one of the spec's regions ({', '.join(spec.regions)})"
-        )
+    validate_region(spec, region)
     for region in spec.regions:
         for index in range(spec.count):
             render_user_data(
@@ -361,6 +366,54 @@ def unlock(
         if holder is not None:
             opened.store.delete(lock.key)
         return holder.owner if holder else None
+
+
+def images(
+    spec: Spec,
+    *,
+    region: str | None = None,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+) -> list[Image]:
+    """Every image the provider has in ``region`` (default: the primary), newest first."""
+    validate_region(spec, region)
+    clock = clock or SystemClock()
+    with _provider(spec, provider, clock) as opened:
+        found = opened.compute.find_images(region or spec.regions[0], ImageQuery())
+        return sorted(found, key=lambda i: (i.created_at is not None, i.created_at),
+                      reverse=True)
+
+
+def import_image(
+    spec: Spec,
+    source: Path,
+    *,
+    name: str | None = None,
+    region: str | None = None,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+) -> Image:
+    """Import a directory as an immutable image (providers that can, e.g. local)."""
+    validate_region(spec, region)
+    clock = clock or SystemClock()
+    with _provider(spec, provider, clock) as opened:
+        compute = opened.compute
+        if not isinstance(compute, ImageImporter):
+            raise InputError(
+                f"the {opened.name} provider cannot import a directory as an image; upload"
+                " the golden image to the cloud instead"
+            )
+        if not source.is_dir():
+            raise InputError(f"{source}: not a directory")
+        return compute.import_image(region or spec.regions[0], source.resolve(), name)
+
+
+def validate_region(spec: Spec, region: str | None) -> None:
+    """Refuse a region the spec does not list, before any provider call."""
+    if region is not None and region not in spec.regions:
+        raise InputError(
+            f"--region {region}: not one of the spec's regions ({', '.join(spec.regions)})"
+        )
 
 
 def _single_probe(spec: Spec) -> HealthSpec:

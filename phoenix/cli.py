@@ -31,6 +31,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from importlib import metadata
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, TextIO, cast
 
@@ -536,6 +537,60 @@ def unlock(
             {"app": spec.app, "removed_holder": holder},
             f"unlocked {spec.app}: removed the lock held by {holder}" if holder
             else f"{spec.app} was not locked; nothing to do",
+        )
+
+
+image_app = typer.Typer(help="Golden images: list them, or import a directory (local).")
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("list")
+def image_list(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    region: RegionOpt = None,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """List the provider's images with their digest and creation time, newest first."""
+    with _session(ctx, output, log_format, log_level) as session:
+        spec = session.load(spec_file)
+        found = api.images(spec, region=region)
+        rows = [
+            [i.id, i.name, i.properties.get("digest", "-"),
+             i.created_at.isoformat(timespec="seconds") if i.created_at else "-"]
+            for i in found
+        ]
+        session.done(
+            {"images": [
+                {"id": i.id, "name": i.name, "digest": i.properties.get("digest"),
+                 "created_at": i.created_at.isoformat() if i.created_at else None}
+                for i in found
+            ]},
+            _table(["ID", "NAME", "DIGEST", "CREATED"], rows) if rows else ["no images"],
+        )
+
+
+@image_app.command("import")
+def image_import(
+    ctx: typer.Context,
+    source: Annotated[Path, typer.Argument(help="the directory to snapshot")],
+    spec_file: SpecArg = "phoenix.yaml",
+    name: Annotated[str | None, typer.Option(help="image name (default: the dir's)")] = None,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Import a directory as an immutable, content-addressed image (local provider)."""
+    with _session(ctx, output, log_format, log_level) as session:
+        spec = session.load(spec_file)
+        image = api.import_image(spec, source, name=name)
+        digest = image.properties.get("digest", "-")
+        session.done(
+            {"id": image.id, "name": image.name, "digest": digest,
+             "created_at": image.created_at.isoformat() if image.created_at else None},
+            f"{image.id}  {image.name}  sha256:{digest}",
         )
 
 

@@ -285,6 +285,13 @@ def test_a_node_that_dies_after_going_live_shows_in_status(app: App) -> None:
     assert load.failed == []
 
 
+def test_status_of_an_unused_region_starts_nothing(app: App) -> None:
+    phoenix.deploy(app.spec())
+    report = phoenix.status(app.spec())
+    assert report.regions[1].serving_release is None
+    assert not (app.state() / "regions" / "local-b" / "pools").exists()
+
+
 def test_destroy_leaves_no_process(app: App) -> None:
     phoenix.deploy(app.spec())
     pids = app.agent_pids()

@@ -292,7 +292,11 @@ class LocalLoadBalancer:
         return balancer
 
     def list_members(self, region: str, pool: str) -> list[Member]:
-        return self._running(region, pool).list_members()
+        balancer = self.cloud.balancer(region, pool)
+        if not balancer.config.pool_dir.exists():
+            return []  # never created: a read does not bring a load balancer up
+        balancer.ensure_running()  # re-derived from members.json if it died
+        return balancer.list_members()
 
     def add_member(self, region: str, pool: str, name: str, address: str, port: int) -> None:
         self._running(region, pool).add_member(name, address, port)
