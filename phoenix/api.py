@@ -17,7 +17,7 @@ from pathlib import Path
 
 from phoenix.clock import SystemClock
 from phoenix.engine import DeployResult, Engine, EventSink
-from phoenix.errors import InputError, PhoenixError
+from phoenix.errors import BadRequest, InputError, PhoenixError, TemplateError
 from phoenix.health import build_tracker
 from phoenix.model import Health, Image, MemberState, NodeState
 from phoenix.planner import Observed
@@ -59,7 +59,7 @@ def validate(spec: Spec, *, region: str | None = None) -> None:
     validate_region(spec, region)
     for region in spec.regions:
         for index in range(spec.count):
-            render_user_data(
+            text = render_user_data(
                 spec.template_path,
                 RenderContext(
                     app=spec.app,
@@ -69,6 +69,20 @@ def validate(spec: Spec, *, region: str | None = None) -> None:
                     vars=spec.resolved_vars,
                 ),
             )
+            if spec.provider.name == "local":
+                _check_local_user_data(spec, text)
+
+
+def _check_local_user_data(spec: Spec, text: str) -> None:
+    """The local provider applies a documented subset of cloud-init: say so up front."""
+    from phoenix.providers.local.cloudinit import parse_user_data
+
+    try:
+        parse_user_data(text)
+    except BadRequest as exc:
+        raise TemplateError(
+            str(exc), template=str(spec.template_path)
+        ) from exc
 
 
 def deploy(
