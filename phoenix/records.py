@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from phoenix.errors import LockHeld
+from phoenix.processes import pid_alive
 from phoenix.providers.base import Store
 
 
@@ -196,14 +197,4 @@ class DeployLock:
     def _stale(self, held: LockInfo, now: datetime) -> bool:
         if datetime.fromisoformat(held.expires_at) <= now:
             return True
-        return held.host == self.host and held.pid != self.pid and not _alive(held.pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return held.host == self.host and held.pid != self.pid and not pid_alive(held.pid)

@@ -59,6 +59,7 @@ from phoenix import errors
 from phoenix import log as plog
 from phoenix.clock import SystemClock
 from phoenix.model import Member, MemberState
+from phoenix.processes import pid_alive
 from phoenix.providers.base import Clock
 from phoenix.providers.local.balancer import BalancerConfig
 
@@ -323,21 +324,6 @@ def _desired_from_json(text: str) -> dict[str, _Desired]:
     }
 
 
-def _pid_alive(pid: int) -> bool:
-    """True for a live process (a zombie waiting to be reaped counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: trust kill(0)
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
 # --- the balancer -------------------------------------------------------------------
 
 
@@ -391,7 +377,7 @@ class HaproxyBalancer:
     def running(self) -> bool:
         """True when this pool's HAProxy process is alive and answers on its socket."""
         pid = self._read_pid()
-        return pid is not None and _pid_alive(pid) and self._answers()
+        return pid is not None and pid_alive(pid) and self._answers()
 
     def ensure_running(self) -> None:
         """Start HAProxy unless it runs, then re-add every member from members.json.
@@ -595,18 +581,18 @@ class HaproxyBalancer:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
             deadline = self.clock.now() + timedelta(seconds=grace)
-            while _pid_alive(pid):
+            while pid_alive(pid):
                 if self.clock.now() >= deadline:
                     break
                 self.clock.sleep(0.01)
             else:
                 return
-        if _pid_alive(pid):
+        if pid_alive(pid):
             raise errors.Transient(f"haproxy (pid {pid}) survived SIGKILL; try again")
 
     def _is_ours(self, pid: int) -> bool:
         """Is ``pid`` alive and this pool's HAProxy (not a process that reused the pid)?"""
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return False
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
