@@ -247,6 +247,44 @@ def configure_logging(
         # must follow the new stream, format and level.
         cache_logger_on_first_use=False,
     )
+    _route_stdlib_logging(out, renderer, level)
+
+
+_HANDLER_MARK = "_phoenix_handler"
+
+
+def _route_stdlib_logging(
+    out: TextIO,
+    renderer: structlog.dev.ConsoleRenderer | structlog.processors.JSONRenderer,
+    level: str,
+) -> None:
+    """Send the SDKs' stdlib logging (openstacksdk, keystoneauth, libcloud, httpx) through
+    the same redaction and rendering, so a token or password they log never gets out.
+
+    Third-party INFO chatter (every HTTP request) is kept out unless Phoenix logs at debug.
+    """
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _redact_event,
+            _RedactRendered(renderer),
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if _level_number(level) <= logging.DEBUG else logging.WARNING)
 
 
 # --- deploy context ----------------------------------------------------------------------

@@ -385,3 +385,27 @@ def test_new_deploy_id_is_short_random_and_prefixed() -> None:
     assert len(ids) == 50
     for deploy_id in ids:
         assert re.fullmatch(r"d-[0-9a-f]{8}", deploy_id)
+
+
+def test_third_party_stdlib_logging_is_redacted_too() -> None:
+    """openstacksdk, keystoneauth and httpx log through stdlib logging."""
+    import logging
+
+    secret = "Sdk-T0ken-Planted-Value"
+    stream = io.StringIO()
+    plog.configure_logging(fmt="json", stream=stream)
+    plog.register_secrets([secret])
+    try:
+        logging.getLogger("keystoneauth.session").warning("REQ: X-Auth-Token: %s", secret)
+        logging.getLogger("openstack").info("chatter stays out at info: %s", secret)
+        logging.getLogger("openstack").error("failed with password=%s", secret)
+    finally:
+        plog.clear_secrets()
+        logging.getLogger().handlers = [
+            h for h in logging.getLogger().handlers if not hasattr(h, "_phoenix_handler")
+        ]
+    text = stream.getvalue()
+    assert secret not in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [line["logger"] for line in lines] == ["keystoneauth.session", "openstack"]
+    assert "***" in lines[0]["event"]
