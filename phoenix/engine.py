@@ -35,7 +35,7 @@ from phoenix.providers.base import Clock, PoolEndpoint, Provider
 from phoenix.records import DeployLock, DeployRecord, Records
 from phoenix.release import Release, release_from_record, resolve_release, spec_digest
 from phoenix.spec import Spec
-from phoenix.steps import CreateNode, Phase, Plan
+from phoenix.steps import CreateNode, Phase, Plan, Step
 
 log = plog.get_logger("phoenix.engine")
 
@@ -140,6 +140,7 @@ class Engine:
         """Loop until the target is reached (CONVERGED) or cannot be (FAILED)."""
         executor = self._executor(release)
         last_wait: tuple[str, ...] = ()
+        last_steps: tuple[Step, ...] = ()
         while True:
             now = self.clock.now()
             if now >= deadline:
@@ -150,12 +151,19 @@ class Engine:
             if current.phase in (Phase.CONVERGED, Phase.FAILED):
                 return current
             if current.steps:
+                if current.steps == last_steps:
+                    # The same steps again: the cloud took them but did not change (yet).
+                    # Back off instead of hammering its API until the deadline.
+                    log.warning("no progress, backing off", steps=list(current.describe()))
+                    self.clock.sleep(self.poll)
+                last_steps = current.steps
                 lines = tuple(current.describe())
                 self.on_event(Event("steps", f"{len(lines)} step(s)", lines))
                 executor.run(current.steps)
                 self.steps_done += len(current.steps)
                 self.history.extend(lines)
                 continue
+            last_steps = ()
             if current.waiting_for != last_wait:
                 last_wait = current.waiting_for
                 log.info("waiting", waiting_for=list(current.waiting_for))
@@ -178,15 +186,15 @@ class Engine:
 
     def deploy(self) -> DeployResult:
         """Deploy the spec's release; roll back and raise ``DeployFailed`` on failure."""
-        return self._locked("deploy", self._deploy)
+        return self._locked(self._deploy)
 
     def rollback(self, to_release: str | None = None) -> DeployResult:
         """Put the previous good release (or ``to_release``) back in service."""
-        return self._locked("rollback", lambda: self._rollback(to_release))
+        return self._locked(lambda: self._rollback(to_release))
 
     # --- internals -------------------------------------------------------------------
 
-    def _locked(self, action: str, body: Callable[[], DeployResult]) -> DeployResult:
+    def _locked(self, body: Callable[[], DeployResult]) -> DeployResult:
         plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)
         lock = DeployLock(self.store, self.spec.app, self.deploy_id,
                           ttl=max(120.0, self.poll * 20))

@@ -327,3 +327,17 @@ def test_a_check_that_fails_everywhere_leaves_the_old_fleet_untouched(world: Wor
     assert set(world.serving().values()) == {first.release}
     assert {s.id for s in world.live_servers()} == old_ids  # the very same servers
     assert world.watch.min_serving == 3
+
+
+def test_a_cloud_that_ignores_a_step_is_not_hammered(world: World) -> None:
+    """add_member accepted but never applied: the engine backs off until the deadline."""
+    first = deploy(world, world.spec())
+    spec = world.spec(greeting="v2", extra_rollout="  deadline: 60s")
+    provider = world.provider()
+    provider.load_balancer.add_member = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    with pytest.raises(DeployFailed) as failed:
+        phoenix.deploy(spec, provider=provider, clock=world.clock)
+    assert "deadline" in str(failed.value)
+    # Polled about once per second for 60 s, not thousands of times.
+    assert world.cloud.calls["lb.list_members"] < 200
+    assert set(world.serving().values()) == {first.release}
