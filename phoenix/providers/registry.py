@@ -7,7 +7,6 @@ from phoenix.providers.base import Clock, Provider
 from phoenix.spec import Spec
 
 _NOT_YET = {
-    "openstack": "the OpenStack provider",
     "libcloud": "the libcloud provider",
 }
 
@@ -26,6 +25,10 @@ def open_provider(spec: Spec, *, clock: Clock) -> Provider:
         return open_local_provider(
             spec.provider.options, spec.regions, clock=clock, check_path=check_path
         )
+    if name == "openstack":
+        from phoenix.providers.openstack import open_openstack_provider
+
+        return open_openstack_provider(spec, clock=clock)
     if name in _NOT_YET:
         raise InputError(
             f"provider.name: {_NOT_YET[name]} is not part of this version of Phoenix yet;"
