@@ -37,6 +37,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote
 
@@ -54,15 +55,17 @@ from phoenix.model import (
     TAG_RELEASE,
     DnsRecord,
     Flavor,
+    Health,
     Image,
     Member,
     MemberState,
     Node,
+    NodeHealth,
     NodeRequest,
     NodeState,
     Quota,
 )
-from phoenix.providers.base import Clock, ImageQuery, Provider
+from phoenix.providers.base import Clock, ImageQuery, Provider, Store
 from phoenix.spec import Spec
 
 __all__ = [
@@ -86,6 +89,7 @@ _OPTIONS = (
     "lb_wait_timeout",
     "store_region",
     "dns_region",
+    "store_dir",
 )
 DEFAULT_CONTAINER = "phoenix"
 DEFAULT_LB_WAIT_SECONDS = 120.0
@@ -1186,6 +1190,31 @@ def _bad_option(name: str, problem: str) -> errors.InputError:
     return errors.InputError(f"provider.options.{name}: {problem}")
 
 
+def _store(spec: Spec, cloud: OpenStackCloud) -> Store:
+    """Swift by default; ``options.store_dir`` keeps records and the lock in a directory
+    instead, for clouds without Swift (then only this machine can resume or roll back)."""
+    store_dir = spec.provider.options.get("store_dir")
+    if store_dir is None:
+        return SwiftStore(cloud)
+    if not isinstance(store_dir, str) or not store_dir:
+        raise errors.InputError("provider.options.store_dir: a directory path")
+    from phoenix.providers.local.store import DirectoryStore
+
+    return DirectoryStore(Path(store_dir).expanduser().resolve())
+
+
+class ServerStatusHealth:
+    """``health.mode: provider``: trust Nova's status (and Octavia's own monitor, through
+    ``Member.online``), for servers Phoenix cannot reach over the network itself."""
+
+    def node_health(self, region: str, node: Node) -> NodeHealth:
+        if node.state is NodeState.ACTIVE:
+            return NodeHealth(Health.HEALTHY, "server ACTIVE (trusted: health.mode provider)")
+        if node.state is NodeState.ERROR:
+            return NodeHealth(Health.UNHEALTHY, node.fault or "server in ERROR")
+        return NodeHealth(Health.UNKNOWN, f"server {node.state.value}")
+
+
 def open_openstack_provider(spec: Spec, *, clock: Clock) -> Provider:
     """The OpenStack provider for ``spec`` (``provider: {name: openstack, cloud: ...}``).
 
@@ -1247,7 +1276,7 @@ def open_openstack_provider(spec: Spec, *, clock: Clock) -> Provider:
         name="openstack",
         compute=OpenStackCompute(cloud),
         load_balancer=OpenStackLoadBalancer(cloud),
-        store=SwiftStore(cloud),
+        store=_store(spec, cloud),
         dns=OpenStackDns(cloud) if spec.dns is not None else None,
-        health_source=None,
+        health_source=ServerStatusHealth() if spec.health.mode == "provider" else None,
     )

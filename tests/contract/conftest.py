@@ -200,10 +200,95 @@ def local_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Contra
                 lb.delete_pool(region, "web-pool")  # type: ignore[attr-defined]
 
 
-# Later: "openstack", "libcloud" (skipping when their backend is not available).
+@contextlib.contextmanager
+def openstack_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractEnv]:
+    """Real Nova/Glance/Neutron/Octavia on 127.0.0.1 (opt-in: PHOENIX_OPENSTACK_TESTS=1)."""
+    import time
+
+    import openstack
+
+    from phoenix.clock import SystemClock
+    from phoenix.model import NodeState
+    from phoenix.spec import Spec
+
+    request.getfixturevalue("openstack_cloud")  # skips unless opted in
+    conn = openstack.connect(cloud="phoenix-harness", region_name="RegionOne")
+    subnet = next(iter(conn.network.subnets(name="private-subnet")), None) or next(
+        iter(conn.network.subnets())
+    )
+    pool_name = f"ct-pool-{uuid.uuid4().hex[:6]}"
+    lb = conn.load_balancer.create_load_balancer(
+        name=pool_name, vip_subnet_id=subnet.id
+    )
+    lb = conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
+    listener = conn.load_balancer.create_listener(
+        name=pool_name, loadbalancer_id=lb.id, protocol="HTTP", protocol_port=80
+    )
+    conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
+    conn.load_balancer.create_pool(
+        name=pool_name, listener_id=listener.id, protocol="HTTP", lb_algorithm="ROUND_ROBIN"
+    )
+    conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
+    image = next(iter(conn.image.images(name="golden")))
+    flavor = conn.compute.find_flavor("m1.small")
+    spec = Spec.model_validate(
+        {
+            "app": "contract",
+            # The harness runs no Swift: records live in a directory (store_dir); Swift
+            # itself is not exercised here.
+            "provider": {
+                "name": "openstack",
+                "cloud": "phoenix-harness",
+                "options": {"store_dir": str(tmp_path / "store")},
+            },
+            "regions": ["RegionOne"],
+            "image": {"name": "golden"},
+            "flavor": "m1.small",
+            "count": 1,
+            "template": "t.j2",
+            "health": {"mode": "provider"},
+            "load_balancer": {"pool": pool_name, "member_port": 80},
+        }
+    )
+    from phoenix.providers.openstack import open_openstack_provider
+
+    provider = open_openstack_provider(spec, clock=SystemClock())
+    env: ContractEnv
+
+    def settle() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            nodes = [
+                n for app in (env.app, env.other_app)
+                for n in provider.compute.list_nodes("RegionOne", app)
+            ]
+            if all(n.state not in (NodeState.BUILD, NodeState.DELETING) for n in nodes):
+                return
+            time.sleep(0.5)
+        raise AssertionError("OpenStack servers did not settle in 120 s")
+
+    env = ContractEnv(
+        provider=provider,
+        region="RegionOne",
+        image_id=image.id,
+        image_name="golden",
+        image_properties={"role": "web"},
+        flavor="m1.small",
+        flavor_id=flavor.id,
+        pool=pool_name,
+        settle=settle,
+    )
+    try:
+        yield env
+    finally:
+        with contextlib.suppress(Exception):
+            conn.load_balancer.delete_load_balancer(lb.id, cascade=True)
+
+
 ENV_FACTORIES: dict[str, EnvFactory] = {
     "memory": memory_env,
     "local": local_env,
+    "openstack": openstack_env,
 }
 
 

@@ -184,6 +184,8 @@ def test_set_metadata_merges(contract_env: ContractEnv) -> None:
     env = contract_env
     compute = env.provider.compute
     node = compute.create_node(env.region, env.node_request(0, extra={"a": "1", "b": "2"}))
+    # Phoenix stamps only serving (ACTIVE) servers; Nova refuses (409) while building.
+    env.settle()
     compute.set_metadata(env.region, node.id, {"b": "20", "phoenix:serving-since": "t0"})
     (seen,) = compute.list_nodes(env.region, env.app)
     assert seen.metadata["a"] == "1"
@@ -197,6 +199,7 @@ def test_set_metadata_merges(contract_env: ContractEnv) -> None:
 def test_node_metadata_is_a_snapshot(contract_env: ContractEnv) -> None:
     env = contract_env
     node = env.provider.compute.create_node(env.region, env.node_request(0))
+    env.settle()  # real clouds refuse metadata updates while building
     env.provider.compute.set_metadata(env.region, node.id, {"later": "yes"})
     assert "later" not in node.metadata
 

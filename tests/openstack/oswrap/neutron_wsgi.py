@@ -1,0 +1,6 @@
+"""Gunicorn entry for neutron-api: neutron parses sys.argv at import (it would read gunicorn's)."""
+
+import sys
+
+sys.argv = [sys.argv[0]]
+from neutron.wsgi.api import application  # noqa: E402,F401
