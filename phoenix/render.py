@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -233,7 +234,26 @@ def _environment(directory: str) -> tuple[SandboxedEnvironment, _Utf8Loader]:
         autoescape=False,
         auto_reload=True,  # an included file edited between deploys is re-read
     )
+    environment.policies["json.dumps_function"] = _dumps_defined
     return environment, loader
+
+
+def _dumps_defined(value: Any, **kwargs: Any) -> str:
+    """``tojson`` that reports an undefined variable by name, as every other use does
+    (plain ``json.dumps`` would fail with a TypeError about an ``_Undefined`` object)."""
+    _fail_if_undefined(value)
+    return json.dumps(value, **kwargs)
+
+
+def _fail_if_undefined(value: Any) -> None:
+    if isinstance(value, StrictUndefined):
+        value._fail_with_undefined_error()
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _fail_if_undefined(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _fail_if_undefined(item)
 
 
 @functools.lru_cache(maxsize=64)

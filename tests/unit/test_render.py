@@ -426,3 +426,19 @@ def test_basic_template_needs_port(tmp_path: Path) -> None:
     assert error.template == str(BASIC_TEMPLATE)
     assert error.line == 14
     assert "'vars.port'" in str(error)
+
+
+def test_undefined_variable_through_tojson_is_named(tmp_path: Path) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text("#cloud-config\na: 1\nb: {{ vars.greting | tojson }}\n")
+    with pytest.raises(TemplateError) as failed:
+        render_user_data(template, RenderContext("app", "r1", "region", 0, {"greeting": "x"}))
+    assert "vars.greting" in str(failed.value)
+    assert failed.value.line == 3
+
+
+def test_tojson_of_defined_values_still_works(tmp_path: Path) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text("#cloud-config\nb: {{ vars.names | tojson }}\n")
+    text = render_user_data(template, RenderContext("app", "r1", "region", 0, {"names": [1, "a"]}))
+    assert 'b: [1, "a"]' in text
