@@ -111,6 +111,25 @@ class ContractEnv:
                 self.provider.store.delete(key)
 
 
+def wait_until_settled(env: ContractEnv, *, timeout: float, interval: float) -> None:
+    """Real clouds: poll until no server of this test's apps is BUILD or DELETING."""
+    import time
+
+    from phoenix.model import NodeState
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        nodes = [
+            node
+            for app in (env.app, env.other_app)
+            for node in env.provider.compute.list_nodes(env.region, app)
+        ]
+        if all(n.state not in (NodeState.BUILD, NodeState.DELETING) for n in nodes):
+            return
+        time.sleep(interval)
+    raise AssertionError(f"{env.provider.name} servers did not settle in {timeout:g} s")
+
+
 EnvFactory = Callable[[pytest.FixtureRequest, Path], contextlib.AbstractContextManager[ContractEnv]]
 
 
@@ -144,10 +163,8 @@ def memory_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Contr
 def local_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractEnv]:
     """Real node processes and a real balancer process, all under tmp_path."""
     import socket
-    import time
 
     from phoenix.clock import SystemClock
-    from phoenix.model import NodeState
     from phoenix.providers.local.provider import open_local_provider
 
     image_dir = tmp_path / "image"
@@ -169,16 +186,7 @@ def local_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Contra
     env: ContractEnv
 
     def settle() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            nodes = [
-                n for app in (env.app, env.other_app)
-                for n in compute.list_nodes(env.region, app)
-            ]
-            if all(n.state not in (NodeState.BUILD, NodeState.DELETING) for n in nodes):
-                return
-            time.sleep(0.1)
-        raise AssertionError("local nodes did not settle in 20 s")
+        wait_until_settled(env, timeout=20, interval=0.1)
 
     env = ContractEnv(
         provider=provider,
@@ -203,12 +211,10 @@ def local_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Contra
 @contextlib.contextmanager
 def openstack_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractEnv]:
     """Real Nova/Glance/Neutron/Octavia on 127.0.0.1 (opt-in: PHOENIX_OPENSTACK_TESTS=1)."""
-    import time
 
     import openstack
 
     from phoenix.clock import SystemClock
-    from phoenix.model import NodeState
     from phoenix.spec import Spec
 
     request.getfixturevalue("openstack_cloud")  # skips unless opted in
@@ -256,16 +262,7 @@ def openstack_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Co
     env: ContractEnv
 
     def settle() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            nodes = [
-                n for app in (env.app, env.other_app)
-                for n in provider.compute.list_nodes("RegionOne", app)
-            ]
-            if all(n.state not in (NodeState.BUILD, NodeState.DELETING) for n in nodes):
-                return
-            time.sleep(0.5)
-        raise AssertionError("OpenStack servers did not settle in 120 s")
+        wait_until_settled(env, timeout=120, interval=0.5)
 
     env = ContractEnv(
         provider=provider,
