@@ -1,29 +1,85 @@
-"""Fixtures shared across test folders."""
+"""Fixtures and hooks shared across test folders.
+
+The real-OpenStack tests (marked ``openstack``; they use the ``openstack_cloud`` fixture) run
+by default,
+against services that ``tests/openstack/harness.py`` installs (about 1 GB under
+.openstack/, a few minutes the first time) and starts on 127.0.0.1. To keep the session
+short, the install starts in a background thread as soon as collection shows such a test,
+and those tests run last, after everything else. ``PHOENIX_OPENSTACK_TESTS=0`` skips them
+(a quick local loop); ``PHOENIX_OPENSTACK_KEEP=1`` leaves the services running afterwards
+so the next session reuses them.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 
+def openstack_tests_enabled() -> bool:
+    return os.environ.get("PHOENIX_OPENSTACK_TESTS", "1") != "0"
+
+
+class _BackgroundInstall:
+    """The harness install (pip and apt, mostly waiting on the network), run beside the
+    other tests; the first OpenStack test waits for it and sees its error, if any."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def begin(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="openstack-install", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from tests.openstack import harness
+
+        try:
+            harness.install()
+        except BaseException as exc:  # reported to the test that needs the harness
+            self._error = exc
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise RuntimeError(f"OpenStack harness install failed: {self._error}") from self._error
+
+
+_install = _BackgroundInstall()
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Real-cloud tests last (stable order otherwise), and their install under way now."""
+    needs_cloud = [item for item in items if item.get_closest_marker("openstack")]
+    if not needs_cloud or not openstack_tests_enabled():
+        return
+    others = [item for item in items if not item.get_closest_marker("openstack")]
+    items[:] = others + needs_cloud
+    if not config.option.collectonly:
+        _install.begin()
+
+
 @pytest.fixture(scope="session")
 def openstack_cloud() -> Iterator[object]:
-    """Real OpenStack services on 127.0.0.1 (tests/openstack/harness.py), opt-in.
+    """Real OpenStack services on 127.0.0.1 (tests/openstack/harness.py).
 
-    Runs only with PHOENIX_OPENSTACK_TESTS=1: the first run installs about 1 GB of venvs
-    under .openstack/ and takes a few minutes; later runs reuse a running harness. Set
-    PHOENIX_OPENSTACK_KEEP=1 to leave the services running after the session.
+    Reuses a harness that already answers; otherwise installs what is missing and starts
+    it, and stops it after the session unless PHOENIX_OPENSTACK_KEEP=1.
     """
-    if os.environ.get("PHOENIX_OPENSTACK_TESTS") != "1":
-        pytest.skip(
-            "real-OpenStack tests are opt-in: set PHOENIX_OPENSTACK_TESTS=1 "
-            "(installs and starts keystone/nova/neutron/glance/placement/octavia "
-            "on 127.0.0.1 via tests/openstack/harness.py)"
-        )
+    if not openstack_tests_enabled():
+        pytest.skip("real-OpenStack tests skipped: PHOENIX_OPENSTACK_TESTS=0")
     from tests.openstack import harness
 
+    _install.wait()
     info = harness.start()
     os.environ["OS_CLIENT_CONFIG_FILE"] = str(info.clouds_yaml)
     yield info

@@ -152,7 +152,11 @@ def translate(
         )
     if isinstance(exc, ks_exc.ConnectTimeout):
         return errors.Transient(f"timed out connecting to the API{where}: {text}", region=region)
-    if isinstance(exc, ks_exc.ConnectionError):  # ConnectFailure, SSLError, unknown
+    if isinstance(exc, ks_exc.ConnectionError) and _dropped_mid_request(text):
+        return errors.Transient(
+            f"the API closed the connection without answering{where}: {text}", region=region
+        )
+    if isinstance(exc, ks_exc.ConnectionError):  # refused, no route, DNS, TLS, unknown
         return errors.RegionUnavailable(
             f"cannot reach the API{where}: {text}; check the network path to the endpoint"
             " (and cacert / verify settings in clouds.yaml for TLS errors)",
@@ -178,6 +182,23 @@ def translate(
     if isinstance(exc, os_exc.InvalidResponse | ks_exc.InvalidResponse):
         return errors.Transient(f"invalid response from the API{where}: {text}", region=region)
     return errors.Permanent(f"OpenStack call failed{where}: {text}", region=region)
+
+
+_DROPPED_MARKERS = (
+    "connection aborted",
+    "remotedisconnected",
+    "connection reset",
+    "broken pipe",
+    "incompleteread",
+)
+
+
+def _dropped_mid_request(text: str) -> bool:
+    """A connection that was made and then lost (a reset, a proxy or server restarting):
+    worth a retry. A region is unavailable only when nothing answers at all (refused,
+    unresolvable, unroutable), which failover acts on."""
+    lowered = text.lower()
+    return any(marker in lowered for marker in _DROPPED_MARKERS)
 
 
 def _from_status(
@@ -995,6 +1016,14 @@ def _record_type(values: Sequence[str], zone: str, name: str) -> str:
     return "AAAA" if versions == {6} else "A"
 
 
+def _canonical_ip(value: str) -> str:
+    """An address as Designate stores it (``2001:DB8::1`` -> ``2001:db8::1``)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return value
+
+
 class OpenStackDns(_Adapter):
     """``Dns`` over Designate. Zones are global: the first reachable region answers."""
 
@@ -1061,29 +1090,48 @@ class OpenStackDns(_Adapter):
     def set_record(self, zone: str, name: str, values: tuple[str, ...], ttl: int) -> None:
         kind = _record_type(values, zone, name)
         fqdn = _fqdn(name, zone)
+        # Designate stores addresses canonically: compare (and send) them that way, or an
+        # IPv6 value written as "2001:DB8::1" would be rewritten on every call.
+        wanted = sorted({_canonical_ip(v) for v in values})
 
         def call(dns: Any, region: str) -> None:
             zone_obj = self._zone(dns, zone, region)
             existing = self._recordsets(dns, zone_obj, fqdn)
-            same = [rs for rs in existing if str(_attr(rs, "type", "")).upper() == kind]
-            for other in existing:
-                if other not in same:  # A <-> AAAA switch: the old type must go
-                    dns.delete_recordset(other, zone_obj, ignore_missing=True)
+
+            def type_of(rs: Any) -> str:
+                return str(_attr(rs, "type", "")).upper()
+
+            same = [rs for rs in existing if type_of(rs) == kind]
             if same:
                 rs = same[0]
-                current = sorted(str(v) for v in _attr(rs, "records", []))
-                if current == sorted(values) and _attr(rs, "ttl") == ttl:
-                    return
-                dns.update_recordset(rs, records=list(values), ttl=ttl)
+                current = sorted(_canonical_ip(str(v)) for v in _attr(rs, "records", []))
+                if current != wanted or _attr(rs, "ttl") != ttl:
+                    dns.update_recordset(rs, records=wanted, ttl=ttl)
             else:
-                dns.create_recordset(
-                    zone_obj, name=fqdn, type=kind, records=list(values), ttl=ttl
-                )
+                dns.create_recordset(zone_obj, name=fqdn, type=kind, records=wanted, ttl=ttl)
+            # A <-> AAAA switch: the old type goes only once the new one is in place, so
+            # the name never resolves to nothing (nor stays so when the create fails).
+            for other in existing:
+                if type_of(other) != kind:
+                    dns.delete_recordset(other, zone_obj, ignore_missing=True)
 
         self._in_some_region(call)
 
 
 # --- Store: Swift ------------------------------------------------------------------------------
+
+
+def _object_path(key: str) -> str:
+    """``key`` quoted for a Swift URL, each ``/``-separated segment kept.
+
+    ``.`` and ``..`` segments are percent-encoded: requests (urllib3) resolves dot segments
+    of a URL before sending it (RFC 3986), which would turn the key ``a/../b`` into the
+    object ``b``; encoded, they reach Swift as written and Swift keeps them in the name.
+    """
+    return "/".join(
+        segment.replace(".", "%2E") if segment in (".", "..") else quote(segment, safe="")
+        for segment in key.split("/")
+    )
 
 
 class SwiftStore(_Adapter):
@@ -1109,7 +1157,9 @@ class SwiftStore(_Adapter):
         return self._cloud.conn(self._region).object_store
 
     def _path(self, key: str) -> str:
-        return f"/{quote(self._cloud.container, safe='')}/{quote(key, safe='/')}"
+        if not key:  # "/<container>/" would address the container itself
+            raise errors.BadRequest("a store key cannot be empty")
+        return f"/{quote(self._cloud.container, safe='')}/{_object_path(key)}"
 
     def _ensure_container(self) -> None:
         if self._container_ready:
@@ -1119,12 +1169,13 @@ class SwiftStore(_Adapter):
         self._container_ready = True
 
     def _put(self, key: str, data: bytes, headers: Mapping[str, str]) -> Any:
+        path = self._path(key)
         self._ensure_container()
-        response = self._swift().put(self._path(key), data=data, headers=dict(headers))
+        response = self._swift().put(path, data=data, headers=dict(headers))
         if response.status_code == 404:  # the container went away: make it again
             self._container_ready = False
             self._ensure_container()
-            response = self._swift().put(self._path(key), data=data, headers=dict(headers))
+            response = self._swift().put(path, data=data, headers=dict(headers))
         return response
 
     @_translated

@@ -208,35 +208,58 @@ def local_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Contra
                 lb.delete_pool(region, "web-pool")  # type: ignore[attr-defined]
 
 
-@contextlib.contextmanager
-def openstack_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractEnv]:
-    """Real Nova/Glance/Neutron/Octavia on 127.0.0.1 (opt-in: PHOENIX_OPENSTACK_TESTS=1)."""
+@dataclass(frozen=True)
+class OpenStackPool:
+    """A load balancer, listener and pool on the harness, shared by the session's tests."""
 
+    name: str
+    image_id: str
+    flavor_id: str
+
+
+@pytest.fixture(scope="session")
+def openstack_contract_pool(openstack_cloud: object) -> Iterator[OpenStackPool]:
+    """One Octavia pool for every openstack contract test.
+
+    Making a load balancer, listener and pool costs about 8 s on the harness (three waits
+    for ACTIVE); per test that was most of the suite's time. Tests share the pool safely:
+    each adds members named after its own app and removes them in ``cleanup()``.
+    """
     import openstack
 
-    from phoenix.clock import SystemClock
-    from phoenix.spec import Spec
-
-    request.getfixturevalue("openstack_cloud")  # skips unless opted in
     conn = openstack.connect(cloud="phoenix-harness", region_name="RegionOne")
     subnet = next(iter(conn.network.subnets(name="private-subnet")), None) or next(
         iter(conn.network.subnets())
     )
-    pool_name = f"ct-pool-{uuid.uuid4().hex[:6]}"
-    lb = conn.load_balancer.create_load_balancer(
-        name=pool_name, vip_subnet_id=subnet.id
-    )
-    lb = conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
-    listener = conn.load_balancer.create_listener(
-        name=pool_name, loadbalancer_id=lb.id, protocol="HTTP", protocol_port=80
-    )
-    conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
-    conn.load_balancer.create_pool(
-        name=pool_name, listener_id=listener.id, protocol="HTTP", lb_algorithm="ROUND_ROBIN"
-    )
-    conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
-    image = next(iter(conn.image.images(name="golden")))
-    flavor = conn.compute.find_flavor("m1.small")
+    name = f"ct-pool-{uuid.uuid4().hex[:6]}"
+    lb = conn.load_balancer.create_load_balancer(name=name, vip_subnet_id=subnet.id)
+    try:
+        conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
+        listener = conn.load_balancer.create_listener(
+            name=name, loadbalancer_id=lb.id, protocol="HTTP", protocol_port=80
+        )
+        conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
+        conn.load_balancer.create_pool(
+            name=name, listener_id=listener.id, protocol="HTTP", lb_algorithm="ROUND_ROBIN"
+        )
+        conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
+        image = next(iter(conn.image.images(name="golden")))
+        flavor = conn.compute.find_flavor("m1.small")
+        yield OpenStackPool(name=name, image_id=image.id, flavor_id=flavor.id)
+    finally:
+        with contextlib.suppress(Exception):
+            conn.load_balancer.delete_load_balancer(lb.id, cascade=True)
+        conn.close()
+
+
+@contextlib.contextmanager
+def openstack_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractEnv]:
+    """Real Nova/Glance/Neutron/Octavia on 127.0.0.1 (tests/openstack/harness.py)."""
+    from phoenix.clock import SystemClock
+    from phoenix.providers.openstack import open_openstack_provider
+    from phoenix.spec import Spec
+
+    shared: OpenStackPool = request.getfixturevalue("openstack_contract_pool")
     spec = Spec.model_validate(
         {
             "app": "contract",
@@ -253,11 +276,9 @@ def openstack_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Co
             "count": 1,
             "template": "t.j2",
             "health": {"mode": "provider"},
-            "load_balancer": {"pool": pool_name, "member_port": 80},
+            "load_balancer": {"pool": shared.name, "member_port": 80},
         }
     )
-    from phoenix.providers.openstack import open_openstack_provider
-
     provider = open_openstack_provider(spec, clock=SystemClock())
     env: ContractEnv
 
@@ -267,19 +288,15 @@ def openstack_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Co
     env = ContractEnv(
         provider=provider,
         region="RegionOne",
-        image_id=image.id,
+        image_id=shared.image_id,
         image_name="golden",
         image_properties={"role": "web"},
         flavor="m1.small",
-        flavor_id=flavor.id,
-        pool=pool_name,
+        flavor_id=shared.flavor_id,
+        pool=shared.name,
         settle=settle,
     )
-    try:
-        yield env
-    finally:
-        with contextlib.suppress(Exception):
-            conn.load_balancer.delete_load_balancer(lb.id, cascade=True)
+    yield env
 
 
 ENV_FACTORIES: dict[str, EnvFactory] = {
@@ -289,7 +306,12 @@ ENV_FACTORIES: dict[str, EnvFactory] = {
 }
 
 
-@pytest.fixture(params=sorted(ENV_FACTORIES))
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=[pytest.mark.openstack] if name == "openstack" else [])
+        for name in sorted(ENV_FACTORIES)
+    ]
+)
 def contract_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractEnv]:
     """One provider per parameter; everything a test creates is cleaned up after it."""
     factory = ENV_FACTORIES[request.param]

@@ -183,6 +183,31 @@ def test_connect_failure_is_region_unavailable() -> None:
     assert err.region == "r9"
 
 
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "('Connection aborted.', RemoteDisconnected('Remote end closed connection without"
+        " response'))",
+        "('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))",
+    ],
+)
+def test_connection_dropped_mid_request_is_transient(reason: str) -> None:
+    """Made, then lost: a retry is worth it, and it is no reason to leave the region."""
+    exc = ks_exc.ConnectFailure(f"Unable to establish connection to https://nova.r1: {reason}")
+    err = translate(exc, region="r1")
+    assert type(err) is errors.Transient
+    assert err.region == "r1"
+
+
+def test_connection_refused_is_region_unavailable() -> None:
+    exc = ks_exc.ConnectFailure(
+        "Unable to establish connection to https://nova.r1: HTTPSConnectionPool(host='nova.r1',"
+        " port=8774): Max retries exceeded (Caused by NewConnectionError('[Errno 111]"
+        " Connection refused'))"
+    )
+    assert type(translate(exc, region="r1")) is errors.RegionUnavailable
+
+
 def test_connect_timeout_is_transient() -> None:
     err = translate(ks_exc.ConnectTimeout("Request to https://nova timed out"), region="r1")
     assert isinstance(err, errors.Transient)
