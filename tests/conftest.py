@@ -85,3 +85,25 @@ def openstack_cloud() -> Iterator[object]:
     yield info
     if info.started and os.environ.get("PHOENIX_OPENSTACK_KEEP") != "1":
         harness.stop()
+
+
+CONTRACT_ZONE = "contract.example."
+
+
+@pytest.fixture(scope="session")
+def harness_object_dns(openstack_cloud: object) -> Iterator[object]:
+    """Swift and Designate for the harness: the loopback fake (tests/openstack/
+    fake_object_dns.py) listed in the harness Keystone's catalog as object-store and dns,
+    checking every token with Keystone. The harness cannot run the real ones; this way the
+    provider still finds them by service type and authenticates as on a real cloud."""
+    import openstack
+
+    from tests.openstack import harness
+    from tests.openstack.fake_object_dns import FakeObjectDns, KeystoneTokens, listed_in_catalog
+
+    admin = openstack.connect(cloud="phoenix-harness-admin", region_name=harness.REGION)
+    fake = FakeObjectDns(token_validator=KeystoneTokens(admin.session, harness.KEYSTONE_URL))
+    with fake, listed_in_catalog(admin, fake, harness.REGION):
+        fake.add_zone(CONTRACT_ZONE)
+        yield fake
+    admin.close()

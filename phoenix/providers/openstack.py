@@ -446,6 +446,15 @@ class OpenStackCloud:
                 log.debug("openstack.close_failed", error=type(exc).__name__)
 
 
+def _find(finder: Callable[..., Any], name_or_id: str) -> Any:
+    """``finder(name_or_id)`` or None when nothing matches. openstacksdk deprecates
+    ``ignore_missing=True`` on find_* (its default flips in 6.0): ask for the exception."""
+    try:
+        return finder(name_or_id, ignore_missing=False)
+    except os_exc.NotFoundException:
+        return None
+
+
 # --- small readers of SDK objects (Any stays here) ----------------------------------------------
 
 
@@ -704,7 +713,7 @@ class OpenStackCompute(_Adapter):
             return "none"
         key = ("network", region, network)
         if key not in self._cloud.cache:
-            found = conn.network.find_network(network, ignore_missing=True)
+            found = _find(conn.network.find_network, network)
             if found is None:
                 raise errors.UnknownResource(
                     f"network {network!r} not found in {region}; check the spec's network"
@@ -716,7 +725,7 @@ class OpenStackCompute(_Adapter):
     def _server_group(self, conn: Any, region: str, name_or_id: str) -> str:
         key = ("server_group", region, name_or_id)
         if key not in self._cloud.cache:
-            found = conn.compute.find_server_group(name_or_id, ignore_missing=True)
+            found = _find(conn.compute.find_server_group, name_or_id)
             if found is None:
                 raise errors.UnknownResource(
                     f"server group {name_or_id!r} not found in {region}; create it"
@@ -767,7 +776,7 @@ class OpenStackCompute(_Adapter):
         if isinstance(cached, Flavor):
             return cached
         compute = self._cloud.conn(region).compute
-        raw = compute.find_flavor(name, ignore_missing=True)
+        raw = _find(compute.find_flavor, name)
         if raw is None:
             known = sorted(str(_attr(f, "name", "")) for f in compute.flavors())
             raise errors.UnknownResource(
@@ -826,7 +835,7 @@ class OpenStackLoadBalancer(_Adapter):
         cached = self._cloud.cache.get(key)
         if isinstance(cached, _PoolRef):
             return cached
-        raw = self._cloud.conn(region).load_balancer.find_pool(pool, ignore_missing=True)
+        raw = _find(self._cloud.conn(region).load_balancer.find_pool, pool)
         if raw is None:
             raise errors.UnknownResource(
                 f"load balancer pool {pool!r} not found in {region}; create it (`openstack"
@@ -1056,7 +1065,7 @@ class OpenStackDns(_Adapter):
     @staticmethod
     def _zone(dns: Any, zone: str, region: str) -> Any:
         zone_fqdn = zone if zone.endswith(".") else zone + "."
-        found = dns.find_zone(zone_fqdn, ignore_missing=True)
+        found = _find(dns.find_zone, zone_fqdn)
         if found is None:
             raise errors.UnknownResource(
                 f"DNS zone {zone_fqdn!r} not found (Designate, {region}); create it or fix"

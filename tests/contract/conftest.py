@@ -260,16 +260,13 @@ def openstack_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Co
     from phoenix.spec import Spec
 
     shared: OpenStackPool = request.getfixturevalue("openstack_contract_pool")
+    # Swift and Designate: the harness's catalog lists a loopback fake for them.
+    request.getfixturevalue("harness_object_dns")
     spec = Spec.model_validate(
         {
             "app": "contract",
-            # The harness runs no Swift: records live in a directory (store_dir); Swift
-            # itself is not exercised here.
-            "provider": {
-                "name": "openstack",
-                "cloud": "phoenix-harness",
-                "options": {"store_dir": str(tmp_path / "store")},
-            },
+            "provider": {"name": "openstack", "cloud": "phoenix-harness"},
+            "dns": {"zone": "contract.example.", "record": "contract"},
             "regions": ["RegionOne"],
             "image": {"name": "golden"},
             "flavor": "m1.small",

@@ -82,7 +82,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
@@ -100,7 +100,10 @@ __all__ = [
     "READER_TOKEN",
     "TOKEN",
     "FakeObjectDns",
+    "Identity",
+    "KeystoneTokens",
     "LoggedRequest",
+    "listed_in_catalog",
 ]
 
 PROJECT_ID = "5e2f3c1a9b8d4e7f8a6b5c4d3e2f1a0b"
@@ -122,6 +125,61 @@ _LOGGED_HEADERS = (
     "x-auth-token", "if-none-match", "if-match", "content-type", "content-length",
     "transfer-encoding", "accept", "x-auth-sudo-project-id", "x-auth-all-projects",
 )
+
+
+# --- who is calling ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a valid token stands for: ``member`` may write, ``reader`` only read."""
+
+    role: str
+    project_id: str
+
+
+TokenValidator = Callable[[str], Identity | None]
+
+
+def _fixed_tokens(token: str) -> Identity | None:
+    """The default: the two fixed tokens ``write_clouds_yaml`` hands out."""
+    if token == TOKEN:
+        return Identity("member", PROJECT_ID)
+    if token == READER_TOKEN:
+        return Identity("reader", PROJECT_ID)
+    return None
+
+
+class KeystoneTokens:
+    """A ``TokenValidator`` that asks a real Keystone, as keystonemiddleware does for the
+    real services: ``GET /v3/auth/tokens`` with the subject token, authorised by a service
+    session (a keystoneauth session of an admin). Answers are cached per token."""
+
+    def __init__(self, session: Any, identity_url: str) -> None:
+        self._session = session
+        self._url = identity_url.rstrip("/") + "/auth/tokens"
+        self._cache: dict[str, Identity | None] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, token: str) -> Identity | None:
+        with self._lock:
+            if token in self._cache:
+                return self._cache[token]
+        response = self._session.get(
+            self._url, headers={"X-Subject-Token": token}, raise_exc=False
+        )
+        identity: Identity | None = None
+        if response.status_code == 200:
+            body = response.json()["token"]
+            roles = {str(r["name"]) for r in body.get("roles", [])}
+            project = body.get("project", {}).get("id")
+            if project and roles & {"member", "admin"}:
+                identity = Identity("member", str(project))
+            elif project and "reader" in roles:
+                identity = Identity("reader", str(project))
+        with self._lock:
+            self._cache[token] = identity
+        return identity
 
 
 # --- what the test sees ----------------------------------------------------------------------
@@ -322,8 +380,11 @@ class FakeObjectDns:
     Designate's ``default_limit_v2``); make it small to force paging.
     """
 
-    def __init__(self, *, page_size: int = 1000) -> None:
+    def __init__(
+        self, *, page_size: int = 1000, token_validator: TokenValidator | None = None
+    ) -> None:
         self.page_size = page_size
+        self._validate = token_validator or _fixed_tokens
         self._lock = threading.RLock()
         self._log: list[LoggedRequest] = []
         self._faults: list[_Fault] = []
@@ -713,12 +774,14 @@ class FakeObjectDns:
             }]}})
         if service == "other":
             return _html(404, "The resource could not be found.")
-        role = self._role(handler.headers.get("X-Auth-Token"))
+        token = handler.headers.get("X-Auth-Token")
+        identity = self._validate(token) if token else None
+        role = identity.role if identity else None
         if service == "swift":
-            if role is None:
+            if identity is None:
                 return _html(401, "This server could not verify that you are authorized to"
                                   " access the document you requested.")
-            return self._swift(method, path, raw_query, handler, body, role)
+            return self._swift(method, path, raw_query, handler, body, identity)
         if role is None:
             return self._json(401, {"error": {"code": 401, "title": "Unauthorized",
                                               "message": "The request you have made requires"
@@ -731,14 +794,6 @@ class FakeObjectDns:
                                            "request_id": f"req-{uuid.uuid4()}"})
 
     @staticmethod
-    def _role(token: str | None) -> str | None:
-        if token == TOKEN:
-            return "member"
-        if token == READER_TOKEN:
-            return "reader"
-        return None
-
-    @staticmethod
     def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> _Reply:
         return _Reply(
             status,
@@ -749,8 +804,10 @@ class FakeObjectDns:
     # --- Swift ---
 
     def _swift(
-        self, method: str, path: str, raw_query: str, handler: _Handler, body: bytes, role: str
+        self, method: str, path: str, raw_query: str, handler: _Handler, body: bytes,
+        identity: Identity,
     ) -> _Reply:
+        role = identity.role
         try:
             decoded = unquote_to_bytes(path).decode("utf-8")
         except UnicodeDecodeError:
@@ -761,7 +818,7 @@ class FakeObjectDns:
         account = parts[2] if len(parts) > 2 else ""
         container = parts[3] if len(parts) > 3 else ""
         obj = parts[4] if len(parts) > 4 else ""
-        if account != ACCOUNT:
+        if account != f"AUTH_{identity.project_id}":
             return _html(403, "Access was denied to this resource.")
         if method not in ("GET", "HEAD") and role != "member":
             return _html(403, "Access was denied to this resource.")
@@ -1126,3 +1183,41 @@ class FakeObjectDns:
                                                          f" schema: ttl {ttl!r}")
         return ttl
 
+
+
+# --- a place in a real cloud's catalog ---------------------------------------------------------
+
+CATALOG_SERVICES = (
+    # (service name, type, endpoint path; Keystone fills in %(project_id)s per token)
+    ("phoenix-fake-swift", "object-store", "/v1/AUTH_%(project_id)s"),
+    ("phoenix-fake-designate", "dns", "/"),
+)
+
+
+def _remove_from_catalog(identity: Any) -> None:
+    names = {name for name, _, _ in CATALOG_SERVICES}
+    for service in list(identity.services()):
+        if service.name in names:
+            for endpoint in list(identity.endpoints(service_id=service.id)):
+                identity.delete_endpoint(endpoint, ignore_missing=True)
+            identity.delete_service(service, ignore_missing=True)
+
+
+@contextlib.contextmanager
+def listed_in_catalog(admin: Any, fake: FakeObjectDns, region: str) -> Iterator[None]:
+    """List the fake in a real Keystone's catalog as the cloud's object-store and dns
+    services, the way a deployment lists Swift and Designate, so openstacksdk finds them
+    by service type like on any cloud. ``admin`` is an openstacksdk connection with the
+    admin role. Stale entries (a crashed session's) are replaced; ours go afterwards."""
+    identity = admin.identity
+    _remove_from_catalog(identity)
+    try:
+        for name, kind, path in CATALOG_SERVICES:
+            service = identity.create_service(name=name, type=kind, enabled=True)
+            identity.create_endpoint(
+                service_id=service.id, interface="public", url=f"{fake.url}{path}",
+                region_id=region,
+            )
+        yield
+    finally:
+        _remove_from_catalog(identity)

@@ -3,7 +3,9 @@ a user runs it against a cloud: clouds.yaml, a spec naming the cloud, the real S
 
 Asserts on what Nova and Octavia report: servers, tags, metadata, user_data, members.
 The harness's servers get TEST-NET addresses nothing can reach, so health is
-``mode: provider`` (trust Nova's status and Octavia's monitor).
+``mode: provider`` (trust Nova's status and Octavia's monitor). Release records and the
+deploy lock go to the object-store service of the harness's catalog (a loopback fake that
+speaks Swift's API and checks tokens with Keystone; see tests/openstack/fake_object_dns.py).
 """
 
 from __future__ import annotations
@@ -21,21 +23,23 @@ import pytest
 
 pytestmark = pytest.mark.openstack
 
+# Octavia reports no per-member connection counts, so every drain lasts drain_timeout;
+# 3 s keeps the tests short (they are not about draining).
 SPEC = """\
 app: {app}
 provider:
   name: openstack
   cloud: phoenix-harness
-  options: {{store_dir: {store}}}
-regions: [RegionOne]
+{options}regions: [RegionOne]
 image: {{name: {image}}}
 flavor: m1.small
 network: private
-count: 3
-template: t.yaml.j2
+count: {count}
+{server}template: t.yaml.j2
 vars: {{greeting: {greeting}}}
 health: {{mode: provider, interval: 1s, timeout: 0.5s, healthy_threshold: 1, deadline: 120s}}
-rollout: {{strategy: {strategy}, max_surge: 1, max_unavailable: 0, deadline: {deadline}}}
+rollout: {{strategy: {strategy}, max_surge: 1, max_unavailable: 0, deadline: {deadline},
+  drain_timeout: 3s}}
 load_balancer: {{pool: {pool}, member_port: 8080}}
 """
 
@@ -55,10 +59,12 @@ class Cloud:
         )
 
     def write(self, *, image: str = "golden", greeting: str = "one",
-              strategy: str = "blue-green", deadline: str = "10m") -> None:
+              strategy: str = "blue-green", deadline: str = "10m", count: int = 3,
+              server_group: str | None = None) -> None:
         (self.tmp / "phoenix.yaml").write_text(SPEC.format(
-            app=self.app, store=self.tmp / "store", image=image, greeting=greeting,
-            strategy=strategy, deadline=deadline, pool=self.pool,
+            app=self.app, image=image, greeting=greeting, strategy=strategy,
+            deadline=deadline, pool=self.pool, count=count, options="",
+            server=f"server: {{server_group: {server_group}}}\n" if server_group else "",
         ))
 
     def phoenix(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -67,6 +73,11 @@ class Cloud:
             cwd=self.tmp, capture_output=True, text=True, timeout=600, check=False,
             env={**os.environ},
         )
+
+    def records(self) -> dict[str, bytes]:
+        """The objects Phoenix keeps for this app in its Swift container."""
+        objects = self.swift.objects("phoenix")  # type: ignore[attr-defined]
+        return {k: v for k, v in objects.items() if k.startswith(f"apps/{self.app}/")}
 
     def servers(self) -> list[object]:
         return [s for s in self.conn.compute.servers(details=True)  # type: ignore[attr-defined]
@@ -82,7 +93,7 @@ class Cloud:
 
 
 @pytest.fixture
-def cloud(openstack_cloud: object, tmp_path: Path) -> Iterator[Cloud]:
+def cloud(openstack_cloud: object, harness_object_dns: object, tmp_path: Path) -> Iterator[Cloud]:
     import openstack
 
     conn = openstack.connect(cloud="phoenix-harness", region_name="RegionOne")
@@ -98,6 +109,7 @@ def cloud(openstack_cloud: object, tmp_path: Path) -> Iterator[Cloud]:
                                    lb_algorithm="ROUND_ROBIN")
     conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
     the_cloud = Cloud(tmp_path, name, conn)
+    the_cloud.swift = harness_object_dns  # type: ignore[attr-defined]
     try:
         yield the_cloud
     finally:
@@ -123,6 +135,11 @@ def test_blue_green_then_rolling_then_forced_rollback_then_destroy(cloud: Cloud)
         ).decode()
         assert f"one {r1} {server.metadata['phoenix:index']}" in user_data
     assert cloud.members() == {s.name: 1 for s in servers}
+    # The release record and the deploy history live in Swift; the lock was released.
+    stored = cloud.records()
+    assert f"apps/{cloud.app}/releases/{r1}.json" in stored
+    assert any(key.startswith(f"apps/{cloud.app}/deploys/") for key in stored)
+    assert f"apps/{cloud.app}/lock" not in stored
 
     # A rolling deploy of a second image.
     cloud.conn.image.create_image(  # type: ignore[attr-defined]
@@ -154,12 +171,37 @@ def test_blue_green_then_rolling_then_forced_rollback_then_destroy(cloud: Cloud)
 
 def test_quota_preflight_refuses_before_creating_anything(cloud: Cloud) -> None:
     """The phoenix project's default Nova quota is 10 instances."""
-    (cloud.tmp / "phoenix.yaml").write_text(
-        SPEC.format(app=cloud.app, store=cloud.tmp / "store", image="golden", greeting="q",
-                    strategy="blue-green", deadline="10m", pool=cloud.pool)
-        .replace("count: 3", "count: 11")
-    )
+    cloud.write(count=11)
     refused = cloud.phoenix("deploy")
     assert refused.returncode == 1, refused.stderr[-2000:]
     assert "instances: needs 11" in refused.stderr
     assert cloud.servers() == []
+
+
+def test_anti_affinity_server_group_is_enforced_by_nova(cloud: Cloud) -> None:
+    """``server.server_group`` reaches Nova's scheduler as a hint: the server joins the
+    group; and since the harness has one compute host, a second server in an
+    anti-affinity group cannot be placed. That failure is Nova's "No valid host" fault,
+    reported as such; the deploy rolls back and leaves no server behind."""
+    group = cloud.conn.compute.create_server_group(  # type: ignore[attr-defined]
+        name=f"aa-{cloud.app}", policy="anti-affinity"
+    )
+    try:
+        cloud.write(count=1, server_group=group.name)
+        placed = cloud.phoenix("deploy")
+        assert placed.returncode == 0, placed.stderr[-3000:]
+        (server,) = cloud.servers()
+        members = cloud.conn.compute.get_server_group(group.id).member_ids  # type: ignore[attr-defined]
+        assert members == [server.id]
+        cloud.write(count=1)
+        assert cloud.phoenix("destroy", "--yes").returncode == 0
+
+        cloud.write(count=2, server_group=group.name)
+        crowded = cloud.phoenix("deploy")
+        assert crowded.returncode == 1, crowded.stderr[-3000:]
+        assert json.loads(crowded.stdout)["outcome"] == "rolled-back"
+        assert "no valid host" in crowded.stderr.lower()
+        assert cloud.servers() == []
+        assert cloud.members() == {}
+    finally:
+        cloud.conn.compute.delete_server_group(group.id)  # type: ignore[attr-defined]
