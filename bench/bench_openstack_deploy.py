@@ -89,22 +89,10 @@ def main() -> None:
     fake = FakeObjectDns(token_validator=KeystoneTokens(admin.session, harness.KEYSTONE_URL))
     app = f"bench{uuid.uuid4().hex[:6]}"
     image_v2 = None
-    lb = None
     try:
         with fake, listed_in_catalog(admin, fake, harness.REGION), \
-                tempfile.TemporaryDirectory() as tmp:
+                harness.octavia_pool(conn, app), tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
-            subnet = next(iter(conn.network.subnets()))
-            lb = conn.load_balancer.create_load_balancer(name=app, vip_subnet_id=subnet.id)
-            conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
-            listener = conn.load_balancer.create_listener(
-                name=app, loadbalancer_id=lb.id, protocol="HTTP", protocol_port=80
-            )
-            conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
-            conn.load_balancer.create_pool(
-                name=app, listener_id=listener.id, protocol="HTTP", lb_algorithm="ROUND_ROBIN"
-            )
-            conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
             image_v2 = conn.image.create_image(
                 name=f"golden-{app}", data=b"v2", disk_format="raw", container_format="bare",
                 allow_duplicates=True,
@@ -133,8 +121,6 @@ def main() -> None:
     finally:
         if image_v2 is not None:
             conn.image.delete_image(image_v2, ignore_missing=True)
-        if lb is not None:
-            conn.load_balancer.delete_load_balancer(lb.id, cascade=True)
         conn.close()
         admin.close()
         if info.started:

@@ -227,28 +227,16 @@ def openstack_contract_pool(openstack_cloud: object) -> Iterator[OpenStackPool]:
     """
     import openstack
 
-    conn = openstack.connect(cloud="phoenix-harness", region_name="RegionOne")
-    subnet = next(iter(conn.network.subnets(name="private-subnet")), None) or next(
-        iter(conn.network.subnets())
-    )
+    from tests.openstack import harness
+
+    conn = openstack.connect(cloud="phoenix-harness", region_name=harness.REGION)
     name = f"ct-pool-{uuid.uuid4().hex[:6]}"
-    lb = conn.load_balancer.create_load_balancer(name=name, vip_subnet_id=subnet.id)
     try:
-        conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
-        listener = conn.load_balancer.create_listener(
-            name=name, loadbalancer_id=lb.id, protocol="HTTP", protocol_port=80
-        )
-        conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
-        conn.load_balancer.create_pool(
-            name=name, listener_id=listener.id, protocol="HTTP", lb_algorithm="ROUND_ROBIN"
-        )
-        conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
-        image = next(iter(conn.image.images(name="golden")))
-        flavor = conn.compute.find_flavor("m1.small")
-        yield OpenStackPool(name=name, image_id=image.id, flavor_id=flavor.id)
+        with harness.octavia_pool(conn, name):
+            image = next(iter(conn.image.images(name="golden")))
+            flavor = conn.compute.find_flavor("m1.small", ignore_missing=False)
+            yield OpenStackPool(name=name, image_id=image.id, flavor_id=flavor.id)
     finally:
-        with contextlib.suppress(Exception):
-            conn.load_balancer.delete_load_balancer(lb.id, cascade=True)
         conn.close()
 
 

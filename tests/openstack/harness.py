@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 WRAP = HERE / "oswrap"
@@ -1090,6 +1091,32 @@ def start(deadline_s: float = START_DEADLINE) -> Info:
         log(f"{k:38s} {v:6.1f}s")
     log(f"clouds.yaml: {p} (clouds phoenix-harness, phoenix-harness-admin)")
     return Info(clouds_yaml=p, started=True, timings=timings)
+
+
+@contextlib.contextmanager
+def octavia_pool(conn: Any, name: str) -> Iterator[Any]:
+    """A load balancer, HTTP listener and pool, all called ``name``, on the private subnet;
+    yields the load balancer and deletes it (cascade) afterwards. Each write waits for the
+    load balancer to be ACTIVE again, as Octavia requires."""
+    subnet = next(iter(conn.network.subnets(name="private-subnet")), None) or next(
+        iter(conn.network.subnets())
+    )
+    octavia = conn.load_balancer
+    lb = octavia.create_load_balancer(name=name, vip_subnet_id=subnet.id)
+    try:
+        octavia.wait_for_load_balancer(lb.id, wait=120)
+        listener = octavia.create_listener(
+            name=name, loadbalancer_id=lb.id, protocol="HTTP", protocol_port=80
+        )
+        octavia.wait_for_load_balancer(lb.id, wait=120)
+        octavia.create_pool(
+            name=name, listener_id=listener.id, protocol="HTTP", lb_algorithm="ROUND_ROBIN"
+        )
+        octavia.wait_for_load_balancer(lb.id, wait=120)
+        yield lb
+    finally:
+        with contextlib.suppress(Exception):
+            octavia.delete_load_balancer(lb.id, cascade=True)
 
 
 def stop() -> list[str]:

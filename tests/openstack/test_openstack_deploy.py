@@ -96,26 +96,18 @@ class Cloud:
 def cloud(openstack_cloud: object, harness_object_dns: object, tmp_path: Path) -> Iterator[Cloud]:
     import openstack
 
-    conn = openstack.connect(cloud="phoenix-harness", region_name="RegionOne")
-    subnet = next(iter(conn.network.subnets()))
+    from tests.openstack import harness
+
+    conn = openstack.connect(cloud="phoenix-harness", region_name=harness.REGION)
     name = f"pool-{uuid.uuid4().hex[:6]}"
-    lb = conn.load_balancer.create_load_balancer(name=name, vip_subnet_id=subnet.id)
-    conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
-    listener = conn.load_balancer.create_listener(
-        name=name, loadbalancer_id=lb.id, protocol="HTTP", protocol_port=80
-    )
-    conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
-    conn.load_balancer.create_pool(name=name, listener_id=listener.id, protocol="HTTP",
-                                   lb_algorithm="ROUND_ROBIN")
-    conn.load_balancer.wait_for_load_balancer(lb.id, wait=120)
-    the_cloud = Cloud(tmp_path, name, conn)
-    the_cloud.swift = harness_object_dns  # type: ignore[attr-defined]
-    try:
-        yield the_cloud
-    finally:
-        the_cloud.write()
-        the_cloud.phoenix("destroy", "--yes")
-        conn.load_balancer.delete_load_balancer(lb.id, cascade=True)
+    with harness.octavia_pool(conn, name):
+        the_cloud = Cloud(tmp_path, name, conn)
+        the_cloud.swift = harness_object_dns  # type: ignore[attr-defined]
+        try:
+            yield the_cloud
+        finally:
+            the_cloud.write()
+            the_cloud.phoenix("destroy", "--yes")
 
 
 def test_blue_green_then_rolling_then_forced_rollback_then_destroy(cloud: Cloud) -> None:
