@@ -1115,8 +1115,12 @@ def octavia_pool(conn: Any, name: str) -> Iterator[Any]:
         octavia.wait_for_load_balancer(lb.id, wait=120)
         yield lb
     finally:
-        with contextlib.suppress(Exception):
-            octavia.delete_load_balancer(lb.id, cascade=True)
+        # Octavia refuses (409) to delete a load balancer that is PENDING_UPDATE, as it is
+        # right after a test's last member change; and a delete cut short by the harness
+        # stopping leaves it PENDING_DELETE for good. So: wait, delete, wait until gone.
+        octavia.wait_for_load_balancer(lb.id, wait=120, failures=["ERROR"])
+        octavia.delete_load_balancer(lb.id, cascade=True)
+        octavia.wait_for_delete(octavia.get_load_balancer(lb.id), wait=120)
 
 
 def stop() -> list[str]:

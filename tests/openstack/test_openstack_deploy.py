@@ -50,6 +50,7 @@ class Cloud:
         self.pool = pool
         self.conn = conn
         self.app = f"os{uuid.uuid4().hex[:6]}"
+        self.images: list[object] = []  # made by a test; deleted after it
         import openstack
 
         self.admin = openstack.connect(cloud="phoenix-harness-admin", region_name="RegionOne")
@@ -108,6 +109,8 @@ def cloud(openstack_cloud: object, harness_object_dns: object, tmp_path: Path) -
         finally:
             the_cloud.write()
             the_cloud.phoenix("destroy", "--yes")
+            for image in the_cloud.images:
+                conn.image.delete_image(image, ignore_missing=True)
 
 
 def test_blue_green_then_rolling_then_forced_rollback_then_destroy(cloud: Cloud) -> None:
@@ -117,8 +120,10 @@ def test_blue_green_then_rolling_then_forced_rollback_then_destroy(cloud: Cloud)
     r1 = json.loads(first.stdout)["release"]
     servers = cloud.servers()
     assert sorted(s.name for s in servers) == [f"{cloud.app}-{r1}-{i}" for i in range(3)]
+    golden = next(iter(cloud.conn.image.images(name="golden")))  # type: ignore[attr-defined]
     for server in servers:
         assert server.status == "ACTIVE"
+        assert server.image.id == golden.id  # the image Glance has under that name
         assert f"phoenix-app={cloud.app}" in server.tags
         assert server.metadata["phoenix:release"] == r1
         # Nova shows user_data (microversion 2.3+) to admins only, by default policy.
@@ -134,16 +139,18 @@ def test_blue_green_then_rolling_then_forced_rollback_then_destroy(cloud: Cloud)
     assert f"apps/{cloud.app}/lock" not in stored
 
     # A rolling deploy of a second image.
-    cloud.conn.image.create_image(  # type: ignore[attr-defined]
+    second_image = cloud.conn.image.create_image(  # type: ignore[attr-defined]
         name=f"golden-{cloud.app}", data=b"v2", disk_format="raw", container_format="bare",
         allow_duplicates=True,
     )
+    cloud.images.append(second_image)
     cloud.write(image=f"golden-{cloud.app}", strategy="rolling")
     second = cloud.phoenix("deploy")
     assert second.returncode == 0, second.stderr[-3000:]
     r2 = json.loads(second.stdout)["release"]
     assert r2 != r1
     assert {s.metadata["phoenix:release"] for s in cloud.servers()} == {r2}
+    assert {s.image.id for s in cloud.servers()} == {second_image.id}
     assert set(cloud.members()) == {f"{cloud.app}-{r2}-{i}" for i in range(3)}
 
     # A forced rollback: a deadline the new servers cannot meet.
