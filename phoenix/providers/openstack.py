@@ -30,7 +30,6 @@ are never logged.
 from __future__ import annotations
 
 import base64
-import email.utils
 import functools
 import ipaddress
 import threading
@@ -66,6 +65,7 @@ from phoenix.model import (
     Quota,
 )
 from phoenix.providers.base import Clock, ImageQuery, Provider, Store
+from phoenix.providers.http_errors import AuthHints, error_for_status
 from phoenix.spec import Spec
 
 __all__ = [
@@ -201,44 +201,23 @@ def _dropped_mid_request(text: str) -> bool:
     return any(marker in lowered for marker in _DROPPED_MARKERS)
 
 
+_AUTH_HINTS = AuthHints(
+    unauthorized="check the credentials in clouds.yaml (provider.cloud) or the OS_*"
+    " environment variables",
+    forbidden="check the project's roles (e.g. member, load-balancer_member) and the"
+    " cloud's policy",
+)
+
+
 def _from_status(
     status: int, text: str, headers: Mapping[str, str], *, region: str | None, where: str
 ) -> errors.PhoenixError:
-    lowered = text.lower()
-    if "no valid host" in lowered:
+    if "no valid host" in text.lower():
         return errors.CapacityError(
             f"no capacity{where}: {text}; try another flavor or availability zone",
             region=region,
         )
-    if status in (403, 413) and "quota" in lowered:
-        return errors.QuotaExceeded(
-            f"quota exceeded{where}: {text}; delete unused resources or ask for a higher"
-            " quota",
-            region=region,
-        )
-    if status == 401:
-        return errors.AuthError(
-            f"authentication failed{where} (HTTP 401: {text}); check the credentials in"
-            " clouds.yaml (provider.cloud) or the OS_* environment variables",
-            region=region,
-        )
-    if status == 403:
-        return errors.AuthError(
-            f"permission denied{where} (HTTP 403: {text}); check the project's roles (e.g."
-            " member, load-balancer_member) and the cloud's policy",
-            region=region,
-        )
-    if status == 404:
-        return errors.NotFound(f"not found{where}: {text}", region=region)
-    if status in (408, 409, 413, 429) or status >= 500:
-        return errors.Transient(
-            f"HTTP {status}{where}: {text}; retry",
-            region=region,
-            retry_after=_retry_after(headers),
-        )
-    if status == 400:
-        return errors.BadRequest(f"bad request{where}: {text}", region=region)
-    return errors.Permanent(f"HTTP {status}{where}: {text}", region=region)
+    return error_for_status(status, text, headers, region=region, where=where, hints=_AUTH_HINTS)
 
 
 def _status_of(exc: BaseException) -> int | None:
@@ -258,27 +237,6 @@ def _headers_of(exc: BaseException) -> Mapping[str, str]:
     if headers is None:
         return {}
     return {str(k).lower(): str(v) for k, v in headers.items()}
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds, or an HTTP date vs ``Date``)."""
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-        sent = headers.get("date")
-        # The server's own Date header is the reference: no local clock needed.
-        now = email.utils.parsedate_to_datetime(sent) if sent else None
-    except (TypeError, ValueError):
-        return None
-    if now is None:
-        return None
-    return max(0.0, (when - now).total_seconds())
 
 
 def _describe(exc: BaseException) -> str:

@@ -6,9 +6,7 @@ from phoenix.errors import InputError
 from phoenix.providers.base import Clock, Provider
 from phoenix.spec import Spec
 
-_NOT_YET = {
-    "libcloud": "the libcloud provider",
-}
+_NOT_YET: dict[str, str] = {}
 
 
 def open_provider(spec: Spec, *, clock: Clock) -> Provider:
@@ -29,6 +27,10 @@ def open_provider(spec: Spec, *, clock: Clock) -> Provider:
         from phoenix.providers.openstack import open_openstack_provider
 
         return open_openstack_provider(spec, clock=clock)
+    if name == "libcloud":
+        from phoenix.providers.libcloud import open_libcloud_provider
+
+        return open_libcloud_provider(spec, clock=clock)
     if name in _NOT_YET:
         raise InputError(
             f"provider.name: {_NOT_YET[name]} is not part of this version of Phoenix yet;"

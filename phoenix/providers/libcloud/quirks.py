@@ -1,0 +1,212 @@
+"""What particular libcloud drivers do differently from libcloud's generic API.
+
+Everything driver-specific lives here, so the adapters (compute, balancer, dns, store)
+speak only libcloud's generic API plus these few hooks:
+
+* ``ComputeQuirks``: how tags and user data are given at creation, how a listing by tag is
+  asked for and paged, how tags are read back and changed.
+* ``DnsQuirks``: how a record with several values is written in one atomic change.
+
+The EC2 and Route53 hooks use libcloud internals (the driver's signed ``connection``, its
+XML parsers) where the generic API falls short: EC2's ``list_nodes`` neither pages nor
+hides terminated instances, and Route53's generic update deletes then creates.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from phoenix import errors
+
+TERMINATED_STATES = ("terminated",)
+
+
+class ComputeQuirks:
+    """Generic libcloud: tags as ``ex_metadata``, listing everything and filtering here."""
+
+    def create_kwargs(
+        self, driver: Any, *, user_data: str, tags: Mapping[str, str]
+    ) -> dict[str, Any]:
+        accepted = inspect.signature(driver.create_node).parameters
+        kwargs: dict[str, Any] = {}
+        for name, value in (("ex_userdata", user_data), ("ex_metadata", dict(tags))):
+            if name not in accepted:
+                raise errors.InputError(
+                    f"provider.options.compute.driver: {type(driver).__name__} takes no"
+                    f" {name} at creation; Phoenix needs user data and tags on a new server"
+                )
+            kwargs[name] = value
+        return kwargs
+
+    def tags_of(self, node: Any) -> dict[str, str]:
+        extra = getattr(node, "extra", None) or {}
+        raw = extra.get("tags") or extra.get("metadata") or {}
+        return {str(k): str(v) for k, v in dict(raw).items()}
+
+    def list_tagged(self, driver: Any, key: str, value: str) -> list[Any]:
+        return [n for n in driver.list_nodes() if self.tags_of(n).get(key) == value]
+
+    def list_by_ids(self, driver: Any, ids: Sequence[str]) -> list[Any]:
+        wanted = set(ids)
+        return [n for n in driver.list_nodes() if str(n.id) in wanted]
+
+    def list_images(
+        self, driver: Any, *, image_id: str | None, name: str | None,
+        properties: Mapping[str, str],
+    ) -> list[Any]:
+        """Candidates (the caller filters exactly); generic drivers list everything."""
+        return list(driver.list_images())
+
+    def set_tags(self, driver: Any, node: Any, tags: Mapping[str, str]) -> None:
+        setter = getattr(driver, "ex_set_metadata", None) or getattr(
+            driver, "ex_create_tags", None
+        )
+        if setter is None:
+            raise errors.InputError(
+                f"provider.options.compute.driver: {type(driver).__name__} cannot change a"
+                " server's tags or metadata, which Phoenix records its progress in"
+            )
+        setter(node, dict(tags))
+
+    def delete_tags(self, driver: Any, node: Any, keys: Sequence[str]) -> None:
+        deleter = getattr(driver, "ex_delete_tags", None)
+        if deleter is not None:
+            deleter(node, {k: "" for k in keys})
+        else:
+            self.set_tags(driver, node, {k: "" for k in keys})
+
+
+class Ec2ComputeQuirks(ComputeQuirks):
+    """EC2 (and EC2-compatible clouds): server-side tag filters and NextToken paging."""
+
+    page_size = 500  # DescribeInstances allows 5..1000 with filters
+
+    def create_kwargs(
+        self, driver: Any, *, user_data: str, tags: Mapping[str, str]
+    ) -> dict[str, Any]:
+        # Tags given at creation (TagSpecification via ex_metadata): no window in which a
+        # new instance exists untagged, and so cannot be found by a listing by tag.
+        return {"ex_userdata": user_data, "ex_metadata": dict(tags)}
+
+    def tags_of(self, node: Any) -> dict[str, str]:
+        return {str(k): str(v) for k, v in (node.extra.get("tags") or {}).items()}
+
+    def _describe(self, driver: Any, params: dict[str, str]) -> list[Any]:
+        from libcloud.compute.drivers.ec2 import NAMESPACE
+        from libcloud.utils import xml
+
+        findall: Any = xml.findall
+        findtext: Any = xml.findtext
+
+        nodes: list[Any] = []
+        token: str | None = None
+        while True:
+            page = dict(params, Action="DescribeInstances")
+            if token:
+                page["NextToken"] = token
+            body = driver.connection.request(driver.path, params=page).object
+            for reservation in findall(element=body, xpath="reservationSet/item",
+                                       namespace=NAMESPACE):
+                nodes += driver._to_nodes(reservation, "instancesSet/item")
+            token = findtext(element=body, xpath="nextToken", namespace=NAMESPACE)
+            if not token:
+                return [n for n in nodes if n.extra.get("status") not in TERMINATED_STATES]
+
+    def list_tagged(self, driver: Any, key: str, value: str) -> list[Any]:
+        params = {"MaxResults": str(self.page_size)}
+        params.update(driver._build_filters({
+            f"tag:{key}": value,
+            "instance-state-name": ["pending", "running", "shutting-down", "stopping",
+                                    "stopped"],
+        }))
+        return self._describe(driver, params)
+
+    def list_by_ids(self, driver: Any, ids: Sequence[str]) -> list[Any]:
+        if not ids:
+            return []
+        params = driver._pathlist("InstanceId", list(ids))
+        return self._describe(driver, params)
+
+    def list_images(
+        self, driver: Any, *, image_id: str | None, name: str | None,
+        properties: Mapping[str, str],
+    ) -> list[Any]:
+        # EC2 lists every public AMI without filters: ask for exactly what the spec names.
+        if image_id is not None:
+            return list(driver.list_images(ex_image_ids=[image_id]))
+        filters: dict[str, str] = {f"tag:{k}": v for k, v in properties.items()}
+        if name is not None:
+            filters["name"] = name
+        return list(driver.list_images(ex_filters=filters))
+
+    def set_tags(self, driver: Any, node: Any, tags: Mapping[str, str]) -> None:
+        driver.ex_create_tags(node, dict(tags))
+
+    def delete_tags(self, driver: Any, node: Any, keys: Sequence[str]) -> None:
+        driver.ex_delete_tags(node, {k: "" for k in keys})
+
+
+def compute_quirks(driver: Any) -> ComputeQuirks:
+    from libcloud.compute.drivers.ec2 import BaseEC2NodeDriver
+
+    return Ec2ComputeQuirks() if isinstance(driver, BaseEC2NodeDriver) else ComputeQuirks()
+
+
+class DnsQuirks:
+    """Generic libcloud: one record per value; an update deletes then creates."""
+
+    def replace(self, driver: Any, zone: Any, name: str, kind: str, values: Sequence[str],
+                ttl: int, existing: Sequence[Any]) -> None:
+        for record in existing:
+            driver.delete_record(record)
+        for value in values:
+            driver.create_record(name, zone, kind, value, extra={"ttl": ttl})
+
+
+class Route53DnsQuirks(DnsQuirks):
+    """Route53: one UPSERT change with every value, so the name never resolves to nothing
+    (libcloud's update deletes, then creates); an A <-> AAAA switch deletes the old type in
+    the same atomic change batch."""
+
+    def replace(self, driver: Any, zone: Any, name: str, kind: str, values: Sequence[str],
+                ttl: int, existing: Sequence[Any]) -> None:
+        import xml.etree.ElementTree as ET
+
+        from libcloud.dns.drivers.route53 import API_ROOT, NAMESPACE
+
+        fqdn = f"{name}.{zone.domain}" if name else zone.domain
+        request = ET.Element("ChangeResourceRecordSetsRequest", {"xmlns": NAMESPACE})
+        changes = ET.SubElement(ET.SubElement(request, "ChangeBatch"), "Changes")
+
+        def change(action: str, rtype: str, rttl: int, rvalues: Sequence[str]) -> None:
+            item = ET.SubElement(changes, "Change")
+            ET.SubElement(item, "Action").text = action
+            rrs = ET.SubElement(item, "ResourceRecordSet")
+            ET.SubElement(rrs, "Name").text = fqdn
+            ET.SubElement(rrs, "Type").text = rtype
+            ET.SubElement(rrs, "TTL").text = str(rttl)
+            records = ET.SubElement(rrs, "ResourceRecords")
+            for value in rvalues:
+                ET.SubElement(ET.SubElement(records, "ResourceRecord"), "Value").text = value
+
+        change("UPSERT", kind, ttl, values)
+        stale: dict[str, tuple[int, list[str]]] = {}
+        for record in existing:
+            rtype = str(record.type)
+            if rtype != kind:
+                old_ttl = int(record.ttl or (record.extra or {}).get("ttl") or ttl)
+                stale.setdefault(rtype, (old_ttl, []))[1].append(str(record.data))
+        for rtype, (old_ttl, old_values) in stale.items():
+            change("DELETE", rtype, old_ttl, old_values)
+        driver.connection.set_context({"zone_id": zone.id})
+        driver.connection.request(
+            f"{API_ROOT}hostedzone/{zone.id}/rrset", method="POST", data=ET.tostring(request)
+        )
+
+
+def dns_quirks(driver: Any) -> DnsQuirks:
+    from libcloud.dns.drivers.route53 import Route53DNSDriver
+
+    return Route53DnsQuirks() if isinstance(driver, Route53DNSDriver) else DnsQuirks()
