@@ -107,3 +107,12 @@ def harness_object_dns(openstack_cloud: object) -> Iterator[object]:
         fake.add_zone(CONTRACT_ZONE)
         yield fake
     admin.close()
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[object]:
+    """moto's server on 127.0.0.1 for the session (EC2, ELB, Route53, S3 for libcloud)."""
+    from tests.libcloud.moto_server import MotoServer
+
+    with MotoServer() as server:
+        yield server

@@ -47,6 +47,9 @@ class ContractEnv:
     pool: str
     settle: Callable[[], None]  # wait until no BUILD/DELETING node of this test remains
     zone: str = "contract.example."
+    # Members are servers, not addresses (classic ELB registers instances): the load
+    # balancer tests then make a server for each member name first.
+    members_are_servers: bool = False
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     @property
@@ -93,6 +96,17 @@ class ContractEnv:
             user_data="#cloud-config\n{}\n",
             metadata=metadata,
         )
+
+    def member_target(self, name: str, address: str) -> str:
+        """The address to add member ``name`` with: ``address`` itself, or, where members
+        are servers, the address of a server made for it (named ``name``)."""
+        if not self.members_are_servers:
+            return address
+        node = self.provider.compute.create_node(self.region, self.node_request(name=name))
+        self.settle()
+        (found,) = [n for n in self.provider.compute.list_nodes(self.region, self.app)
+                    if n.id == node.id]
+        return found.address or address
 
     def cleanup(self) -> None:
         """Best effort: leave a shared cloud as it was found."""
@@ -284,10 +298,89 @@ def openstack_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Co
     yield env
 
 
+@contextlib.contextmanager
+def libcloud_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractEnv]:
+    """EC2, classic ELB, Route53 and S3 through apache-libcloud, against moto's server on
+    127.0.0.1 (tests/libcloud: the server, and the test-only shims for moto's mismatches)."""
+    from phoenix.clock import SystemClock
+    from phoenix.providers.libcloud import open_libcloud_provider
+    from phoenix.spec import Spec
+    from tests.libcloud import shims
+    from tests.libcloud.moto_server import MotoServer
+
+    moto: MotoServer = request.getfixturevalue("moto")
+    moto.reset()
+    region = "us-east-1"
+    ec2 = moto.client("ec2", region)
+    source = ec2.describe_images(
+        Filters=[{"Name": "name", "Values": ["ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-*"]}]
+    )["Images"][0]
+    golden = ec2.copy_image(Name="golden", SourceImageId=source["ImageId"],
+                            SourceRegion=region)["ImageId"]
+    ec2.create_tags(Resources=[golden], Tags=[{"Key": "role", "Value": "web"},
+                                               {"Key": "os", "Value": "ubuntu"}])
+    moto.client("elb", region).create_load_balancer(
+        LoadBalancerName="web-pool",
+        Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 8080}],
+        AvailabilityZones=[f"{region}a"],
+    )
+    moto.client("route53").create_hosted_zone(Name="contract.example.", CallerReference="ct")
+    args = moto.libcloud_args()
+    spec = Spec.model_validate(
+        {
+            "app": "contract",
+            "provider": {
+                "name": "libcloud",
+                "options": {
+                    "credentials": {"key_env": "AWS_ACCESS_KEY_ID",
+                                    "secret_env": "AWS_SECRET_ACCESS_KEY"},
+                    "compute": {"driver": "ec2", "args": args["compute"]},
+                    "load_balancer": {"driver": "elb", "args": args["load_balancer"]},
+                    "dns": {"driver": "route53", "args": args["dns"]},
+                    "storage": {"driver": "s3", "container": "phoenix-contract",
+                                "args": args["storage"]},
+                },
+            },
+            "regions": [region],
+            "image": {"name": "golden"},
+            "flavor": "t2.micro",
+            "count": 1,
+            "template": "t.j2",
+            "health": {"mode": "provider"},
+            "load_balancer": {"pool": "web-pool", "member_port": 8080},
+            "dns": {"zone": "contract.example.", "record": "contract"},
+        }
+    )
+    shims.apply(endpoint=moto.endpoint)
+    try:
+        provider = open_libcloud_provider(spec, clock=SystemClock(), environ=moto.environ())
+        env: ContractEnv
+
+        def settle() -> None:
+            wait_until_settled(env, timeout=30, interval=0.2)
+
+        env = ContractEnv(
+            provider=provider,
+            region=region,
+            image_id=golden,
+            image_name="golden",
+            image_properties={"role": "web"},
+            flavor="t2.micro",
+            flavor_id="t2.micro",
+            pool="web-pool",
+            settle=settle,
+            members_are_servers=True,
+        )
+        yield env
+    finally:
+        shims.remove()
+
+
 ENV_FACTORIES: dict[str, EnvFactory] = {
     "memory": memory_env,
     "local": local_env,
     "openstack": openstack_env,
+    "libcloud": libcloud_env,
 }
 
 

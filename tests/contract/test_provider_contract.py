@@ -282,25 +282,28 @@ def test_add_member_serves_and_is_idempotent(contract_env: ContractEnv) -> None:
     env = contract_env
     lb = env.provider.load_balancer
     name = f"{env.app}-r1-0"
-    lb.add_member(env.region, env.pool, name, "127.0.0.10", 8080)
-    lb.add_member(env.region, env.pool, name, "127.0.0.10", 8080)
+    address = env.member_target(name, "127.0.0.10")
+    lb.add_member(env.region, env.pool, name, address, 8080)
+    lb.add_member(env.region, env.pool, name, address, 8080)
     mine = [m for m in lb.list_members(env.region, env.pool) if m.name == name]
     assert len(mine) == 1
     assert mine[0].state is MemberState.SERVING
-    assert mine[0].address == "127.0.0.10"
-    assert mine[0].port == 8080
+    assert mine[0].address == address
+    if not env.members_are_servers:  # instance members take the balancer's port
+        assert mine[0].port == 8080
 
 
 def test_drain_then_add_makes_member_serving_again(contract_env: ContractEnv) -> None:
     env = contract_env
     lb = env.provider.load_balancer
     name = f"{env.app}-r1-0"
-    lb.add_member(env.region, env.pool, name, "127.0.0.11", 8080)
+    address = env.member_target(name, "127.0.0.11")
+    lb.add_member(env.region, env.pool, name, address, 8080)
     lb.drain_member(env.region, env.pool, name)
     lb.drain_member(env.region, env.pool, name)  # draining twice is harmless
     (drained,) = [m for m in lb.list_members(env.region, env.pool) if m.name == name]
     assert drained.state is MemberState.DRAINING
-    lb.add_member(env.region, env.pool, name, "127.0.0.11", 8080)
+    lb.add_member(env.region, env.pool, name, address, 8080)
     (back,) = [m for m in lb.list_members(env.region, env.pool) if m.name == name]
     assert back.state is MemberState.SERVING
 
@@ -315,8 +318,8 @@ def test_remove_member_and_remove_missing(contract_env: ContractEnv) -> None:
     env = contract_env
     lb = env.provider.load_balancer
     keep, gone = f"{env.app}-r1-0", f"{env.app}-r1-1"
-    lb.add_member(env.region, env.pool, keep, "127.0.0.12", 8080)
-    lb.add_member(env.region, env.pool, gone, "127.0.0.13", 8080)
+    lb.add_member(env.region, env.pool, keep, env.member_target(keep, "127.0.0.12"), 8080)
+    lb.add_member(env.region, env.pool, gone, env.member_target(gone, "127.0.0.13"), 8080)
     lb.remove_member(env.region, env.pool, gone)
     lb.remove_member(env.region, env.pool, gone)
     lb.remove_member(env.region, env.pool, f"{env.app}-never-existed")

@@ -72,6 +72,7 @@ class LibcloudCompute(Part):
         self._clock = clock
         self._lock = threading.Lock()
         self._create_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._known_images: dict[tuple[str, str], Any] = {}
 
     def _quirks(self, region: str) -> tuple[Any, ComputeQuirks]:
         driver = self._drivers(region)
@@ -156,9 +157,23 @@ class LibcloudCompute(Part):
                                      " flavor (a size id of the compute driver)")
 
     def _image(self, driver: Any, region: str, image_id: str) -> Any:
-        from libcloud.compute.base import NodeImage
-
-        return NodeImage(id=image_id, name=image_id, driver=driver)
+        """The image, checked to exist first (once per id): a clear error before a create
+        that some clouds would accept and fail later, or never."""
+        key = (region, image_id)
+        if key not in self._known_images:
+            found = [
+                raw for raw in compute_quirks(driver).list_images(
+                    driver, image_id=image_id, name=None, properties={}
+                )
+                if str(raw.id) == image_id
+            ]
+            if not found:
+                raise errors.UnknownResource(
+                    f"image {image_id!r} not found in {region}; check the spec's image, or"
+                    " copy the image to that region"
+                )
+            self._known_images[key] = found[0]
+        return self._known_images[key]
 
     def _location(self, driver: Any, region: str, zone: str) -> Any:
         for location in driver.list_locations():

@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from phoenix import errors
+from phoenix.providers.libcloud.quirks import storage_quirks
 from phoenix.providers.libcloud.translate import Part, translate, translated
 
 
@@ -46,8 +47,8 @@ class LibcloudStore(Part):
             raise errors.BadRequest("a store key cannot be empty")
 
     def _upload(self, key: str, data: bytes, headers: dict[str, str] | None = None) -> None:
-        self._driver.upload_object_via_stream(
-            iter([bytes(data)]), self._bucket(), key, headers=headers or {}
+        storage_quirks(self._driver).upload(
+            self._driver, self._bucket(), key, bytes(data), headers or {}
         )
 
     @translated
@@ -57,12 +58,12 @@ class LibcloudStore(Part):
 
     @translated
     def get(self, key: str) -> bytes | None:
-        from libcloud.storage.types import ObjectDoesNotExistError
+        from libcloud.storage.types import ContainerDoesNotExistError, ObjectDoesNotExistError
 
         self._check(key)
         try:
             obj = self._driver.get_object(self._container_name, key)
-        except ObjectDoesNotExistError:
+        except (ObjectDoesNotExistError, ContainerDoesNotExistError):
             return None
         return b"".join(self._driver.download_object_as_stream(obj))
 
@@ -73,13 +74,13 @@ class LibcloudStore(Part):
 
     @translated
     def delete(self, key: str) -> None:
-        from libcloud.storage.types import ObjectDoesNotExistError
+        from libcloud.storage.types import ContainerDoesNotExistError, ObjectDoesNotExistError
 
         self._check(key)
         try:
             obj = self._driver.get_object(self._container_name, key)
             self._driver.delete_object(obj)
-        except ObjectDoesNotExistError:
+        except (ObjectDoesNotExistError, ContainerDoesNotExistError):
             return
 
     @translated
