@@ -304,7 +304,7 @@ class Engine:
     def _restore(self, failed: str, previous: tuple[str, int] | None) -> bool:
         """Bring the previous release back to full service and remove the failed one."""
         self.on_event(Event("rollback", f"restoring {previous[0] if previous else 'nothing'}"))
-        deadline = self.clock.now() + timedelta(seconds=self.spec.rollout.deadline)
+        deadline = self.clock.now() + timedelta(seconds=self._restore_budget())
         release: Release | None = None
         try:
             if previous is None:
@@ -325,6 +325,14 @@ class Engine:
         finally:
             if release is not None:
                 shutil.rmtree(release.template_dir, ignore_errors=True)
+
+    def _restore_budget(self) -> float:
+        """Seconds a rollback may take. At least the deploy's own deadline, and never less
+        than one drain plus one health gate: a deploy that failed *because* its deadline
+        was short must still be able to drain its new members and bring the old release
+        back, or a short deadline would leave a half-switched pool."""
+        rollout = self.spec.rollout
+        return max(rollout.deadline, rollout.drain_timeout + self.spec.health.deadline + 60.0)
 
     def _restored_text(self, previous: tuple[str, int] | None) -> str:
         if previous is None:

@@ -308,6 +308,16 @@ def test_drain_then_add_makes_member_serving_again(contract_env: ContractEnv) ->
     assert back.state is MemberState.SERVING
 
 
+def test_drained_member_is_removed(contract_env: ContractEnv) -> None:
+    env = contract_env
+    lb = env.provider.load_balancer
+    name = f"{env.app}-r1-0"
+    lb.add_member(env.region, env.pool, name, env.member_target(name, "127.0.0.14"), 8080)
+    lb.drain_member(env.region, env.pool, name)
+    lb.remove_member(env.region, env.pool, name)
+    assert name not in [m.name for m in lb.list_members(env.region, env.pool)]
+
+
 def test_drain_missing_member_is_not_found(contract_env: ContractEnv) -> None:
     env = contract_env
     with pytest.raises(errors.NotFound):

@@ -1,15 +1,16 @@
 """Fixtures for the libcloud provider's tests against moto's server (``moto[server]``).
 
-* ``moto`` (session): one moto server subprocess on 127.0.0.1 for the whole run (started
-  in well under a second; stopped at the end).
+* ``moto`` (session, in tests/conftest.py: the contract suite shares it): one moto server
+  subprocess (``moto_server.MotoServer``) on 127.0.0.1 for the whole run, started in
+  about a second, stopped at the end.
 * ``moto_reset`` (function): the same server with every backend emptied first
   (``POST /moto-api/reset``), so each test starts from a clean AWS.
 * ``libcloud_shims`` (function): ``shims.apply(endpoint)`` for the test, ``remove()``
   after it, so no other test in the session sees a patched libcloud.
 * ``aws`` (function): both of the above; what most tests want.
 
-Nothing here is specific to tests/libcloud: the fixtures can move to tests/conftest.py
-when other folders need them.
+Nothing here is specific to tests/libcloud: these can move to tests/conftest.py too when
+other folders need them.
 """
 
 from __future__ import annotations
@@ -20,12 +21,6 @@ import pytest
 
 from tests.libcloud import shims
 from tests.libcloud.moto_server import MotoServer
-
-
-@pytest.fixture(scope="session")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture

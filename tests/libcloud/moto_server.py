@@ -7,7 +7,8 @@ then SIGKILL after a timeout. The server's output goes to a log file, never to a
 (moto logs every request: a pipe nobody reads would fill and stall the server).
 
 One server serves every AWS service Phoenix's libcloud provider uses (EC2, ELB, Route53,
-S3): moto routes a request by its SigV4 credential scope, or by the ``Host`` header.
+S3) in every region: moto's server picks the service and region from the request's SigV4
+credential scope (not from the ``Host`` header; unsigned or SigV2 requests go to S3).
 ``reset()`` empties every backend (``POST /moto-api/reset``) between tests.
 
 ``snapshot()`` reads moto's state with boto3 (installed with moto) for assertions such as
@@ -93,6 +94,7 @@ class MotoServer:
         self._own_log = log_path is None
         self._env = env or {}
         self._proc: subprocess.Popen[bytes] | None = None
+        self._clients: dict[tuple[str, str, str], Any] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -241,16 +243,19 @@ class MotoServer:
     # --- boto3, for assertions ---------------------------------------------------------------
 
     def client(self, service: str, region: str = REGION) -> Any:
-        """A boto3 client for ``service`` pointed at this server (tests only)."""
+        """A boto3 client for ``service`` pointed at this server (tests only; cached)."""
         import boto3
 
-        return boto3.client(
-            service,
-            region_name=region,
-            endpoint_url=self.endpoint,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-        )
+        key = (self.endpoint, service, region)
+        if key not in self._clients:
+            self._clients[key] = boto3.client(
+                service,
+                region_name=region,
+                endpoint_url=self.endpoint,
+                aws_access_key_id=ACCESS_KEY,
+                aws_secret_access_key=SECRET_KEY,
+            )
+        return self._clients[key]
 
     def snapshot(self, regions: tuple[str, ...] = (REGION,)) -> MotoState:
         """Live instances and classic ELBs in ``regions``, Route53 zones, S3 buckets."""

@@ -180,7 +180,7 @@ def test_regions_are_separate(aws: MotoServer) -> None:
     assert [n.id for n in west.list_nodes(ex_filters={f"tag:{APP_TAG}": "multi"})] == [
         in_west.id
     ]
-    assert [loc.name for loc in west.list_locations()][0] == "eu-west-1a"
+    assert "eu-west-1a" in {loc.name for loc in west.list_locations()}
 
     lb_west = balancer_driver(aws, "eu-west-1")
     lb_west.create_balancer("west-pool", 80, "http", Algorithm.ROUND_ROBIN, [])
@@ -595,6 +595,53 @@ def _read(s3: Any, container: str, name: str) -> bytes:
 
 
 # --- the shims themselves and the CLI wrapper -------------------------------------------------
+
+
+def test_without_the_shims_each_mismatch_is_still_there(moto_reset: MotoServer) -> None:
+    """The reason for each shim, measured on plain libcloud (loopback only: the ELB
+    driver, which would go to AWS, is pointed at moto by hand). When an upgrade of moto or
+    libcloud makes one of these fail, the shim for it can go."""
+    from libcloud.common.exceptions import BaseHTTPError
+    from libcloud.common.types import MalformedResponseError
+
+    assert not shims.applied()
+    moto = moto_reset
+    instance = moto.client("ec2").run_instances(
+        ImageId=ubuntu_image_id(moto), MinCount=1, MaxCount=1
+    )["Instances"][0]["InstanceId"]
+    moto.client("route53").create_hosted_zone(Name="plain.example.", CallerReference="p1")
+
+    ec2 = compute_driver(moto)
+    assert ec2.list_nodes() == []  # 1: moto's namespace has no trailing slash
+    with pytest.raises(BaseHTTPError) as error:
+        ec2.destroy_node(Node("i-0123456789abcdef0", "x", NodeState.UNKNOWN, [], [], ec2))
+    assert str(error.value) == ""  # 2: the error is in a namespace libcloud does not read
+    with pytest.raises(BaseHTTPError):  # 3: ResourceId.0 / Tag.0.Key refused
+        ec2.ex_create_tags(Node(instance, "x", NodeState.UNKNOWN, [], [], ec2), {"k": "v"})
+    sigv2 = {**moto.libcloud_args()["compute"], "signature_version": "2"}
+    assert get_compute_driver(Provider.EC2)(  # SigV2 is answered as S3
+        ACCESS_KEY, SECRET_KEY, region=REGION, **sigv2
+    ).list_nodes() == []
+
+    lb = get_lb_driver(LBProvider.ELB)(ACCESS_KEY, SECRET_KEY, REGION)
+    # 6: nowhere to say host/port: it would go to AWS
+    assert (lb.connection.host, lb.connection.port) == (
+        "elasticloadbalancing.us-east-1.amazonaws.com", 443
+    )
+    lb.connection.host, lb.connection.port, lb.connection.secure = "127.0.0.1", moto.port, 0
+    lb.connection.connect()
+    with pytest.raises(MalformedResponseError):  # 5: /2012-06-01/ is moto's HTML 404
+        lb.list_balancers()
+
+    with pytest.raises(BaseHTTPError):  # 7 and 8: unsigned for moto, so answered as S3
+        dns_driver(moto).list_zones()
+
+
+def ubuntu_image_id(moto: MotoServer) -> str:
+    images = moto.client("ec2").describe_images(
+        Filters=[{"Name": "name", "Values": [UBUNTU]}]
+    )["Images"]
+    return str(images[0]["ImageId"])
 
 
 def test_shims_apply_is_idempotent_and_remove_restores_libcloud(moto: MotoServer) -> None:

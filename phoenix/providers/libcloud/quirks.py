@@ -146,7 +146,12 @@ class Ec2ComputeQuirks(ComputeQuirks):
         driver.ex_create_tags(node, dict(tags))
 
     def delete_tags(self, driver: Any, node: Any, keys: Sequence[str]) -> None:
-        driver.ex_delete_tags(node, {k: "" for k in keys})
+        # DeleteTags with a value deletes the tag only when the value matches, and ""
+        # means "only if empty": send the current values.
+        current = self.tags_of(node)
+        present = {k: current[k] for k in keys if k in current}
+        if present:
+            driver.ex_delete_tags(node, present)
 
 
 def compute_quirks(driver: Any) -> ComputeQuirks:
