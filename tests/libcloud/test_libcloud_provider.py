@@ -1,0 +1,113 @@
+"""The libcloud provider against moto, beyond the shared contract suite: listings larger
+than one page, and Route53 record switches checked on moto's side with boto3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from phoenix.clock import SystemClock
+from phoenix.providers.base import Provider
+from phoenix.providers.libcloud import open_libcloud_provider
+from phoenix.providers.libcloud.quirks import Ec2ComputeQuirks
+from phoenix.spec import Spec
+from tests.libcloud import shims
+from tests.libcloud.moto_server import REGION, MotoServer
+
+ZONE = "shop.example."
+
+
+@pytest.fixture
+def provider(moto: MotoServer) -> Any:
+    moto.reset()
+    args = moto.libcloud_args()
+    spec = Spec.model_validate({
+        "app": "shop",
+        "provider": {"name": "libcloud", "options": {
+            "credentials": {"key_env": "AWS_ACCESS_KEY_ID",
+                            "secret_env": "AWS_SECRET_ACCESS_KEY"},
+            "compute": {"driver": "ec2", "args": args["compute"]},
+            "load_balancer": {"driver": "elb", "args": args["load_balancer"]},
+            "dns": {"driver": "route53", "args": args["dns"]},
+            "storage": {"driver": "s3", "args": args["storage"]},
+        }},
+        "regions": [REGION],
+        "image": {"name": "golden"},
+        "flavor": "t2.micro",
+        "count": 1,
+        "template": "t.j2",
+        "health": {"mode": "provider"},
+        "load_balancer": {"pool": "web", "member_port": 8080},
+        "dns": {"zone": ZONE, "record": "www"},
+    })
+    shims.apply(endpoint=moto.endpoint)
+    try:
+        yield open_libcloud_provider(spec, clock=SystemClock(), environ=moto.environ())
+    finally:
+        shims.remove()
+
+
+def test_list_nodes_pages_beyond_one_page(
+    provider: Provider, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EC2 answers at most MaxResults reservations per DescribeInstances (moto at most 100
+    without it): 130 single-instance reservations of the app, plus 5 of another app, all
+    come back, in pages of 50."""
+    monkeypatch.setattr(Ec2ComputeQuirks, "page_size", 50)
+    ec2 = moto.client("ec2", REGION)
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+
+    def launch(app: str, count: int) -> None:
+        for index in range(count):  # one reservation each: the worst case for paging
+            ec2.run_instances(
+                ImageId=image, InstanceType="t2.micro", MinCount=1, MaxCount=1,
+                TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                    {"Key": "phoenix:app", "Value": app},
+                    {"Key": "Name", "Value": f"{app}-r1-{index}"},
+                    {"Key": "phoenix:index", "Value": str(index)},
+                ]}],
+            )
+
+    launch("shop", 130)
+    launch("other", 5)
+    nodes = provider.compute.list_nodes(REGION, "shop")
+    assert len(nodes) == 130
+    assert sorted(n.index for n in nodes) == list(range(130))
+    assert {n.app for n in nodes} == {"shop"}
+    # Terminated instances linger in EC2's listings for a while: they are not nodes.
+    victim = nodes[0]
+    provider.compute.delete_node(REGION, victim.id)
+    assert victim.id not in {n.id for n in provider.compute.list_nodes(REGION, "shop")}
+
+
+def _rrsets(moto: MotoServer, name: str) -> list[tuple[str, int, list[str]]]:
+    route53 = moto.client("route53")
+    (zone,) = [z for z in route53.list_hosted_zones()["HostedZones"] if z["Name"] == ZONE]
+    return sorted(
+        (r["Type"], int(r["TTL"]), sorted(v["Value"] for v in r["ResourceRecords"]))
+        for r in route53.list_resource_record_sets(HostedZoneId=zone["Id"])[
+            "ResourceRecordSets"]
+        if r["Name"] == name and r["Type"] in ("A", "AAAA")
+    )
+
+
+def test_route53_record_switch_is_one_rrset_each_time(
+    provider: Provider, moto: MotoServer
+) -> None:
+    moto.client("route53").create_hosted_zone(Name=ZONE, CallerReference="switch")
+    dns = provider.dns
+    assert dns is not None
+    fqdn = "www.shop.example."
+    assert dns.get_record(ZONE, "www") is None
+
+    dns.set_record(ZONE, "www", ("192.0.2.10",), 60)  # region A serves
+    assert _rrsets(moto, fqdn) == [("A", 60, ["192.0.2.10"])]
+
+    dns.set_record(ZONE, "www", ("198.51.100.7", "198.51.100.8"), 30)  # switch to region B
+    assert _rrsets(moto, fqdn) == [("A", 30, ["198.51.100.7", "198.51.100.8"])]
+    record = dns.get_record(ZONE, "www.shop.example.")
+    assert record is not None and record.values == ("198.51.100.7", "198.51.100.8")
+
+    dns.set_record(ZONE, "www", ("2001:db8::7",), 30)  # A -> AAAA in one change batch
+    assert _rrsets(moto, fqdn) == [("AAAA", 30, ["2001:db8::7"])]
