@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.libcloud.moto_server import REGION, MotoServer
+from tests.libcloud.moto_server import REGION, SECRET_KEY, MotoServer
 
 REPO = Path(__file__).resolve().parents[2]
 POOL = "web-pool"
@@ -73,10 +73,11 @@ class Deployer:
         }
         (self.tmp / "phoenix.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
-    def phoenix(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def phoenix(self, *args: str, debug: bool = False) -> subprocess.CompletedProcess[str]:
+        logging = ["--log-level", "debug"] if debug else []
         return subprocess.run(
             [sys.executable, str(REPO / "tests" / "libcloud" / "phoenix_cli.py"),
-             "--output", "json", *args, "phoenix.yaml"],
+             "--output", "json", *logging, *args, "phoenix.yaml"],
             cwd=self.tmp, capture_output=True, text=True, timeout=300, check=False,
             env={**os.environ, **self.moto.environ()},
         )
@@ -124,8 +125,11 @@ def _tags(instance: dict[str, Any]) -> dict[str, str]:
 def test_deploy_rolling_forced_rollback_and_destroy_through_the_cli(deployer: Deployer) -> None:
     golden = deployer.image("golden")
     deployer.write()
-    first = deployer.phoenix("deploy")
+    first = deployer.phoenix("deploy", debug=True)
     assert first.returncode == 0, first.stderr[-3000:]
+    # Every request was logged at debug level; the secret key never was.
+    assert "DescribeInstances" in first.stderr
+    assert SECRET_KEY not in first.stdout + first.stderr
     r1 = json.loads(first.stdout)["release"]
     instances = deployer.instances()
     assert sorted(_tags(i)["Name"] for i in instances) == [f"shop-{r1}-{n}" for n in range(3)]
