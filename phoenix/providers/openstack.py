@@ -54,18 +54,17 @@ from phoenix.model import (
     TAG_RELEASE,
     DnsRecord,
     Flavor,
-    Health,
     Image,
     Member,
     MemberState,
     Node,
-    NodeHealth,
     NodeRequest,
     NodeState,
     Quota,
 )
 from phoenix.providers.base import Clock, ImageQuery, Provider, Store
 from phoenix.providers.http_errors import AuthHints, error_for_status
+from phoenix.providers.trusted_health import TrustedStateHealth
 from phoenix.spec import Spec
 
 __all__ = [
@@ -1221,18 +1220,6 @@ def _store(spec: Spec, cloud: OpenStackCloud) -> Store:
     return DirectoryStore(Path(store_dir).expanduser().resolve())
 
 
-class ServerStatusHealth:
-    """``health.mode: provider``: trust Nova's status (and Octavia's own monitor, through
-    ``Member.online``), for servers Phoenix cannot reach over the network itself."""
-
-    def node_health(self, region: str, node: Node) -> NodeHealth:
-        if node.state is NodeState.ACTIVE:
-            return NodeHealth(Health.HEALTHY, "server ACTIVE (trusted: health.mode provider)")
-        if node.state is NodeState.ERROR:
-            return NodeHealth(Health.UNHEALTHY, node.fault or "server in ERROR")
-        return NodeHealth(Health.UNKNOWN, f"server {node.state.value}")
-
-
 def open_openstack_provider(spec: Spec, *, clock: Clock) -> Provider:
     """The OpenStack provider for ``spec`` (``provider: {name: openstack, cloud: ...}``).
 
@@ -1296,5 +1283,5 @@ def open_openstack_provider(spec: Spec, *, clock: Clock) -> Provider:
         load_balancer=OpenStackLoadBalancer(cloud),
         store=_store(spec, cloud),
         dns=OpenStackDns(cloud) if spec.dns is not None else None,
-        health_source=ServerStatusHealth() if spec.health.mode == "provider" else None,
+        health_source=TrustedStateHealth("Nova") if spec.health.mode == "provider" else None,
     )

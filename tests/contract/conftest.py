@@ -325,21 +325,12 @@ def libcloud_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Con
         AvailabilityZones=[f"{region}a"],
     )
     moto.client("route53").create_hosted_zone(Name="contract.example.", CallerReference="ct")
-    args = moto.libcloud_args()
     spec = Spec.model_validate(
         {
             "app": "contract",
             "provider": {
                 "name": "libcloud",
-                "options": {
-                    "credentials": {"key_env": "AWS_ACCESS_KEY_ID",
-                                    "secret_env": "AWS_SECRET_ACCESS_KEY"},
-                    "compute": {"driver": "ec2", "args": args["compute"]},
-                    "load_balancer": {"driver": "elb", "args": args["load_balancer"]},
-                    "dns": {"driver": "route53", "args": args["dns"]},
-                    "storage": {"driver": "s3", "container": "phoenix-contract",
-                                "args": args["storage"]},
-                },
+                "options": moto.provider_options(container="phoenix-contract"),
             },
             "regions": [region],
             "image": {"name": "golden"},

@@ -220,6 +220,21 @@ class MotoServer:
             "storage": dict(where),
         }
 
+    def provider_options(self, *, container: str = "phoenix", dns: bool = True) -> dict[str, Any]:
+        """The spec's ``provider.options`` for Phoenix's libcloud provider on this server:
+        EC2, classic ELB, S3 (and Route53), credentials from ``environ()``'s variables."""
+        args = self.libcloud_args()
+        options: dict[str, Any] = {
+            "credentials": {"key_env": "AWS_ACCESS_KEY_ID",
+                            "secret_env": "AWS_SECRET_ACCESS_KEY"},
+            "compute": {"driver": "ec2", "args": args["compute"]},
+            "load_balancer": {"driver": "elb", "args": args["load_balancer"]},
+            "storage": {"driver": "s3", "container": container, "args": args["storage"]},
+        }
+        if dns:
+            options["dns"] = {"driver": "route53", "args": args["dns"]}
+        return options
+
     def environ(self) -> dict[str, str]:
         """Environment for a subprocess (``phoenix_cli.py``): the endpoint for the shims
         and fake credentials (the names Phoenix specs use with ``key_env``/``secret_env``)."""

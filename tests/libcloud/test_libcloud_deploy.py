@@ -46,18 +46,11 @@ class Deployer:
 
     def write(self, *, image: str = "golden", greeting: str = "one", count: int = 3,
               strategy: str = "blue-green", deadline: str = "5m") -> None:
-        args = self.moto.libcloud_args()
         spec: dict[str, Any] = {
             "app": self.app,
             "provider": {
                 "name": "libcloud",
-                "options": {
-                    "credentials": {"key_env": "AWS_ACCESS_KEY_ID",
-                                    "secret_env": "AWS_SECRET_ACCESS_KEY"},
-                    "compute": {"driver": "ec2", "args": args["compute"]},
-                    "load_balancer": {"driver": "elb", "args": args["load_balancer"]},
-                    "storage": {"driver": "s3", "container": BUCKET, "args": args["storage"]},
-                },
+                "options": self.moto.provider_options(container=BUCKET, dns=False),
             },
             "regions": [REGION],
             "image": {"name": image},

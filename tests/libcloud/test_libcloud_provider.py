@@ -21,17 +21,9 @@ ZONE = "shop.example."
 @pytest.fixture
 def provider(moto: MotoServer) -> Any:
     moto.reset()
-    args = moto.libcloud_args()
     spec = Spec.model_validate({
         "app": "shop",
-        "provider": {"name": "libcloud", "options": {
-            "credentials": {"key_env": "AWS_ACCESS_KEY_ID",
-                            "secret_env": "AWS_SECRET_ACCESS_KEY"},
-            "compute": {"driver": "ec2", "args": args["compute"]},
-            "load_balancer": {"driver": "elb", "args": args["load_balancer"]},
-            "dns": {"driver": "route53", "args": args["dns"]},
-            "storage": {"driver": "s3", "args": args["storage"]},
-        }},
+        "provider": {"name": "libcloud", "options": moto.provider_options()},
         "regions": [REGION],
         "image": {"name": "golden"},
         "flavor": "t2.micro",

@@ -7,13 +7,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from phoenix import errors
-from phoenix.model import Health, Node, NodeHealth, NodeState
 from phoenix.providers.base import Clock, Provider
 from phoenix.providers.libcloud.balancer import LibcloudBalancer
 from phoenix.providers.libcloud.compute import LibcloudCompute
 from phoenix.providers.libcloud.config import Credentials, ServiceOptions, parse_options
 from phoenix.providers.libcloud.dns import LibcloudDns
 from phoenix.providers.libcloud.store import LibcloudStore
+from phoenix.providers.trusted_health import TrustedStateHealth
 from phoenix.spec import Spec
 
 
@@ -94,18 +94,6 @@ class _PerRegion:
             return self._drivers[region]
 
 
-class NodeStateHealth:
-    """``health.mode: provider``: trust the compute API's state for servers Phoenix
-    cannot reach itself (e.g. a cloud whose addresses are not routable from here)."""
-
-    def node_health(self, region: str, node: Node) -> NodeHealth:
-        if node.state is NodeState.ACTIVE:
-            return NodeHealth(Health.HEALTHY, "server running (trusted: health.mode provider)")
-        if node.state is NodeState.ERROR:
-            return NodeHealth(Health.UNHEALTHY, node.fault or "server in error")
-        return NodeHealth(Health.UNKNOWN, f"server {node.state.value}")
-
-
 def open_libcloud_provider(
     spec: Spec, *, clock: Clock, environ: Mapping[str, str] | None = None
 ) -> Provider:
@@ -134,5 +122,7 @@ def open_libcloud_provider(
         load_balancer=LibcloudBalancer(balancer_drivers, compute),
         store=LibcloudStore(storage_driver, options.container, storage_region),
         dns=dns,
-        health_source=NodeStateHealth() if spec.health.mode == "provider" else None,
+        health_source=(
+            TrustedStateHealth("the compute API") if spec.health.mode == "provider" else None
+        ),
     )
