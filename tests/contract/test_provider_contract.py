@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -315,7 +316,12 @@ def test_drained_member_is_removed(contract_env: ContractEnv) -> None:
     lb.add_member(env.region, env.pool, name, env.member_target(name, "127.0.0.14"), 8080)
     lb.drain_member(env.region, env.pool, name)
     lb.remove_member(env.region, env.pool, name)
-    assert name not in [m.name for m in lb.list_members(env.region, env.pool)]
+    # Removal may finish asynchronously (Octavia lists a member PENDING_DELETE until its
+    # worker is done): it must be gone within a short while, for good.
+    deadline = time.monotonic() + 30
+    while name in [m.name for m in lb.list_members(env.region, env.pool)]:
+        assert time.monotonic() < deadline, f"{name} is still a member 30 s after removal"
+        time.sleep(0.2)
 
 
 def test_drain_missing_member_is_not_found(contract_env: ContractEnv) -> None:
