@@ -97,3 +97,27 @@ def test_credentials_from_a_file(tmp_path: Path) -> None:
     with pytest.raises(errors.InputError, match="cannot read"):
         parse_options({**GOOD, "credentials": {"file": str(tmp_path / "missing.yaml")}},
                       want_dns=False, environ={})
+
+
+@pytest.mark.parametrize(
+    ("lc_state", "status", "expected"),
+    [
+        ("running", "running", "ACTIVE"),
+        ("pending", "pending", "BUILD"),
+        ("unknown", "shutting-down", "DELETING"),
+        ("terminated", "terminated", "DELETING"),
+        ("stopped", "stopped", "ERROR"),
+        ("unknown", "stopping", "ERROR"),
+        ("error", "", "ERROR"),
+    ],
+)
+def test_node_states_map_to_phoenix_states(lc_state: str, status: str, expected: str) -> None:
+    """A stopped server is replaced (ERROR), not waited for as if it were going away."""
+    from types import SimpleNamespace
+
+    from libcloud.compute.types import NodeState as LcState
+
+    from phoenix.providers.libcloud.compute import _state
+
+    node = SimpleNamespace(state=getattr(LcState, lc_state.upper()), extra={"status": status})
+    assert _state(node).value == expected

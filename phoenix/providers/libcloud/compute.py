@@ -28,19 +28,25 @@ NAME_TAG = "Name"  # what EC2 consoles (and libcloud's node.name) show
 
 
 def _state(node: Any) -> NodeState:
+    """Phoenix's state of a libcloud node. A stopped (or stopping) server is an ERROR: it
+    serves nothing and will not come back by itself, so it gets replaced; only a server
+    on its way out of existence is DELETING."""
     from libcloud.compute.types import NodeState as LcState
 
-    raw = str(getattr(node, "extra", {}).get("status") or "").lower()
-    if raw in ("shutting-down", "stopping", "terminating", "deleting"):
+    raw = str((getattr(node, "extra", None) or {}).get("status") or "").lower()
+    if raw in ("shutting-down", "terminating", "deleting"):
         return NodeState.DELETING
+    if raw in ("stopping", "stopped"):
+        return NodeState.ERROR
     state = node.state
     if state == LcState.RUNNING:
         return NodeState.ACTIVE
     if state in (LcState.PENDING, LcState.STARTING, LcState.REBOOTING):
         return NodeState.BUILD
-    if state in (LcState.TERMINATED, LcState.STOPPING):
+    if state == LcState.TERMINATED:
         return NodeState.DELETING
-    if state in (LcState.ERROR, LcState.STOPPED, LcState.SUSPENDED, LcState.PAUSED):
+    if state in (LcState.ERROR, LcState.STOPPED, LcState.STOPPING, LcState.SUSPENDED,
+                 LcState.PAUSED):
         return NodeState.ERROR
     return NodeState.BUILD
 
