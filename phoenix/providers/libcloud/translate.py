@@ -53,8 +53,8 @@ def _has_code(text: str, codes: tuple[str, ...]) -> bool:
 
 def translate(exc: BaseException, *, region: str | None, service: str) -> errors.PhoenixError:
     """The ``phoenix.errors`` type for an exception raised by a libcloud driver."""
-    from libcloud.common.exceptions import BaseHTTPError, RateLimitReachedError
-    from libcloud.common.types import InvalidCredsError, LibcloudError, ProviderError
+    from libcloud.common.exceptions import RateLimitReachedError
+    from libcloud.common.types import InvalidCredsError
     from libcloud.dns.types import RecordDoesNotExistError, ZoneDoesNotExistError
     from libcloud.storage.types import ContainerDoesNotExistError, ObjectDoesNotExistError
 
@@ -102,8 +102,6 @@ def translate(exc: BaseException, *, region: str | None, service: str) -> errors
             return errors.RegionUnavailable(f"cannot reach the API{where}: {text}",
                                             region=region)
         return errors.Transient(f"connection problem{where}: {text}", region=region)
-    if isinstance(exc, ProviderError | LibcloudError | BaseHTTPError):
-        return errors.Permanent(f"libcloud call failed{where}: {text}", region=region)
     return errors.Permanent(f"libcloud call failed{where}: {text}", region=region)
 
 
@@ -134,10 +132,6 @@ def _describe(exc: BaseException) -> str:
     value = getattr(exc, "value", None)
     text = str(value if isinstance(value, str) and value else exc).strip()
     return text or exc.__class__.__name__
-
-
-# Everything a driver call may raise that is not ours.
-SDK_ERRORS: tuple[type[BaseException], ...] = (Exception,)
 
 
 class Part:
