@@ -8,6 +8,7 @@ provider the spec names and uses the wall clock. Nothing here touches a terminal
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 from phoenix.clock import SystemClock
 from phoenix.engine import DeployResult, Engine, EventSink
 from phoenix.errors import BadRequest, InputError, PhoenixError, TemplateError
+from phoenix.failover import RegionMover, dns_managed
 from phoenix.health import build_tracker
 from phoenix.model import Health, Image, MemberState, NodeState
 from phoenix.planner import Observed
@@ -101,8 +103,57 @@ def deploy(
     validate(spec, region=region)
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
+        if region is None and dns_managed(spec, opened):
+            return RegionMover(spec, opened, clock=clock, on_event=on_event).deploy()
         engine = Engine(spec, opened, clock=clock, region=region, on_event=on_event)
         return engine.deploy()
+
+
+def failover(
+    spec: Spec,
+    *,
+    to: str,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+    on_event: EventSink | None = None,
+) -> DeployResult:
+    """Move the app to region ``to``: deploy the serving release there (health-gated),
+    point the DNS record at it, then retire the region it left (when reachable).
+
+    For planned maintenance, or an outage seen elsewhere. Raises ``DeployFailed`` with the
+    DNS record untouched when the release does not become healthy in ``to``.
+    """
+    validate(spec, region=to)
+    clock = clock or SystemClock()
+    with _provider(spec, provider, clock) as opened:
+        return _mover(spec, opened, clock, on_event).failover(to)
+
+
+def failback(
+    spec: Spec,
+    *,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+    on_event: EventSink | None = None,
+) -> DeployResult:
+    """Move the app back to the primary region (the spec's first), health-gated."""
+    validate(spec)
+    clock = clock or SystemClock()
+    with _provider(spec, provider, clock) as opened:
+        return _mover(spec, opened, clock, on_event).failback()
+
+
+def _mover(
+    spec: Spec, opened: Provider, clock: Clock, on_event: EventSink | None
+) -> RegionMover:
+    if not dns_managed(spec, opened):
+        raise InputError(
+            "dns: failover and failback switch the spec's DNS record between regions; add"
+            " dns: {zone: ..., record: ...} to the spec"
+            + ("" if opened.dns is not None
+               else f" (and the {opened.name} provider needs a DNS service)")
+        )
+    return RegionMover(spec, opened, clock=clock, on_event=on_event)
 
 
 def rollback(
@@ -118,6 +169,8 @@ def rollback(
     validate(spec, region=region)
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
+        if region is None and dns_managed(spec, opened):
+            region = RegionMover(spec, opened, clock=clock).serving_region()
         engine = Engine(spec, opened, clock=clock, region=region, on_event=on_event)
         return engine.rollback(to_release)
 
@@ -147,6 +200,8 @@ def plan(
     validate(spec, region=region)
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
+        if region is None and dns_managed(spec, opened):
+            region = RegionMover(spec, opened, clock=clock).serving_region()
         engine = Engine(spec, opened, clock=clock, region=region)
         # One look, no history: judge health on a single probe, as `status` does.
         engine.tracker = build_tracker(
@@ -198,6 +253,7 @@ class RegionStatus:
     stray_members: tuple[str, ...] = ()
     error: str | None = None
     endpoint: str | None = None  # where clients reach the pool, when the provider can tell
+    dns_points_here: bool = False  # the app's DNS record points at this region
 
 
 @dataclass(frozen=True)
@@ -207,6 +263,8 @@ class StatusReport:
     dns: str | None = None
     lock_holder: str | None = None
     problems: tuple[str, ...] = field(default_factory=tuple)
+    serving_region: str | None = None  # where DNS sends clients (None: no DNS record)
+    last_move: str | None = None  # the newest failover/failback, as history records it
 
 
 def status(
@@ -275,19 +333,53 @@ def status(
                              endpoint=endpoint)
             )
         dns_text = None
-        if spec.dns is not None and opened.dns is not None:
-            with contextlib.suppress(PhoenixError):
-                record = opened.dns.get_record(spec.dns.zone, spec.dns.record)
-                if record is not None:
-                    dns_text = ", ".join(record.values)
+        serving_region = None
+        if dns_managed(spec, opened):
+            mover = RegionMover(spec, opened, clock=clock)
+            try:
+                serving_region = mover.serving_region()
+                dns_text = mover._dns_text()
+            except PhoenixError as exc:
+                problems.append(f"dns: {exc}")
+            if dns_text is not None and serving_region is None:
+                problems.append(f"dns points at {dns_text}, which is none of the regions'"
+                                " load balancers")
+            regions = [
+                dataclasses.replace(r, dns_points_here=r.region == serving_region)
+                for r in regions
+            ]
+            for r in regions:
+                if r.region != serving_region and r.nodes:
+                    problems.append(f"{r.region}: {len(r.nodes)} server(s) but DNS does not"
+                                    " point here (left by a failover?); the next deploy or"
+                                    " failback that reaches it retires them")
+            if serving_region is not None and any(
+                r.region == serving_region and r.error for r in regions
+            ):
+                problems.append(f"{serving_region}: DNS points at a region that cannot be"
+                                " read; `phoenix failover --to REGION` moves the app")
         holder = DeployLock(opened.store, spec.app, "status").holder()
+        deploys = Records(opened.store, spec.app).deploys()
+        regions_of: dict[str, set[str]] = {}
+        for record in deploys:
+            regions_of.setdefault(record.deploy_id, set()).add(record.region)
+        moves = [r for r in deploys
+                 if r.outcome == "succeeded" and r.action != "retire"
+                 and (r.action in ("failover", "failback") or len(regions_of[r.deploy_id]) > 1)]
         return StatusReport(
             app=spec.app,
             regions=tuple(regions),
             dns=dns_text,
             lock_holder=holder.owner if holder else None,
             problems=tuple(problems),
+            serving_region=serving_region,
+            last_move=_describe_move(moves[-1]) if moves else None,
         )
+
+
+def _describe_move(record: DeployRecord) -> str:
+    return (f"{record.finished_at}: {record.action} of {record.release} to {record.region}"
+            f" {record.outcome}" + (f" ({record.reason})" if record.reason else ""))
 
 
 def history(

@@ -96,6 +96,14 @@ RegionOpt = Annotated[
     str | None,
     typer.Option("--region", "-r", help="Region to act in (default: the spec's first)."),
 ]
+ServingRegionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--region", "-r",
+        help="Region to act in, with no failover and no DNS change (default: where the"
+        " app's DNS record points, else the spec's first).",
+    ),
+]
 YesOpt = Annotated[
     bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a TTY).")
 ]
@@ -396,7 +404,7 @@ def render(
 def plan(
     ctx: typer.Context,
     spec_file: SpecArg = "phoenix.yaml",
-    region: RegionOpt = None,
+    region: ServingRegionOpt = None,
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
@@ -404,7 +412,7 @@ def plan(
     """Show which release the spec means and what deploy would do first; changes nothing."""
     with _session(ctx, output, log_format, log_level) as session:
         spec = session.load(spec_file)
-        report = api.plan(spec, region=_region(spec, region))
+        report = api.plan(spec, region=_given_region(spec, region))
         session.done(dataclasses.asdict(report), _plan_text(report))
 
 
@@ -412,7 +420,7 @@ def plan(
 def deploy(
     ctx: typer.Context,
     spec_file: SpecArg = "phoenix.yaml",
-    region: RegionOpt = None,
+    region: ServingRegionOpt = None,
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
@@ -420,12 +428,62 @@ def deploy(
     """Build the spec's release, health-gate it, move traffic, retire the old release.
 
     On failure the old release keeps serving (exit 1). Ctrl-C rolls back, then exits 130.
+    With dns: in the spec, a region that fails as a whole (quota, no capacity, API down,
+    every new node failing its health gate) is left for the next region in the spec's
+    order, and the DNS record follows.
     """
     with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
         spec = session.load(spec_file)
-        where = _region(spec, region)
-        with _progress(session, f"deploying {spec.app} to {where}") as on_event:
+        where = _given_region(spec, region)
+        with _progress(session, f"deploying {spec.app}"
+                       + (f" to {where}" if where else "")) as on_event:
             result = api.deploy(spec, region=where, on_event=on_event)
+        session.done(dataclasses.asdict(result), _deploy_text(result))
+
+
+@app.command()
+def failover(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    to: Annotated[
+        str, typer.Option("--to", metavar="REGION", help="The region to move the app to.")
+    ] = "",
+    yes: YesOpt = False,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Move the app to another region: deploy the serving release there, prove it
+    healthy, point DNS at it, retire the old region (when it can be reached)."""
+    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        spec = session.load(spec_file)
+        if not to:
+            raise InputError(
+                f"--to REGION: say where to move {spec.app} ({', '.join(spec.regions)})"
+            )
+        _region(spec, to)
+        _confirm("failover", f"Move {spec.app} to {to}?", yes=yes)
+        with _progress(session, f"failing {spec.app} over to {to}") as on_event:
+            result = api.failover(spec, to=to, on_event=on_event)
+        session.done(dataclasses.asdict(result), _deploy_text(result))
+
+
+@app.command()
+def failback(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    yes: YesOpt = False,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Move the app back to the primary region (the spec's first), health-gated."""
+    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        spec = session.load(spec_file)
+        primary = spec.regions[0]
+        _confirm("failback", f"Move {spec.app} back to {primary}?", yes=yes)
+        with _progress(session, f"failing {spec.app} back to {primary}") as on_event:
+            result = api.failback(spec, on_event=on_event)
         session.done(dataclasses.asdict(result), _deploy_text(result))
 
 
@@ -456,7 +514,7 @@ def rollback(
         typer.Option("--to", metavar="RELEASE", help="Release to restore (default: the"
                      " previous good one; `phoenix history` lists them)."),
     ] = None,
-    region: RegionOpt = None,
+    region: ServingRegionOpt = None,
     yes: YesOpt = False,
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
@@ -465,10 +523,11 @@ def rollback(
     """Put the previous good release (or --to RELEASE) back in service."""
     with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
         spec = session.load(spec_file)
-        where = _region(spec, region)
+        where = _given_region(spec, region)
         target = to or "the previous good release"
-        _confirm("rollback", f"Roll {spec.app} in {where} back to {target}?", yes=yes)
-        with _progress(session, f"rolling {spec.app} back in {where}") as on_event:
+        place = f" in {where}" if where else ""
+        _confirm("rollback", f"Roll {spec.app}{place} back to {target}?", yes=yes)
+        with _progress(session, f"rolling {spec.app} back{place}") as on_event:
             result = api.rollback(spec, to_release=to, region=where, on_event=on_event)
         session.done(dataclasses.asdict(result), _deploy_text(result))
 
@@ -628,6 +687,11 @@ def _region(spec: Spec, region: str | None) -> str:
     return region
 
 
+def _given_region(spec: Spec, region: str | None) -> str | None:
+    """A --region that was given, checked; None lets the library pick the serving one."""
+    return None if region is None else _region(spec, region)
+
+
 def _confirm(action: str, question: str, *, yes: bool) -> None:
     """Ask before a destructive action; without a terminal to ask on, demand ``--yes``."""
     if yes:
@@ -729,6 +793,12 @@ def _deploy_text(result: DeployResult) -> list[str]:
         lines.append(f"  reason    {result.reason}")
     if result.endpoint and result.outcome in ("succeeded", "unchanged"):
         lines.append(f"  url       {result.endpoint}")
+    if result.dns is not None:
+        lines.append(f"  dns       {result.dns}")
+    if len(result.attempts) > 1 or any(a.outcome == "failed" for a in result.attempts):
+        lines.append("  regions tried:")
+        lines.extend(f"    {number}. {attempt.describe()}"
+                     for number, attempt in enumerate(result.attempts, 1))
     return lines
 
 
@@ -757,6 +827,8 @@ def _status_text(spec: Spec, report: api.StatusReport, checked: bool) -> list[st
     lines = [report.app]
     for number, region in enumerate(report.regions):
         label = f"{region.region} (primary)" if number == 0 else region.region
+        if region.dns_points_here:
+            label += " [DNS points here]"
         if region.error is not None:
             lines.append(f"{label}: could not be read: {region.error}")
             continue
@@ -782,7 +854,12 @@ def _status_text(spec: Spec, report: api.StatusReport, checked: bool) -> list[st
         for member in region.stray_members:
             lines.append(f"  stray pool member without a server: {member}")
     if spec.dns is not None:
-        lines.append(f"dns {spec.dns.record}.{spec.dns.zone}: {report.dns or 'not set'}")
+        target = f" ({report.serving_region} serves)" if report.serving_region else ""
+        lines.append(
+            f"dns {spec.dns.record}.{spec.dns.zone}: {report.dns or 'not set'}{target}"
+        )
+    if report.last_move:
+        lines.append(f"last region move: {report.last_move}")
     lines.append(f"lock: held by {report.lock_holder}" if report.lock_holder else "lock: free")
     if report.problems:
         lines.append(f"problems ({len(report.problems)}):")

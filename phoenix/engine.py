@@ -15,8 +15,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from phoenix import log as plog
+from phoenix.blast import RegionAttempt, radius_of
 from phoenix.clock import SystemClock
 from phoenix.errors import (
     DeployFailed,
@@ -32,14 +34,14 @@ from phoenix.health import HealthTracker, build_tracker
 from phoenix.model import MemberState, NodeRequest, NodeState, ResourceNeeds
 from phoenix.planner import Observed, Target, plan
 from phoenix.providers.base import Clock, PoolEndpoint, Provider
-from phoenix.records import DeployLock, DeployRecord, Records
+from phoenix.records import NO_RELEASE, DeployLock, DeployRecord, Records
 from phoenix.release import Release, release_from_record, resolve_release, spec_digest
 from phoenix.spec import Spec
 from phoenix.steps import CreateNode, Phase, Plan, Step
 
 log = plog.get_logger("phoenix.engine")
+T = TypeVar("T")
 
-NO_RELEASE = "none"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class DeployResult:
     provider_calls: int | None = None
     history: tuple[str, ...] = field(default_factory=tuple)
     endpoint: str | None = None  # where clients reach the app in this region
+    radius: str | None = None  # how far the failure reaches (phoenix.blast.BlastRadius)
+    # Multi-region runs: every region tried, in order, and why each failed one was left.
+    attempts: tuple[RegionAttempt, ...] = ()
+    dns: str | None = None  # where the app's DNS record points afterwards, when it has one
 
 
 class Engine:
@@ -88,6 +94,7 @@ class Engine:
         deploy_id: str | None = None,
         retry: RetryPolicy | None = None,
         poll_seconds: float | None = None,
+        lock: DeployLock | None = None,
     ) -> None:
         self.spec = spec
         self.provider = provider
@@ -107,6 +114,8 @@ class Engine:
         self.records = Records(self.store, spec.app)
         self._lock: DeployLock | None = None
         self._lock_renewed: datetime | None = None
+        # A lock the caller holds (a multi-region run): renewed here, never released.
+        self._held_lock = lock
         self.tracker: HealthTracker = build_tracker(
             spec.health,
             clock=self.clock,
@@ -192,9 +201,38 @@ class Engine:
         """Put the previous good release (or ``to_release``) back in service."""
         return self._locked(lambda: self._rollback(to_release))
 
+    def deploy_release(self, release_id: str, action: str) -> DeployResult:
+        """Put a recorded release into this region with the full health gate (failover,
+        failback): unlike a rollback, members already in the pool must prove healthy."""
+        return self._locked(lambda: self._deploy_recorded(release_id, action))
+
+    def retire(self) -> bool:
+        """Take the app out of this region: drain, remove and delete every node.
+
+        Used once traffic has moved to another region; True when nothing is left."""
+        return self._locked(lambda: self._retire())
+
     # --- internals -------------------------------------------------------------------
 
-    def _locked(self, body: Callable[[], DeployResult]) -> DeployResult:
+    def _retire(self) -> bool:
+        started = self.clock.now()
+        calls_before = _calls(self.provider)
+        deadline = started + timedelta(seconds=self._restore_budget())
+        final = self.converge(self._target(NO_RELEASE, 0, fast=True), None, deadline)
+        if final.converged:
+            # Recorded, so that a later failed deploy here restores nothing rather than
+            # what this region ran before the app moved away.
+            result = self._result("retire", NO_RELEASE, None, "succeeded", started, calls_before)
+            self._record(result, started)
+        return final.converged
+
+    def _locked(self, body: Callable[[], T]) -> T:
+        if self._held_lock is not None:
+            self._lock, self._lock_renewed = self._held_lock, self.clock.now()
+            try:
+                return body()
+            finally:
+                self._lock = None
         plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)
         lock = DeployLock(self.store, self.spec.app, self.deploy_id,
                           ttl=max(120.0, self.poll * 20))
@@ -253,6 +291,28 @@ class Engine:
         finally:
             shutil.rmtree(release.template_dir, ignore_errors=True)
 
+    def _deploy_recorded(self, release_id: str, action: str) -> DeployResult:
+        started = self.clock.now()
+        observed = self.observe()
+        record = self.records.release(release_id)
+        if record is None:
+            raise InputError(
+                f"release {release_id} has no record in the store; `phoenix history` lists"
+                " the releases that can be deployed again"
+            )
+        release = release_from_record(record, self.spec)
+        plog.bind_deploy(
+            app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=release.id
+        )
+        try:
+            target = self._target(release.id, self.spec.count, fast=True, restore=False)
+            previous = self._previous(observed, release.id)
+            self._preflight_quota(release, observed)
+            log.info(f"{action} started", previous=previous[0] if previous else None)
+            return self._run(action, release, target, previous, started)
+        finally:
+            shutil.rmtree(release.template_dir, ignore_errors=True)
+
     def _run(
         self,
         action: str,
@@ -264,6 +324,7 @@ class Engine:
         calls_before = _calls(self.provider)
         deadline = started + timedelta(seconds=self.spec.rollout.deadline)
         failure: str | None = None
+        radius: str | None = None
         interrupted = False
         try:
             final = self.converge(target, release, deadline)
@@ -275,19 +336,22 @@ class Engine:
                 log.info("converged", steps=self.steps_done)
                 return result
             failure = final.failure or "unknown failure"
+            radius = final.radius
         except KeyboardInterrupt:
             interrupted = True
             failure = "interrupted by the user"
         except ProviderError as exc:
             failure = f"{type(exc).__name__}: {exc}"
+            radius = radius_of(exc)
         except InputError as exc:
             failure = str(exc)
+            radius = radius_of(exc)
         log.error("deploy failed, rolling back", reason=failure)
         self.on_event(Event("failed", failure))
         restored = self._restore(release.id, previous)
         outcome = "interrupted" if interrupted else "rolled-back"
         result = self._result(action, release.id, previous, outcome, started, calls_before,
-                              reason=failure)
+                              reason=failure, radius=radius)
         self._record(result, started)
         if not restored:
             raise RestoreFailed(
@@ -339,7 +403,11 @@ class Engine:
             return "nothing was serving before; the new nodes were removed"
         return f"{previous[0]} serves with {previous[1]} node(s)"
 
-    def _target(self, release: str, count: int, *, fast: bool = False) -> Target:
+    def _target(
+        self, release: str, count: int, *, fast: bool = False, restore: bool | None = None
+    ) -> Target:
+        """``fast``: blue-green, no canary bake; ``restore`` (default: ``fast``): members
+        that serve count as they are (putting a release back as it was)."""
         rollout = self.spec.rollout
         if fast:
             # Restoring service: never below count, no canary bake.
@@ -358,7 +426,7 @@ class Engine:
             health=self.spec.health,
             member_port=self.spec.load_balancer.member_port,
             keep_releases=tuple(keep),
-            restore=fast,
+            restore=fast if restore is None else restore,
         )
 
     def _previous(self, observed: Observed, target: str) -> tuple[str, int] | None:
@@ -369,7 +437,9 @@ class Engine:
             return others[0]
         if serving.get(target):
             return target, serving[target]
-        last = self.records.last_good_release(excluding=target)
+        # Nothing serves here: restore what this region last ran (not what another
+        # region ran: a failed failover must leave a fresh region empty).
+        last = self.records.last_good_release(excluding=target, region=self.region)
         return (last, self.spec.count) if last else None
 
     def _preflight_quota(self, release: Release, observed: Observed) -> None:
@@ -434,6 +504,7 @@ class Engine:
         calls_before: int | None,
         *,
         reason: str | None = None,
+        radius: str | None = None,
     ) -> DeployResult:
         calls_after = _calls(self.provider)
         nodes: tuple[str, ...] = ()
@@ -455,6 +526,7 @@ class Engine:
             seconds=round((self.clock.now() - started).total_seconds(), 3),
             nodes=nodes,
             reason=reason,
+            radius=radius,
             provider_calls=(calls_after - calls_before)
             if calls_after is not None and calls_before is not None else None,
             history=tuple(self.history),

@@ -80,6 +80,9 @@ class Node:
     attempt: int = 0
     fault: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # The cloud could not place the server at all (Nova's "No valid host was found"):
+    # retrying the boot in this region will not help, so it is a region-level failure.
+    capacity_fault: bool = False
 
     @property
     def spec_digest(self) -> str | None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from phoenix.blast import BlastRadius
 from phoenix.model import (
     META_DRAIN_SINCE,
     META_SERVING_SINCE,
@@ -159,7 +160,11 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
     outgoing_serving = [n for n in view.outgoing if view.serving(n)]
     deploying = bool(outgoing_serving)
 
-    # 2. Boot failures and health gate of the incoming release.
+    # 2. Boot failures and health gate of the incoming release. A node that fails the
+    #    gate fails the plan, but only once every other new node is judged too: whether
+    #    *all* of them failed decides the blast radius (a bad region, or a bad node).
+    gate_failures: list[str] = []
+    undecided: list[Node] = []
     for index, node in sorted(view.incoming.items()):
         health = view.health_of(node)
         broken = node.state is NodeState.ERROR
@@ -169,44 +174,63 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
             and not deploying
             and not target.restore
         )
+        if broken and node.capacity_fault:
+            return Plan(
+                Phase.FAILED,
+                failure=f"no capacity in {target.region} for {node.name}: {node.fault}",
+                radius=BlastRadius.REGION,
+            )
         if broken or sick_in_service:
             why = node.fault or view.detail_of(node) or "no detail from the provider"
             if node.attempt >= rollout.max_boot_retries:
                 tries = node.attempt + 1
-                return Plan(
-                    Phase.FAILED,
-                    failure=f"{node.name} failed {tries} time(s), the last with: {why}",
-                )
+                gate_failures.append(f"{node.name} failed {tries} time(s), the last with: {why}")
+                continue
             replacement = node_name(target.app, target.release, index, node.attempt + 1)
             if replacement not in view.by_name and replacement not in view.deleting:
                 steps.append(
                     CreateNode(replacement, index, node.attempt + 1, f"replaces {node.name}: {why}")
                 )
+            undecided.append(node)
             continue
         if target.restore and node.name in view.members and node.state is NodeState.ACTIVE:
             continue  # restoring: it serves (or served until the drain) as it did before
         if health is Health.UNHEALTHY:
-            return Plan(
-                Phase.FAILED,
-                failure=f"{node.name} failed its health check: {view.detail_of(node)}",
-            )
+            gate_failures.append(f"{node.name} failed its health check: {view.detail_of(node)}")
+            continue
         deadline = node.created_at + timedelta(seconds=target.health.deadline)
         if health is not Health.HEALTHY and now >= deadline:
             state = node.state.value if node.state is not NodeState.ACTIVE else "not healthy"
             detail = view.detail_of(node)
-            return Plan(
-                Phase.FAILED,
-                failure=(
-                    f"{node.name} still {state} {target.health.deadline:g}s after creation"
-                    f" (health.deadline){': ' + detail if detail else ''}"
-                ),
+            gate_failures.append(
+                f"{node.name} still {state} {target.health.deadline:g}s after creation"
+                f" (health.deadline){': ' + detail if detail else ''}"
             )
+            continue
         if node.state is NodeState.BUILD:
             waiting.append(f"{node.name} to boot")
         elif health is not Health.HEALTHY:
             waiting.append(f"{node.name} to pass its health check")
         if health is not Health.HEALTHY:
             wake.append(deadline)
+            undecided.append(node)
+    if gate_failures:
+        if undecided:
+            # Nothing else moves meanwhile, except the replacements of failed boots.
+            judged = f"{len(undecided)} other new node(s) to be judged after: {gate_failures[0]}"
+            return Plan(
+                Phase.PROGRESSING if steps else Phase.WAITING,
+                tuple(steps),
+                waiting_for=(judged,),
+                wake_at=min(wake) if wake else None,
+            )
+        passed = len(view.incoming) - len(gate_failures)
+        return Plan(
+            Phase.FAILED,
+            failure=gate_failures[0]
+            + (f" (and {len(gate_failures) - 1} more)" if len(gate_failures) > 1 else ""),
+            radius=BlastRadius.NODE if passed else BlastRadius.REGION,
+        )
 
     # 3. Healthy incoming nodes join the pool; serving ones get their timestamp.
     for node in sorted(view.incoming.values(), key=lambda n: n.index):

@@ -20,6 +20,7 @@ from phoenix.errors import LockHeld
 from phoenix.processes import pid_alive
 from phoenix.providers.base import Store
 
+NO_RELEASE = "none"  # the "release" of a region the app was taken out of
 
 @dataclass(frozen=True)
 class ReleaseRecord:
@@ -75,6 +76,26 @@ class DeployRecord:
         return cls(**json.loads(data))
 
 
+@dataclass(frozen=True)
+class ServingRecord:
+    """Where the app's DNS record points, as Phoenix last set it.
+
+    DNS is the truth for traffic; this record maps its values back to a region even when
+    that region is down and cannot be asked for its load balancer's address."""
+
+    region: str
+    release: str
+    values: list[str]
+    since: str
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ServingRecord:
+        return cls(**json.loads(data))
+
+
 class Records:
     """Typed access to one app's objects in the store."""
 
@@ -103,12 +124,14 @@ class Records:
         return sorted(found, key=lambda r: r.seq)
 
     def save_deploy(self, record: DeployRecord) -> None:
-        key = f"apps/{self.app}/deploys/{record.started_at}-{record.deploy_id}.json"
+        # One deploy id may act in several regions (a failover): each has its record.
+        key = (f"apps/{self.app}/deploys/{record.started_at}-{record.deploy_id}"
+               f"-{record.region}-{record.action}.json")
         self.store.put(key, record.to_json())
 
     def deploys(self) -> list[DeployRecord]:
         found = [DeployRecord.from_json(data) for data in self._objects("deploys")]
-        return sorted(found, key=lambda r: r.started_at)
+        return sorted(found, key=lambda r: (r.started_at, r.finished_at))
 
     def recent_good_releases(self, *, excluding: str, limit: int) -> list[str]:
         """The newest ``limit`` distinct releases that deployed successfully, newest first."""
@@ -116,16 +139,42 @@ class Records:
         for record in reversed(self.deploys()):
             if len(found) >= limit:
                 break
-            if record.outcome == "succeeded" and record.release not in (excluding, *found):
+            if (
+                record.outcome == "succeeded"
+                and record.release not in (excluding, NO_RELEASE, *found)
+            ):
                 found.append(record.release)
         return found
 
-    def last_good_release(self, *, excluding: str | None = None) -> str | None:
-        """The release of the newest deploy that succeeded, other than ``excluding``."""
+    def last_good_release(
+        self, *, excluding: str | None = None, region: str | None = None
+    ) -> str | None:
+        """The release of the newest deploy that succeeded, other than ``excluding``.
+
+        With ``region``: what that region last ran, or None when the app was retired from
+        it since (its traffic moved to another region)."""
         for record in reversed(self.deploys()):
-            if record.outcome == "succeeded" and record.release != excluding:
-                return record.release
+            if record.outcome != "succeeded" or record.release == excluding:
+                continue
+            if region is None:
+                if record.release != NO_RELEASE:
+                    return record.release
+            elif record.region == region:
+                return None if record.release == NO_RELEASE else record.release
         return None
+
+    def save_serving(self, serving: ServingRecord) -> None:
+        self.store.put(f"apps/{self.app}/serving.json", serving.to_json())
+
+    def serving(self) -> ServingRecord | None:
+        """Which region the app's DNS record was last switched to, by Phoenix."""
+        data = self.store.get(f"apps/{self.app}/serving.json")
+        if data is None:
+            return None
+        try:
+            return ServingRecord.from_json(data)
+        except (ValueError, TypeError):
+            return None
 
 
 @dataclass(frozen=True)

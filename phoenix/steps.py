@@ -91,6 +91,9 @@ class Plan:
     steps: tuple[Step, ...] = ()
     waiting_for: tuple[str, ...] = ()
     failure: str | None = None
+    # How far a FAILED plan's failure reaches (phoenix.blast.BlastRadius): a region-level
+    # one makes a multi-region deploy try the next region.
+    radius: str | None = None
     # The earliest moment a wait in this plan can end (bake, drain timeout), when known.
     wake_at: datetime | None = None
 

@@ -77,6 +77,7 @@ _STATE_VERSION = 1
 _DEFAULT_IMAGE = Image(id="img-golden", name="golden", created_at=datetime(2026, 1, 1, tzinfo=UTC))
 _DEFAULT_FLAVOR = Flavor(id="flv-m1.small", name="m1.small", vcpus=1, ram_mb=512)
 BOOT_FAILED = "boot failed"
+NO_VALID_HOST = "No valid host was found. There are not enough hosts available. (simulated)"
 
 
 @dataclass
@@ -101,6 +102,10 @@ class Faults:
     """Server names currently failing health (add/remove to flap a node)."""
     down_regions: set[str] = field(default_factory=set)
     """Regions where every call raises ``RegionUnavailable``."""
+    no_host_regions: set[str] = field(default_factory=set)
+    """Regions whose new servers fault with Nova's "No valid host" (no capacity)."""
+    unhealthy_regions: set[str] = field(default_factory=set)
+    """Regions where no ACTIVE server passes health (a broken network, say)."""
     retry_after: float | None = None
     """Retry-After hint carried by injected ``Transient`` errors."""
 
@@ -151,6 +156,7 @@ class _Server:
             attempt=_int_tag(self.metadata.get(TAG_ATTEMPT)),
             fault=self.fault,
             metadata=dict(self.metadata),
+            capacity_fault=self.fault == NO_VALID_HOST,
         )
 
 
@@ -370,8 +376,9 @@ class MemoryCloud:
                     or server.image_id in self.faults.boot_fail_images
                     or server.name in self.faults.boot_fail_names
                 )
-                server.state = NodeState.ERROR if failed else NodeState.ACTIVE
-                server.fault = BOOT_FAILED if failed else None
+                no_host = server.region in self.faults.no_host_regions
+                server.state = NodeState.ERROR if failed or no_host else NodeState.ACTIVE
+                server.fault = NO_VALID_HOST if no_host else BOOT_FAILED if failed else None
                 server.changed()
                 self._dirty = True
             elif server.state is NodeState.DELETING and server.deleted_at is not None:
@@ -647,6 +654,12 @@ class _MemoryLoadBalancer:
             if state.pools[region].setdefault(pool, {}).pop(name, None) is not None:
                 self._cloud._dirty = True
 
+    def url(self, region: str, pool: str) -> str:
+        """A made-up VIP per region, so DNS failover has an address to point at."""
+        with self._cloud._lock:
+            number = self._cloud._state.region_numbers.get(region, 0)
+        return f"http://127.{number}.255.254/"
+
 
 class _MemoryDns:
     """``Dns`` over a ``MemoryCloud`` (global, like a DNS service)."""
@@ -715,7 +728,11 @@ class _MemoryHealth:
                 return NodeHealth(Health.UNHEALTHY, "server is being deleted")
             if server.state is NodeState.ERROR:
                 return NodeHealth(Health.UNHEALTHY, f"server in ERROR: {server.fault}")
-            if server.image_id in faults.unhealthy_images or server.name in faults.unhealthy_nodes:
+            if (
+                server.image_id in faults.unhealthy_images
+                or server.name in faults.unhealthy_nodes
+                or region in faults.unhealthy_regions
+            ):
                 return NodeHealth(Health.UNHEALTHY, "HTTP 503 (simulated)")
             return NodeHealth(Health.HEALTHY, "HTTP 200 (simulated)")
 
@@ -949,6 +966,8 @@ _FAULT_SETS = (
     "unhealthy_images",
     "unhealthy_nodes",
     "down_regions",
+    "no_host_regions",
+    "unhealthy_regions",
 )
 _FAULT_SECONDS = ("slow_boot_seconds",)
 

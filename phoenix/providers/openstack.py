@@ -528,6 +528,8 @@ def _node(server: Any, region: str, *, now: datetime) -> Node:
         attempt=_int_tag(metadata.get(TAG_ATTEMPT)),
         fault=fault,
         metadata=metadata,
+        # Nova's scheduler found no host: the region is out of capacity, not the node bad.
+        capacity_fault=fault is not None and "no valid host" in fault.lower(),
     )
 
 

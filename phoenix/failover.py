@@ -1,0 +1,402 @@
+"""Regions in priority order: deploy where the app serves, fail over when a region can't.
+
+The spec lists regions in priority order and names a DNS record (``dns:``). The app
+serves from one region at a time: the one its DNS record points at. This module moves it:
+
+* ``deploy`` goes to the serving region (the primary when nothing serves yet). When that
+  region fails with a region-level failure (``phoenix.blast``), what was half-built there
+  is torn down by the engine's rollback, and the next region in priority order is tried.
+  A node- or provider-level failure stops at once: another region would not help.
+* ``failover --to REGION`` and ``failback`` (to the primary) put the serving release into
+  the chosen region.
+
+Every move is health-gated: the DNS record is switched only after the engine converged
+in the new region (every node passed its health check and serves in the pool) and the
+region's load balancer itself answers the health check. After the switch Phoenix waits
+one TTL (resolvers hold the old answer that long) and retires the region that was left,
+when it can be reached; one that cannot (an outage) is cleaned up by the next move that
+reaches it. Each region tried, and why it was left, is in the result's ``attempts``.
+
+The whole run holds the app's deploy lock once, so a second deploy cannot start in
+another region halfway through a failover.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import httpx
+
+from phoenix import log as plog
+from phoenix.blast import BlastRadius, RegionAttempt, radius_of
+from phoenix.engine import DeployResult, Engine, Event, EventSink
+from phoenix.errors import (
+    DeployFailed,
+    InputError,
+    OutcomeError,
+    PhoenixError,
+    ProviderError,
+    RestoreFailed,
+)
+from phoenix.model import MemberState
+from phoenix.providers.base import Clock, Dns, PoolEndpoint, Provider
+from phoenix.records import DeployLock, DeployRecord, Records, ServingRecord
+from phoenix.spec import DnsSpec, Spec
+
+log = plog.get_logger("phoenix.failover")
+
+
+def dns_managed(spec: Spec, provider: Provider) -> bool:
+    """Whether Phoenix points a DNS record at the serving region (``dns:`` in the spec
+    and a provider with a DNS service): only then can the app move between regions."""
+    return spec.dns is not None and provider.dns is not None
+
+
+class RegionMover:
+    """Deploy, failover and failback of one app across the spec's regions."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        provider: Provider,
+        *,
+        clock: Clock,
+        on_event: EventSink | None = None,
+        engine_options: dict[str, object] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.provider = provider
+        self.clock = clock
+        self.on_event = on_event or (lambda event: None)
+        self.deploy_id = plog.new_deploy_id()
+        self._engine_options = dict(engine_options or {})
+        first = self._engine(spec.regions[0])
+        self.store = first.store  # retried like every provider call
+        self.call = first._executor(None).call
+        self.records = Records(self.store, spec.app)
+
+    # --- where the app serves ---------------------------------------------------------
+
+    def serving_region(self) -> str | None:
+        """The region the DNS record points at; None when it points nowhere we know."""
+        dns, where = self._dns()
+        record = self.call(lambda: dns.get_record(where.zone, where.record))
+        if record is None:
+            return None
+        saved = self.records.serving()
+        if saved is not None and tuple(saved.values) == tuple(record.values):
+            return saved.region
+        for region in self.spec.regions:
+            with contextlib.suppress(PhoenixError):
+                if self._address(region) in record.values:
+                    return region
+        return None
+
+    # --- the three moves ----------------------------------------------------------------
+
+    def deploy(self) -> DeployResult:
+        """Deploy the spec's release where the app serves, failing over on region loss."""
+        with self._lock() as lock:
+            serving = self.serving_region()
+            order = self._order(first=serving)
+            return self._try_regions(
+                "deploy", order, serving, lambda engine: engine.deploy(), lock
+            )
+
+    def failover(self, to: str, *, action: str = "failover") -> DeployResult:
+        """Put the serving release into ``to`` (health-gated), then point DNS at it."""
+        if to not in self.spec.regions:
+            raise InputError(
+                f"--to {to}: not one of the spec's regions ({', '.join(self.spec.regions)})"
+            )
+        with self._lock() as lock:
+            serving = self.serving_region()
+            release = self._serving_release(serving)
+            return self._try_regions(
+                action, [to], serving,
+                lambda engine: engine.deploy_release(release, action), lock,
+            )
+
+    def failback(self) -> DeployResult:
+        """Move the app back to the primary region (the spec's first)."""
+        return self.failover(self.spec.regions[0], action="failback")
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _try_regions(
+        self,
+        action: str,
+        order: list[str],
+        serving: str | None,
+        run: Callable[[Engine], DeployResult],
+        lock: DeployLock,
+    ) -> DeployResult:
+        attempts: list[RegionAttempt] = []
+        last: DeployResult | None = None
+        for number, region in enumerate(order):
+            engine = self._engine(region, lock)
+            try:
+                result = run(engine)
+            except OutcomeError as failed:
+                outcome = failed.result if isinstance(failed.result, DeployResult) else None
+                radius = outcome.radius if outcome is not None else None
+                attempts.append(RegionAttempt(
+                    region, "failed", outcome.release if outcome else None,
+                    outcome.reason if outcome else str(failed), radius,
+                    cleaned_up=not isinstance(failed, RestoreFailed),
+                ))
+                last = outcome or last
+                if radius != BlastRadius.REGION or number == len(order) - 1:
+                    raise self._with_attempts(failed, attempts, last) from None
+                self._moving_on(region, attempts[-1], order[number + 1])
+                continue
+            except ProviderError as exc:  # before anything was built (observe, quota)
+                radius = radius_of(exc)
+                attempts.append(RegionAttempt(region, "failed", None, str(exc), radius))
+                self._record_failure(action, region, exc)
+                if radius != BlastRadius.REGION or number == len(order) - 1:
+                    raise self._all_failed(action, attempts, last, exc) from exc
+                self._moving_on(region, attempts[-1], order[number + 1])
+                continue
+            return self._switched(action, region, serving, result, attempts, engine)
+        raise InputError(f"{action}: no region to try")  # an empty order; cannot happen
+
+    def _switched(
+        self,
+        action: str,
+        region: str,
+        serving: str | None,
+        result: DeployResult,
+        attempts: list[RegionAttempt],
+        engine: Engine,
+    ) -> DeployResult:
+        """The release converged in ``region``: gate, point DNS at it, retire the old."""
+        moved = serving is not None and serving != region
+        changed = self._point_dns(region, result.release, engine)
+        outcome = result.outcome
+        if changed and outcome == "unchanged":
+            outcome = "succeeded"  # nothing to build, but traffic moved
+        attempts.append(RegionAttempt(region, outcome, result.release))
+        notes: list[str] = []
+        if moved and serving is not None:
+            notes.append(self._retire(serving, lock=engine._held_lock))
+        for other in self.spec.regions:
+            if other not in (region, serving) and self._holds_nodes(other):
+                notes.append(self._retire(other, lock=engine._held_lock))
+        dns_text = self._dns_text()
+        self.on_event(Event("converged", f"{result.release} serves from {region}"
+                            + (f"; DNS now points at {region}" if changed else "")))
+        return dataclasses.replace(
+            result,
+            action=action,
+            outcome=outcome,
+            attempts=tuple(attempts),
+            dns=dns_text,
+            history=result.history + tuple(notes),
+        )
+
+    def _point_dns(self, region: str, release: str, engine: Engine) -> bool:
+        """Switch the record to the region's load balancer once it proves healthy."""
+        dns, where = self._dns()
+        address = self._address(region)
+        current = self.call(lambda: dns.get_record(where.zone, where.record))
+        if current is not None and current.values == (address,) and current.ttl == where.ttl:
+            self._save_serving(region, release, address)
+            return False
+        self._gate(region, engine)
+        log.info("switching dns", record=f"{where.record}.{where.zone}", to=region,
+                 address=address)
+        self.call(lambda: dns.set_record(where.zone, where.record, (address,), where.ttl))
+        self._save_serving(region, release, address)
+        self.on_event(Event("steps", "dns", (f"point {where.record}.{where.zone} at"
+                                             f" {region} ({address})",)))
+        return True
+
+    def _gate(self, region: str, engine: Engine) -> None:
+        """DNS never points at a region whose release is not healthy: check once more,
+        from outside the pool (the region's load balancer must answer the check too)."""
+        observed = engine.observe()
+        serving = {m.name for m in observed.members if m.state is MemberState.SERVING}
+        unhealthy = [
+            name for name, health in observed.health.items()
+            if name in serving and health.status.value == "UNHEALTHY"
+        ]
+        if not serving or unhealthy:
+            raise DeployFailed(
+                f"{region} is not healthy enough to take traffic"
+                f" ({'no member serves' if not serving else 'unhealthy: ' + ', '.join(unhealthy)});"
+                " DNS was not switched"
+            )
+        check = self.spec.health
+        lb = self.provider.load_balancer
+        if (
+            check.mode != "active" or check.http is None
+            or self.provider.health_source is not None or not isinstance(lb, PoolEndpoint)
+        ):
+            return
+        url = lb.url(region, self.spec.load_balancer.pool).rstrip("/") + check.http.path
+        passes, last = 0, ""
+        for _ in range(max(3, check.healthy_threshold * 3)):
+            try:
+                response = httpx.get(url, timeout=max(check.timeout, 1.0))
+                last = f"HTTP {response.status_code}"
+                passes = passes + 1 if response.status_code == check.http.expect else 0
+            except httpx.HTTPError as exc:
+                passes, last = 0, f"{type(exc).__name__}: {exc}"
+            if passes >= check.healthy_threshold:
+                return
+            self.clock.sleep(min(check.interval, 1.0))
+        raise DeployFailed(
+            f"{region}'s load balancer does not pass the health check at {url} ({last});"
+            " DNS was not switched"
+        )
+
+    def _retire(self, region: str, *, lock: DeployLock | None) -> str:
+        """Take the app out of a region traffic has left, after one DNS TTL."""
+        _, where = self._dns()
+        self.on_event(Event("waiting", "waiting for", (
+            f"resolvers to drop the old answer ({where.ttl}s TTL) before retiring {region}",)))
+        self.clock.sleep(where.ttl)
+        try:
+            done = self._engine(region, lock).retire()
+        except PhoenixError as exc:
+            log.warning("could not retire the old region", region=region, error=str(exc))
+            return f"left {region} as it is: {exc}; the next failback or deploy cleans it up"
+        if not done:
+            return f"retiring {region} did not finish; run `phoenix status`"
+        return f"retired {region}: its nodes are deleted"
+
+    def _holds_nodes(self, region: str) -> bool:
+        try:
+            return bool(self.call(
+                lambda: self.provider.compute.list_nodes(region, self.spec.app)))
+        except PhoenixError:
+            return False  # unreachable: nothing to do about it now
+
+    def _record_failure(self, action: str, region: str, exc: ProviderError) -> None:
+        """A region refused before the engine built anything: history still shows it."""
+        now = _iso(self.clock)
+        with contextlib.suppress(PhoenixError):
+            self.records.save_deploy(DeployRecord(
+                deploy_id=self.deploy_id, app=self.spec.app, action=action, release="none",
+                region=region, strategy=self.spec.rollout.strategy, started_at=now,
+                finished_at=now, outcome="failed", reason=f"{type(exc).__name__}: {exc}",
+            ))
+
+    def _moving_on(self, region: str, attempt: RegionAttempt, following: str) -> None:
+        log.error("region failed, failing over", region=region, reason=attempt.reason,
+                  next_region=following)
+        self.on_event(Event("failed", f"{region}: {attempt.reason}; failing over to"
+                            f" {following}"))
+
+    def _with_attempts(
+        self, failed: OutcomeError, attempts: list[RegionAttempt], result: DeployResult | None
+    ) -> OutcomeError:
+        if result is None:
+            return failed
+        result = dataclasses.replace(result, attempts=tuple(attempts), dns=self._dns_text())
+        message = str(failed)
+        if len(attempts) > 1:
+            message = "every region failed:\n" + "\n".join(a.describe() for a in attempts)
+        return type(failed)(message, result=result)
+
+    def _all_failed(
+        self, action: str, attempts: list[RegionAttempt], last: DeployResult | None,
+        exc: ProviderError,
+    ) -> PhoenixError:
+        if len(attempts) == 1 and radius_of(exc) != BlastRadius.REGION:
+            return exc  # an input or credential problem: its own exit code
+        summary = "\n".join(a.describe() for a in attempts)
+        result = DeployResult(
+            app=self.spec.app, action=action, deploy_id=self.deploy_id,
+            region=attempts[-1].region, release=last.release if last else "none",
+            previous_release=last.previous_release if last else None,
+            outcome="failed", steps=last.steps if last else 0, seconds=0.0, nodes=(),
+            reason=str(exc), radius=radius_of(exc), attempts=tuple(attempts),
+            dns=self._dns_text(),
+        )
+        prefix = "every region failed" if len(attempts) > 1 else f"{attempts[0].region} failed"
+        error_type = (
+            RestoreFailed if any(not a.cleaned_up for a in attempts) else DeployFailed
+        )
+        return error_type(f"{prefix}:\n{summary}", result=result)
+
+    def _order(self, *, first: str | None) -> list[str]:
+        regions = list(self.spec.regions)
+        return [first, *(r for r in regions if r != first)] if first else regions
+
+    def _serving_release(self, serving: str | None) -> str:
+        saved = self.records.serving()
+        if saved is not None and saved.region == serving:
+            return saved.release
+        release = self.records.last_good_release()
+        if release is None:
+            raise InputError(
+                f"nothing to fail over: {self.spec.app} has no successful deploy yet;"
+                " run `phoenix deploy` first"
+            )
+        return release
+
+    def _address(self, region: str) -> str:
+        lb = self.provider.load_balancer
+        if not isinstance(lb, PoolEndpoint):
+            raise InputError(
+                f"the {self.provider.name} provider's load balancer cannot tell its address,"
+                " so DNS cannot be pointed at a region"
+            )
+        url = self.call(lambda: lb.url(region, self.spec.load_balancer.pool))
+        host = urlsplit(url).hostname
+        if not host:
+            raise InputError(f"{region}: the load balancer's URL {url!r} names no host")
+        return host
+
+    def _save_serving(self, region: str, release: str, address: str) -> None:
+        saved = self.records.serving()
+        if saved is not None and (saved.region, saved.release, saved.values) == (
+            region, release, [address]
+        ):
+            return
+        self.records.save_serving(ServingRecord(region, release, [address], _iso(self.clock)))
+
+    def _dns(self) -> tuple[Dns, DnsSpec]:
+        if self.spec.dns is None or self.provider.dns is None:
+            raise InputError(
+                "dns: the spec names no DNS record (dns: {zone, record}), or the provider"
+                " has no DNS service; failover switches that record between regions"
+            )
+        return self.provider.dns, self.spec.dns
+
+    def _dns_text(self) -> str | None:
+        with contextlib.suppress(PhoenixError):
+            dns, where = self._dns()
+            record = self.call(lambda: dns.get_record(where.zone, where.record))
+            return ", ".join(record.values) if record is not None else None
+        return None
+
+    def _engine(self, region: str, lock: DeployLock | None = None) -> Engine:
+        return Engine(
+            self.spec, self.provider, clock=self.clock, region=region,
+            on_event=self.on_event, deploy_id=self.deploy_id, lock=lock,
+            **self._engine_options,  # type: ignore[arg-type]
+        )
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[DeployLock]:
+        plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id)
+        poll = min(self.spec.health.interval, 2.0)
+        lock = DeployLock(self.store, self.spec.app, self.deploy_id, ttl=max(120.0, poll * 20))
+        lock.acquire(self.clock.now())
+        try:
+            yield lock
+        finally:
+            lock.release()
+            plog.unbind_deploy()
+
+
+def _iso(clock: Clock) -> str:
+    now: datetime = clock.now()
+    return now.isoformat()

@@ -1,0 +1,230 @@
+"""Region failover on the in-memory cloud: failures classified by blast radius, the
+deploy landing in the next region with its history, DNS switched only to a healthy
+region, failover/failback, and nothing half-created when every region fails."""
+
+from __future__ import annotations
+
+import pytest
+
+import phoenix
+from phoenix import api
+from phoenix.blast import BlastRadius, radius_of
+from phoenix.engine import DeployResult
+from phoenix.errors import (
+    AuthError,
+    CapacityError,
+    DeployFailed,
+    InputError,
+    QuotaExceeded,
+    RegionUnavailable,
+    Transient,
+    UnknownResource,
+)
+from phoenix.model import MemberState, NodeState
+from phoenix.spec import Spec
+from tests.e2e.conftest import POOL, World
+
+A, B = "region-a", "region-b"
+DNS = "dns: {zone: example.com., record: web, ttl: 5}"
+
+
+def spec_with_dns(world: World, **overrides: object) -> Spec:
+    return world.spec(extra_rollout=DNS, **overrides)
+
+
+def deploy(world: World, spec: Spec) -> DeployResult:
+    return api.deploy(spec, provider=world.provider(), clock=world.clock)
+
+
+def live(world: World, region: str) -> list[str]:
+    world.settle()
+    return sorted(s.name for s in world.cloud.servers(region) if s.state is not NodeState.DELETING)
+
+
+def serving(world: World, region: str) -> set[str]:
+    return {m.name for m in world.cloud.members(region, POOL) if m.state is MemberState.SERVING}
+
+
+def dns_values(world: World) -> tuple[str, ...] | None:
+    record = world.cloud.provider().dns.get_record("example.com.", "web")  # type: ignore[union-attr]
+    return record.values if record else None
+
+
+def address_of(world: World, region: str) -> str:
+    url = world.cloud.provider().load_balancer.url(region, POOL)  # type: ignore[attr-defined]
+    return str(url).split("//")[1].split("/")[0]
+
+
+def test_blast_radius_of_each_error_type() -> None:
+    assert radius_of(QuotaExceeded("q")) is BlastRadius.REGION
+    assert radius_of(CapacityError("no valid host")) is BlastRadius.REGION
+    assert radius_of(RegionUnavailable("down")) is BlastRadius.REGION
+    assert radius_of(Transient("503 after every retry")) is BlastRadius.REGION
+    assert radius_of(AuthError("bad token")) is BlastRadius.PROVIDER
+    assert radius_of(UnknownResource("no image")) is BlastRadius.PROVIDER
+    assert radius_of(InputError("bad spec")) is BlastRadius.PROVIDER
+
+
+def test_first_deploy_points_dns_at_the_primary(world: World) -> None:
+    result = deploy(world, spec_with_dns(world))
+    assert result.region == A and result.outcome == "succeeded"
+    assert dns_values(world) == (address_of(world, A),)
+    assert [a.region for a in result.attempts] == [A]
+    assert result.dns == address_of(world, A)
+    again = deploy(world, spec_with_dns(world))
+    assert again.outcome == "unchanged" and again.region == A
+
+
+def test_quota_exhausted_in_a_lands_in_b_with_the_history(world: World) -> None:
+    world.cloud.set_quota(A, instances=1)
+    result = deploy(world, spec_with_dns(world))
+    assert result.region == B and result.outcome == "succeeded"
+    first, second = result.attempts
+    assert (first.region, first.outcome, first.radius) == (A, "failed", "region")
+    assert "quota" in (first.reason or "")
+    assert (second.region, second.outcome) == (B, "succeeded")
+    assert live(world, A) == []  # the quota preflight refused before building anything
+    assert len(live(world, B)) == 3 and len(serving(world, B)) == 3
+    assert dns_values(world) == (address_of(world, B),)
+    records = phoenix.history(spec_with_dns(world), provider=world.cloud.provider(),
+                              clock=world.clock)
+    tried = [(r.region, r.outcome) for r in records if r.deploy_id == result.deploy_id]
+    assert tried == [(A, "failed"), (B, "succeeded")]
+
+
+def test_every_region_failing_exits_non_zero_with_the_full_history(world: World) -> None:
+    world.cloud.set_quota(A, instances=1)
+    world.cloud.faults.no_host_regions.add(B)
+    with pytest.raises(DeployFailed) as failed:
+        deploy(world, spec_with_dns(world))
+    assert failed.value.exit_code == 1
+    message = str(failed.value)
+    assert "every region failed" in message and A in message and B in message
+    result = failed.value.result
+    assert isinstance(result, DeployResult)
+    assert [(a.region, a.radius) for a in result.attempts] == [(A, "region"), (B, "region")]
+    assert "quota" in (result.attempts[0].reason or "")
+    assert "No valid host" in (result.attempts[1].reason or "")
+    assert live(world, A) == [] and live(world, B) == []  # nothing half-created
+    assert world.cloud.members(A, POOL) == [] and world.cloud.members(B, POOL) == []
+    assert dns_values(world) is None
+
+
+def test_no_valid_host_fails_over_at_once_and_tears_down_the_half_built_region(
+    world: World,
+) -> None:
+    world.cloud.faults.no_host_regions.add(A)
+    result = deploy(world, spec_with_dns(world))
+    assert result.region == B
+    assert result.attempts[0].radius == "region"
+    assert "no capacity" in (result.attempts[0].reason or "")
+    assert live(world, A) == []  # the faulted servers were deleted, no retry attempts
+    assert not any("-b1" in n for n in live(world, B))
+
+
+def test_every_new_node_failing_its_gate_in_a_is_a_region_failure(world: World) -> None:
+    world.cloud.faults.unhealthy_regions.add(A)
+    result = deploy(world, spec_with_dns(world))
+    assert result.region == B
+    assert result.attempts[0].radius == "region"
+    assert "failed its health check" in (result.attempts[0].reason or "")
+    assert live(world, A) == []
+
+
+def test_one_bad_node_is_a_node_failure_and_does_not_fail_over(world: World) -> None:
+    spec = spec_with_dns(world)
+    first = deploy(world, spec)
+    bad = spec_with_dns(world, image="golden-v2")
+    release = api.plan(bad, provider=world.provider(), clock=world.clock).release
+    world.cloud.faults.unhealthy_nodes.add(f"web-{release}-1")
+    with pytest.raises(DeployFailed) as failed:
+        deploy(world, bad)
+    result = failed.value.result
+    assert isinstance(result, DeployResult)
+    assert [(a.region, a.radius) for a in result.attempts] == [(A, "node")]
+    assert live(world, B) == []
+    assert {world.cloud.servers(A)[0].release} == {first.release}
+    assert len(serving(world, A)) == 3
+    assert dns_values(world) == (address_of(world, A),)
+
+
+def test_outage_of_the_serving_region_is_noticed_by_deploy(world: World) -> None:
+    spec = spec_with_dns(world)
+    first = deploy(world, spec)
+    world.cloud.faults.down_regions.add(A)
+    result = deploy(world, spec)
+    assert result.region == B and result.release == first.release
+    assert result.attempts[0].region == A and "unavailable" in (result.attempts[0].reason or "")
+    assert dns_values(world) == (address_of(world, B),)
+    assert any(f"left {A} as it is" in line for line in result.history)
+    status = api.status(spec, provider=world.cloud.provider(), clock=world.clock)
+    assert status.serving_region == B
+    by_region = {r.region: r for r in status.regions}
+    assert by_region[B].dns_points_here and not by_region[A].dns_points_here
+    assert by_region[A].error is not None
+
+    # The region comes back: failback restores A (health-gated) and retires B.
+    world.cloud.faults.down_regions.clear()
+    back = api.failback(spec, provider=world.provider(), clock=world.clock)
+    assert back.region == A and back.action == "failback" and back.outcome == "succeeded"
+    assert dns_values(world) == (address_of(world, A),)
+    assert len(serving(world, A)) == 3 and live(world, B) == []
+    assert all(n.state is NodeState.ACTIVE for n in world.cloud.servers(A))
+
+
+def test_planned_failover_moves_the_serving_release_and_retires_the_old_region(
+    world: World,
+) -> None:
+    spec = spec_with_dns(world)
+    first = deploy(world, spec)
+    # A newer spec must not ride along: failover moves what serves, not what is written.
+    newer = spec_with_dns(world, image="golden-v2")
+    moved = api.failover(newer, to=B, provider=world.provider(), clock=world.clock)
+    assert moved.region == B and moved.release == first.release and moved.action == "failover"
+    assert dns_values(world) == (address_of(world, B),)
+    assert live(world, A) == [] and len(serving(world, B)) == 3
+    assert world.watch.min_serving is not None
+    again = api.failover(newer, to=B, provider=world.provider(), clock=world.clock)
+    assert again.outcome == "unchanged"
+    # the next deploy goes where the app serves now
+    upgraded = deploy(world, newer)
+    assert upgraded.region == B and upgraded.release != first.release
+    assert live(world, A) == []
+
+
+def test_failover_to_a_region_that_cannot_be_healthy_leaves_dns_alone(world: World) -> None:
+    spec = spec_with_dns(world)
+    deploy(world, spec)
+    world.cloud.faults.unhealthy_regions.add(B)
+    with pytest.raises(DeployFailed) as failed:
+        api.failover(spec, to=B, provider=world.provider(), clock=world.clock)
+    assert failed.value.exit_code == 1
+    assert dns_values(world) == (address_of(world, A),)
+    assert live(world, B) == [] and len(serving(world, A)) == 3
+
+
+def test_failover_needs_a_dns_record_and_a_known_region(world: World) -> None:
+    plain = world.spec()
+    with pytest.raises(InputError, match="dns"):
+        api.failover(plain, to=B, provider=world.provider(), clock=world.clock)
+    with pytest.raises(InputError, match="region-c"):
+        api.failover(spec_with_dns(world), to="region-c", provider=world.provider(),
+                     clock=world.clock)
+    with pytest.raises(InputError, match="no successful deploy"):
+        api.failover(spec_with_dns(world), to=B, provider=world.provider(), clock=world.clock)
+    assert live(world, A) == [] and live(world, B) == []
+
+
+def test_deploy_without_dns_stays_in_its_region(world: World) -> None:
+    world.cloud.set_quota(A, instances=1)
+    with pytest.raises(QuotaExceeded):
+        api.deploy(world.spec(), provider=world.provider(), clock=world.clock)
+    assert live(world, B) == []
+
+
+def test_pinned_region_deploy_does_not_fail_over(world: World) -> None:
+    world.cloud.set_quota(A, instances=1)
+    with pytest.raises(QuotaExceeded):
+        api.deploy(spec_with_dns(world), region=A, provider=world.provider(),
+                   clock=world.clock)
+    assert live(world, B) == [] and dns_values(world) is None
