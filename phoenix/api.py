@@ -19,7 +19,7 @@ from pathlib import Path
 from phoenix.clock import SystemClock
 from phoenix.engine import DeployResult, Engine, EventSink
 from phoenix.errors import BadRequest, InputError, PhoenixError, TemplateError
-from phoenix.failover import RegionMover, dns_managed
+from phoenix.regions import RegionMover, dns_managed
 from phoenix.health import build_tracker
 from phoenix.model import Health, Image, MemberState, NodeState
 from phoenix.planner import Observed
@@ -31,6 +31,7 @@ from phoenix.providers.base import (
     PoolDeleter,
     PoolEndpoint,
     Provider,
+    RecordFrontend,
 )
 from phoenix.providers.registry import open_provider
 from phoenix.records import DeployLock, DeployRecord, Records
@@ -437,6 +438,8 @@ def destroy(
             if isinstance(lb, PoolDeleter):
                 for region in spec.regions:
                     call(partial(lb.delete_pool, region, pool))
+            if spec.dns is not None and isinstance(opened.dns, RecordFrontend):
+                call(partial(opened.dns.stop_frontend, spec.dns.zone, spec.dns.record))
             deadline = clock.now() + timedelta(seconds=timeout)
             for region in spec.regions:
                 while call(partial(compute.list_nodes, region, spec.app)):

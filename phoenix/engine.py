@@ -228,6 +228,7 @@ class Engine:
 
     def _locked(self, body: Callable[[], T]) -> T:
         if self._held_lock is not None:
+            plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)
             self._lock, self._lock_renewed = self._held_lock, self.clock.now()
             try:
                 return body()

@@ -309,7 +309,8 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
     for node in chosen:
         sick = view.health_of(node) is Health.UNHEALTHY
         why = "unhealthy, " if sick else ""
-        steps.append(DrainMember(node.id, node.name, f"{why}replaced by {target.release}"))
+        goal = f"replaced by {target.release}" if count else "retired: the app leaves the region"
+        steps.append(DrainMember(node.id, node.name, f"{why}{goal}"))
     if len(chosen) < len(outgoing_serving):
         waiting.append(f"{len(outgoing_serving) - len(chosen)} old member(s) to be replaced")
 
@@ -383,6 +384,8 @@ def _delete_reason(node: Node, target: Target) -> str:
         return "failed to boot"
     if node.release == target.release:
         return "superseded" if node.index < target.count else "scaled down"
+    if target.count == 0:
+        return "retired: the app leaves the region"
     return f"replaced by {target.release}"
 
 

@@ -131,6 +131,15 @@ class Dns(Protocol):
 
 
 @runtime_checkable
+class RecordFrontend(Protocol):
+    """A DNS service that runs something per record (the local provider's front end),
+    which ``destroy`` stops so that nothing is left running."""
+
+    def stop_frontend(self, zone: str, name: str) -> None:
+        ...
+
+
+@runtime_checkable
 class Store(Protocol):
     """A small object store for release records, history and the deploy lock."""
 

@@ -47,7 +47,7 @@ from phoenix.providers.base import Clock, Dns, PoolEndpoint, Provider
 from phoenix.records import DeployLock, DeployRecord, Records, ServingRecord
 from phoenix.spec import DnsSpec, Spec
 
-log = plog.get_logger("phoenix.failover")
+log = plog.get_logger("phoenix.regions")
 
 
 def dns_managed(spec: Spec, provider: Provider) -> bool:
