@@ -19,7 +19,6 @@ from pathlib import Path
 from phoenix.clock import SystemClock
 from phoenix.engine import DeployResult, Engine, EventSink
 from phoenix.errors import BadRequest, InputError, PhoenixError, TemplateError
-from phoenix.regions import RegionMover, dns_managed
 from phoenix.health import build_tracker
 from phoenix.model import Health, Image, MemberState, NodeState
 from phoenix.planner import Observed
@@ -35,6 +34,7 @@ from phoenix.providers.base import (
 )
 from phoenix.providers.registry import open_provider
 from phoenix.records import DeployLock, DeployRecord, Records
+from phoenix.regions import RegionMover, dns_managed
 from phoenix.release import PLACEHOLDER_RELEASE, resolve_release
 from phoenix.render import RenderContext, render_user_data
 from phoenix.spec import HealthSpec, Spec
@@ -515,6 +515,46 @@ def import_image(
         if not source.is_dir():
             raise InputError(f"{source}: not a directory")
         return compute.import_image(region or spec.regions[0], source.resolve(), name)
+
+
+@dataclass(frozen=True)
+class DrillResult:
+    """A simulated region outage started or ended (local provider)."""
+
+    app: str
+    region: str
+    action: str  # outage | recover
+    killed_pids: tuple[int, ...] = ()
+    changed: bool = True
+
+
+def drill(
+    spec: Spec, *, region: str, end: bool = False, clock: Clock | None = None
+) -> DrillResult:
+    """Cut a local region's power (SIGKILL its balancers and nodes; its API then answers
+    "unavailable") or end that outage: a failover drill on this machine.
+
+    Only the local provider can do this; on a real cloud an outage is not ours to cause.
+    """
+    validate_region(spec, region)
+    if spec.provider.name != "local":
+        raise InputError(
+            f"provider.name: drills cut the power of local regions; the {spec.provider.name}"
+            " provider's regions are real (use `phoenix failover --to REGION` to rehearse)"
+        )
+    from phoenix.providers.local.outage import end_outage, start_outage
+    from phoenix.providers.local.provider import LocalCompute
+
+    clock = clock or SystemClock()
+    with _provider(spec, None, clock) as opened:
+        compute = opened.compute
+        assert isinstance(compute, LocalCompute)
+        state_dir = compute.cloud.state_dir
+        if end:
+            return DrillResult(spec.app, region, "recover",
+                               changed=end_outage(state_dir, region))
+        killed = start_outage(state_dir, region, reason="drill (phoenix drill outage)")
+        return DrillResult(spec.app, region, "outage", tuple(killed))
 
 
 def validate_region(spec: Spec, region: str | None) -> None:

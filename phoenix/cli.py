@@ -653,6 +653,57 @@ def image_import(
         )
 
 
+drill_app = typer.Typer(help="Failover drills on the local provider: cut a region's power.")
+app.add_typer(drill_app, name="drill")
+
+
+@drill_app.command("outage")
+def drill_outage(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    region: Annotated[str, typer.Option("--region", "-r", help="The region to cut.")] = "",
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """SIGKILL a local region's load balancers and nodes; its API answers "unavailable"
+    until `phoenix drill recover`."""
+    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        spec = session.load(spec_file)
+        if not region:
+            raise InputError(
+                f"--region REGION: say which region to cut ({', '.join(spec.regions)})"
+            )
+        result = api.drill(spec, region=_region(spec, region))
+        session.done(
+            dataclasses.asdict(result),
+            f"{result.region} is down: {len(result.killed_pids)} process(es) killed; its API"
+            " answers 'unavailable' until `phoenix drill recover`",
+        )
+
+
+@drill_app.command("recover")
+def drill_recover(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    region: Annotated[str, typer.Option("--region", "-r", help="The region to bring back.")] = "",
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """End a drill's outage: the region answers again (its dead nodes read ERROR)."""
+    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        spec = session.load(spec_file)
+        if not region:
+            raise InputError(f"--region REGION: say which region ({', '.join(spec.regions)})")
+        result = api.drill(spec, region=_region(spec, region), end=True)
+        session.done(
+            dataclasses.asdict(result),
+            f"{result.region} is back" if result.changed
+            else f"{result.region} was not down; nothing to do",
+        )
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of phoenix.yaml (for editors and linters)."""

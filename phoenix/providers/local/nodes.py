@@ -392,14 +392,53 @@ def _agent_died(node_dir: Path, status: Mapping[str, Any]) -> bool:
     return not process_alive(pid, status.get("agent_start"))
 
 
-def _stop_processes(node_dir: Path, status: Mapping[str, Any], grace: float) -> None:
-    """SIGTERM the node's processes, SIGKILL what is left after ``grace`` seconds."""
+def kill_node_processes(node_dir: Path, *, timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process of one node at once and wait until they are gone: a power cut.
+
+    Unlike ``delete`` there is no SIGTERM and the directory stays, so the node reads as
+    ERROR "node process died" afterwards, as a cloud reports a crashed host's servers
+    (used by ``outage.start_outage``). Returns the pids killed (none when nothing ran);
+    raises ``Transient`` if one is still alive after ``timeout`` seconds.
+    """
+    node_dir = Path(os.path.realpath(node_dir))  # the form the markers were set in
+    group, markers = _group_and_markers(node_dir, read_status(node_dir))
+    found = _node_processes(markers, group)
+    if group is not None:
+        _signal_group(group, signal.SIGKILL)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while left := _node_processes(markers, group):
+        if time.monotonic() > deadline:
+            raise Transient(
+                f"processes of node {node_dir.name} survived SIGKILL for {timeout:g}s (pids"
+                f" {', '.join(map(str, sorted(left)))}); retry"
+            )
+        for pid in left:  # a child forked after the first sweep
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(_POLL_SECONDS)
+    return sorted(found)
+
+
+def _group_and_markers(
+    node_dir: Path, status: Mapping[str, Any]
+) -> tuple[int | None, set[bytes]]:
+    """The node's process group (only while its agent lives: a dead agent's pid may be
+    reused) and the environment entries every process of the node inherits."""
     pid = status.get("agent_pid")
     group = pid if pid and process_alive(pid, status.get("agent_start")) else None
     markers = {
         f"{NODE_DIR_VARIABLE}={node_dir}".encode(),
         f"PHOENIX_NODE_ROOT={node_dir / ROOT_DIR}".encode(),
     }
+    return group, markers
+
+
+def _stop_processes(node_dir: Path, status: Mapping[str, Any], grace: float) -> None:
+    """SIGTERM the node's processes, SIGKILL what is left after ``grace`` seconds."""
+    group, markers = _group_and_markers(node_dir, status)
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 3.0)):
         found = _node_processes(markers, group)
         if not found:

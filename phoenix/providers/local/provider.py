@@ -7,19 +7,22 @@ directory, so a deploy and a later ``status`` from the same place share it)::
     regions.json                 region name -> number (addresses are 127.<number>.x.y)
     regions/<region>/apps/<app>/nodes/...   one directory and agent process per server
     regions/<region>/pools/<pool>/   one load-balancer process per pool
+    regions/<region>/outage.json     present while the region is down (``outage.py``)
     store/                       release records, history, the deploy lock
-    dns.json                     the DNS stand-in
+    dns.json                     the DNS stand-in's record sets
+    frontends.json               DNS record -> front-end number k
+    frontends/<name>.<zone>/     the record's front-end balancer (``frontend.py``)
 
-Each region's load balancer listens on ``127.<number>.255.254:<lb_port>``.
+Each region's load balancer listens on ``127.<number>.255.254:<lb_port>``; each DNS
+record's front end on ``127.0.<k>.254:<lb_port>``, balancing over the region balancers
+the record names (the local stand-in for DNS failover).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,25 +42,16 @@ from phoenix.model import (
 )
 from phoenix.providers.base import Clock, ImageQuery, Provider
 from phoenix.providers.local.balancer import Balancer, BalancerConfig
+from phoenix.providers.local.frontend import LocalDns
 from phoenix.providers.local.images import LocalImage, get_image, import_image, list_images
 from phoenix.providers.local.nodes import LocalNodes, NodeRecord
-from phoenix.providers.local.store import DirectoryStore, FileDns
+from phoenix.providers.local.outage import check_region
+from phoenix.providers.local.store import DirectoryStore
+from phoenix.providers.local.store import file_lock as _file_lock
 
 DEFAULT_STATE_DIR = Path(".phoenix") / "local"
 _OPTIONS = ("state_dir", "balancer", "lb_port", "max_nodes", "flavors")
 LB_HOST_OCTETS = (255, 254)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Serialise a read-modify-write across Phoenix processes on this machine."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class LocalCloud:
@@ -104,6 +98,13 @@ class LocalCloud:
     def region_dir(self, region: str) -> Path:
         return self.state_dir / "regions" / region
 
+    def check_available(self, region: str) -> None:
+        """``RegionUnavailable`` while the region has a simulated outage (``outage.py``).
+
+        Called first by every region-scoped method, before anything is read or started.
+        """
+        check_region(self.state_dir, region)
+
     def nodes(self, region: str, app: str) -> LocalNodes:
         """The app's servers in the region (apps are namespaced, as on a real cloud)."""
         key = f"{region}/{app}"
@@ -140,13 +141,18 @@ class LocalCloud:
     # --- load balancers -------------------------------------------------------------
 
     def balancer(self, region: str, pool: str) -> Balancer:
-        config = BalancerConfig(
-            pool_dir=self.region_dir(region) / "pools" / pool,
-            listen_host=self.lb_host(region),
-            listen_port=self.lb_port,
-            check_path=self.check_path,
-            check_interval=self.check_interval,
+        return self.make_balancer(
+            BalancerConfig(
+                pool_dir=self.region_dir(region) / "pools" / pool,
+                listen_host=self.lb_host(region),
+                listen_port=self.lb_port,
+                check_path=self.check_path,
+                check_interval=self.check_interval,
+            )
         )
+
+    def make_balancer(self, config: BalancerConfig) -> Balancer:
+        """A balancer of the configured kind (the region pools' and the DNS front ends')."""
         kind = self.balancer_kind
         if kind == "auto":
             from phoenix.providers.local.haproxy import haproxy_available
@@ -203,10 +209,12 @@ class LocalCompute:
         self.images_root = cloud.state_dir / "images"
 
     def list_nodes(self, region: str, app: str) -> list[Node]:
+        self.cloud.check_available(region)
         nodes = (_node(r, region) for r in self.cloud.nodes(region, app).list())
         return [n for n in nodes if n.app == app]
 
     def create_node(self, region: str, request: NodeRequest) -> Node:
+        self.cloud.check_available(region)
         image = get_image(self.images_root, request.image_id)
         self.get_flavor(region, request.flavor)
         app = request.metadata.get(TAG_APP, "")
@@ -238,17 +246,20 @@ class LocalCompute:
         return _node(record, region)
 
     def delete_node(self, region: str, node_id: str) -> None:
+        self.cloud.check_available(region)
         owner = self.cloud.owner_of(region, node_id)
         if owner is not None:
             owner.delete(node_id)
 
     def set_metadata(self, region: str, node_id: str, metadata: Mapping[str, str]) -> None:
+        self.cloud.check_available(region)
         owner = self.cloud.owner_of(region, node_id)
         if owner is None:
             raise NotFound(f"server {node_id} not found in {region}", region=region)
         owner.set_metadata(node_id, metadata)
 
     def find_images(self, region: str, query: ImageQuery) -> list[Image]:
+        self.cloud.check_available(region)
         found = list_images(self.images_root)
         if query.id is not None:
             found = [i for i in found if i.id == query.id]
@@ -261,11 +272,13 @@ class LocalCompute:
         return images
 
     def import_image(self, region: str, source: Path, name: str | None = None) -> Image:
+        self.cloud.check_available(region)
         return _image(
             import_image(self.images_root, source, name=name, now=self.cloud.clock.now())
         )
 
     def get_flavor(self, region: str, name: str) -> Flavor:
+        self.cloud.check_available(region)
         # Local nodes share this machine: a flavor is a name that is recorded, not a size.
         if name not in self.cloud.flavors:
             raise UnknownResource(
@@ -276,6 +289,7 @@ class LocalCompute:
         return Flavor(id=name, name=name, vcpus=1, ram_mb=512)  # nominal, not enforced
 
     def quota(self, region: str) -> Quota:
+        self.cloud.check_available(region)
         used = sum(len(n.list()) for n in self.cloud.all_nodes(region))
         return Quota(instances=max(0, self.cloud.max_nodes - used), vcpus=None, ram_mb=None)
 
@@ -292,6 +306,7 @@ class LocalLoadBalancer:
         return balancer
 
     def list_members(self, region: str, pool: str) -> list[Member]:
+        self.cloud.check_available(region)
         balancer = self.cloud.balancer(region, pool)
         if not balancer.config.pool_dir.exists():
             return []  # never created: a read does not bring a load balancer up
@@ -299,19 +314,25 @@ class LocalLoadBalancer:
         return balancer.list_members()
 
     def add_member(self, region: str, pool: str, name: str, address: str, port: int) -> None:
+        self.cloud.check_available(region)
         self._running(region, pool).add_member(name, address, port)
 
     def drain_member(self, region: str, pool: str, name: str) -> None:
+        self.cloud.check_available(region)
         self._running(region, pool).drain_member(name)
 
     def remove_member(self, region: str, pool: str, name: str) -> None:
+        self.cloud.check_available(region)
         self._running(region, pool).remove_member(name)
 
     def url(self, region: str, pool: str) -> str:
+        # Not guarded: computed from state, like a load balancer's DNS name that a client
+        # still knows while the region is down.
         return self.cloud.balancer(region, pool).url()
 
     def delete_pool(self, region: str, pool: str) -> None:
         """Stop the pool's balancer process (``phoenix destroy``): nothing left running."""
+        self.cloud.check_available(region)
         self.cloud.balancer(region, pool).stop()
 
 
@@ -327,6 +348,7 @@ def open_local_provider(
     Options: ``state_dir`` (default ``.phoenix/local``), ``balancer`` (auto | haproxy |
     builtin; auto picks HAProxy when installed), ``lb_port`` (default 8080),
     ``max_nodes`` per region (default 64), ``flavors`` (names; default ``[local]``).
+    DNS is ``LocalDns``: record sets in dns.json, each served by a front-end balancer.
     """
     for key in options:
         if key not in _OPTIONS:
@@ -371,6 +393,6 @@ def open_local_provider(
         compute=LocalCompute(cloud),
         load_balancer=LocalLoadBalancer(cloud),
         store=DirectoryStore(state_dir / "store"),
-        dns=FileDns(state_dir / "dns.json"),
+        dns=LocalDns(cloud),
         health_source=None,
     )

@@ -7,9 +7,12 @@ the lock) see a consistent store, as they would with Swift or S3.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -26,6 +29,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Serialise a read-modify-write across Phoenix processes on this machine (``flock``).
+
+    The lock file is separate from the data file, which is replaced (not rewritten) by
+    ``_atomic_write`` and so cannot carry the lock itself.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class DirectoryStore:
@@ -89,6 +108,8 @@ class FileDns:
         )
 
     def set_record(self, zone: str, name: str, values: tuple[str, ...], ttl: int) -> None:
-        records = self._load()
-        records[f"{name}.{zone}"] = {"values": list(values), "ttl": ttl}
-        _atomic_write(self.path, json.dumps(records, indent=1, sort_keys=True).encode())
+        # Locked: two records set at once by two processes must not lose one of them.
+        with file_lock(self.path.with_name(f".{self.path.name}.lock")):
+            records = self._load()
+            records[f"{name}.{zone}"] = {"values": list(values), "ttl": ttl}
+            _atomic_write(self.path, json.dumps(records, indent=1, sort_keys=True).encode())

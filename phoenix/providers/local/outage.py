@@ -1,0 +1,207 @@
+"""Region outages on the local provider: a power cut of one region, for failover drills.
+
+The local counterpart of the memory provider's ``Faults.down_regions``. ``start_outage``
+SIGKILLs every process of the region (each pool's balancer and every node's process
+tree; SIGKILL, not SIGTERM, because a power cut gives nobody time to clean up) and
+writes ``regions/<region>/outage.json``. While that marker exists, every region-scoped
+call of ``LocalCompute`` and ``LocalLoadBalancer`` raises ``RegionUnavailable`` before
+doing anything, as a cloud's unreachable regional API would, so nothing (in particular
+no ``list_members``) brings a balancer of the dead region back up.
+
+``end_outage`` removes the marker and restarts nothing: the region is "back" with its
+state on disk, the dead nodes are reported ERROR ("node process died") by the existing
+code and a balancer restarts from members.json on first use, as after a real outage.
+
+The marker lives in the state directory, so an outage started from one process (a test,
+a drill script) is seen by ``phoenix deploy`` in another. The global front end
+(``frontend.py``) lives outside ``regions/`` and is never part of an outage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from phoenix.errors import InputError, RegionUnavailable, Transient
+from phoenix.processes import pid_alive
+from phoenix.providers.local import haproxy, proxy
+from phoenix.providers.local.images import write_json_atomic
+from phoenix.providers.local.nodes import kill_node_processes
+
+__all__ = [
+    "OUTAGE_FILE",
+    "Outage",
+    "check_region",
+    "end_outage",
+    "outage_of",
+    "read_outage",
+    "start_outage",
+]
+
+OUTAGE_FILE = "outage.json"
+KILL_TIMEOUT = 5.0  # seconds a SIGKILLed balancer may take to disappear
+_POLL_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A region's outage as its marker records it."""
+
+    region: str
+    since: str  # ISO 8601, UTC
+    reason: str
+
+    def error(self) -> RegionUnavailable:
+        """The error every region-scoped call raises while the region is down."""
+        return RegionUnavailable(
+            f"region {self.region} is unavailable: {self.reason} since {self.since}"
+            " (a local outage: `phoenix drill recover` or `end_outage` ends it)",
+            region=self.region,
+        )
+
+
+def start_outage(state_dir: Path, region: str, reason: str = "simulated outage") -> list[int]:
+    """Power-cut ``region``: SIGKILL its balancers and node processes, then mark it down.
+
+    Returns the pids killed. Idempotent: a second call kills whatever may have started
+    since (normally nothing) and keeps the first call's ``since`` and ``reason``.
+    The marker is written first so that no call of another process can restart a
+    balancer between the kill and the marker; the kill sweep runs after it.
+    """
+    region_dir = _region_dir(state_dir, region)
+    if read_outage(state_dir, region) is None:
+        since = datetime.now(UTC).isoformat(timespec="seconds")
+        region_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_json_atomic(
+            region_dir / OUTAGE_FILE, {"since": since, "reason": reason}, mode=0o600
+        )
+    killed = _kill_balancers(region_dir / "pools")
+    for node_dir in _node_dirs(region_dir):
+        killed.extend(kill_node_processes(node_dir))
+    return sorted(killed)
+
+
+def end_outage(state_dir: Path, region: str) -> bool:
+    """Mark ``region`` up again (nothing is restarted); False when it was not down."""
+    try:
+        (_region_dir(state_dir, region) / OUTAGE_FILE).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def outage_of(state_dir: Path, region: str) -> str | None:
+    """The reason ``region`` is down, or None when it is up."""
+    outage = read_outage(state_dir, region)
+    return None if outage is None else outage.reason
+
+
+def read_outage(state_dir: Path, region: str) -> Outage | None:
+    """The region's outage marker, or None. One failed ``open`` when the region is up, so
+    every provider call can afford it."""
+    path = _region_dir(state_dir, region) / OUTAGE_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        data = json.loads(text)
+        return Outage(region, str(data["since"]), str(data["reason"]))
+    except (ValueError, KeyError, TypeError):
+        # A hand-edited marker still means "down": failing open would hide the drill.
+        return Outage(region, "an unknown time", f"(unreadable {path})")
+
+
+def check_region(state_dir: Path, region: str) -> None:
+    """Raise ``RegionUnavailable`` when ``region`` is down; the guard of every call."""
+    outage = read_outage(state_dir, region)
+    if outage is not None:
+        raise outage.error()
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _region_dir(state_dir: Path, region: str) -> Path:
+    if not region or region in (".", "..") or "/" in region or "\0" in region:
+        raise InputError(f"region {region!r}: not a usable region name")
+    return state_dir / "regions" / region
+
+
+def _node_dirs(region_dir: Path) -> list[Path]:
+    """Every node directory of every app. Hidden entries are skipped: a staging directory
+    has no processes yet and a trash directory none any more."""
+    return sorted(
+        p for p in region_dir.glob("apps/*/nodes/*") if p.is_dir() and not p.name.startswith(".")
+    )
+
+
+def _kill_balancers(pools_dir: Path) -> list[int]:
+    if not pools_dir.is_dir():
+        return []
+    pids = {pid for pool in pools_dir.iterdir() if pool.is_dir() for pid in _balancer_pids(pool)}
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    _wait_gone(pids)
+    return sorted(pids)
+
+
+def _balancer_pids(pool_dir: Path) -> set[int]:
+    """The live balancer processes of one pool: the pid in ``haproxy.pid``/``proxy.pid``,
+    and any other process whose command line names this pool (a balancer whose pid file
+    was lost or is stale). A pid reused by an unrelated program is never included."""
+    pool_dir = pool_dir.resolve()
+    owned = _pool_arguments(pool_dir)
+    candidates = set(_pids_in_files(pool_dir))
+    candidates.update(int(entry) for entry in os.listdir("/proc") if entry.isdigit())
+    return {pid for pid in candidates if pid != os.getpid() and _runs(pid, owned)}
+
+
+def _pool_arguments(pool_dir: Path) -> set[bytes]:
+    """The argv entries that only this pool's balancer carries: HAProxy runs
+    ``haproxy -D -f <pool_dir>/haproxy.cfg``, the built-in one ``python -m <module>
+    <pool_dir>``."""
+    return {os.fsencode(pool_dir / haproxy.CONFIG_FILE), os.fsencode(pool_dir)}
+
+
+def _pids_in_files(pool_dir: Path) -> list[int]:
+    pids = []
+    for name in (haproxy.PID_FILE, proxy.PID_FILE):
+        with contextlib.suppress(OSError, ValueError):
+            pids.append(int((pool_dir / name).read_text().strip()))
+    return pids
+
+
+def _runs(pid: int, owned: set[bytes]) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if not owned.intersection(argv):
+        return False
+    is_haproxy = os.path.basename(argv[0]) == b"haproxy"
+    return (is_haproxy or proxy.MODULE.encode() in argv) and pid_alive(pid)
+
+
+def _wait_gone(pids: set[int]) -> None:
+    deadline = time.monotonic() + KILL_TIMEOUT
+    while left := {pid for pid in pids if _alive(pid)}:
+        if time.monotonic() > deadline:
+            raise Transient(
+                f"balancer process(es) {', '.join(map(str, sorted(left)))} survived SIGKILL"
+                f" for {KILL_TIMEOUT:g}s; retry start_outage"
+            )
+        time.sleep(_POLL_SECONDS)
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child (a started proxy)
+    return pid_alive(pid)
