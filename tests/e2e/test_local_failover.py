@@ -8,21 +8,26 @@ without a single failed request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 import phoenix
 from phoenix.clock import SystemClock
-from phoenix.engine import DeployResult, Event
 from phoenix.providers.local.outage import end_outage, start_outage
 from phoenix.providers.local.provider import open_local_provider
 from tests.e2e.test_local_e2e import BALANCERS, EXAMPLE, alive, free_port
@@ -52,15 +57,15 @@ class TimedLoad:
 
     async def _worker(self, client: httpx.AsyncClient) -> None:
         while not self.stop.is_set():
-            started = time.monotonic()
+            started = time.time()
             try:
                 response = await client.get(self.url)
                 ok = response.status_code == 200 and response.text.startswith("release ")
                 error = None if ok else f"{response.status_code} {response.text[:60]!r}"
-                self.outcomes.append(Outcome(started, time.monotonic(), ok, None, error))
+                self.outcomes.append(Outcome(started, time.time(), ok, None, error))
             except httpx.HTTPError as exc:
                 self.outcomes.append(
-                    Outcome(started, time.monotonic(), False, None, f"{type(exc).__name__}")
+                    Outcome(started, time.time(), False, None, f"{type(exc).__name__}")
                 )
                 await asyncio.sleep(0.01)  # a refused connection returns at once
 
@@ -83,6 +88,7 @@ class TimedLoad:
 class Site:
     root: Path
     lb_port: int
+    balancer: str
 
     @property
     def spec_path(self) -> Path:
@@ -131,7 +137,7 @@ def site(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
     text += f"\ndns: {{zone: {ZONE}, record: {RECORD}, ttl: 1}}\n"
     (root / "phoenix.yaml").write_text(text)
     monkeypatch.chdir(root)
-    made = Site(root, port)
+    made = Site(root, port, request.param)
     try:
         yield made
     finally:
@@ -145,32 +151,46 @@ def site(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
                     os.kill(pid, signal.SIGKILL)
 
 
-def under_load(site: Site, action: Callable[[Callable[[Event], None]], DeployResult],
-               *, outage: bool) -> tuple[TimedLoad, DeployResult, float, float]:
+def phoenix_cli(site: Site, *args: str) -> tuple[dict[str, Any], float | None]:
+    """Run the real ``phoenix`` CLI; its JSON result and when the DNS front end switched
+    (wall clock, from its JSON log line), if it did."""
+    done = subprocess.run(
+        [sys.executable, "-m", "phoenix", "--output", "json", "--log-format", "json", *args,
+         str(site.spec_path)],
+        cwd=site.root, capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    switched = None
+    for line in done.stderr.splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("event") == "dns front end switched":
+                switched = datetime.fromisoformat(entry["timestamp"]).timestamp()
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result, switched
+
+
+def under_load(
+    site: Site, action: Callable[[], tuple[dict[str, Any], float | None]], *, outage: bool
+) -> tuple[TimedLoad, dict[str, Any], float, float]:
     """Run the load; optionally cut local-a's power; run ``action``; keep loading 2 s past
     the DNS switch. Returns the load, the result, the outage and the switch moments."""
     load = TimedLoad(site.front_end_url())
     thread = threading.Thread(target=load.run)
     thread.start()
-    switched: list[float] = []
-
-    def on_event(event: Event) -> None:
-        if event.kind == "steps" and event.message == "dns":
-            switched.append(time.monotonic())
-
     try:
         time.sleep(1.0)
-        cut = time.monotonic()
+        cut = time.time()
         if outage:
             start_outage(site.state_dir, A)
-        result = action(on_event)
-        assert switched, "the DNS record was never switched"
-        while time.monotonic() < switched[-1] + 2.0:
+        result, switched = action()
+        assert switched is not None, "the DNS record was never switched"
+        while time.time() < switched + 2.0:
             time.sleep(0.05)
     finally:
         load.stop.set()
         thread.join(timeout=30)
-    return load, result, cut, switched[-1]
+    return load, result, cut, switched
 
 
 def error_window(load: TimedLoad, since: float) -> float:
@@ -179,29 +199,28 @@ def error_window(load: TimedLoad, since: float) -> float:
     if not failed:
         return 0.0
     recovered = [o.ended for o in load.outcomes if o.ok and o.started > failed[-1].started]
-    return (min(recovered) if recovered else time.monotonic()) - since
+    return (min(recovered) if recovered else time.time()) - since
 
 
 def test_outage_then_failover_moves_the_app_and_failback_restores_it(site: Site) -> None:
-    spec = site.spec()
-    first = phoenix.deploy(spec)
-    assert first.region == A and first.dns == "127.1.255.254"
+    first, _ = phoenix_cli(site, "deploy")
+    assert first["region"] == A and first["dns"] == "127.1.255.254"
 
     load, moved, cut, switched = under_load(
-        site, lambda on_event: phoenix.failover(spec, to=B, on_event=on_event), outage=True
+        site, lambda: phoenix_cli(site, "failover", "--to", B, "--yes"), outage=True
     )
-    assert moved.region == B and moved.release == first.release
-    assert moved.dns == "127.2.255.254"
+    assert moved["region"] == B and moved["release"] == first["release"]
+    assert moved["dns"] == "127.2.255.254"
     assert load.failed_since(switched) == [], load.failed_since(switched)[:5]
     assert load.ok_since(switched) > 20
     window = error_window(load, cut)
     failed = load.failed_since(cut)
-    print(f"\n[{site.spec().provider.options['balancer']}] outage -> failover: error window"
-          f" {window:.2f}s, {len(failed)} failed of {len(load.outcomes)} requests,"
+    print(f"\n[{site.balancer}] outage -> failover: error window {window:.2f}s,"
+          f" {len(failed)} failed of {len(load.outcomes)} requests,"
           f" {load.ok_since(switched)} ok after the switch")
     assert failed, "killing local-a should have failed some requests"
     assert window < 30
-    status = phoenix.status(spec)
+    status = phoenix.status(site.spec())
     assert status.serving_region == B
     assert {r.region: r.dns_points_here for r in status.regions} == {A: False, B: True}
     assert any(A in problem for problem in status.problems)  # down, and not cleaned up
@@ -209,12 +228,13 @@ def test_outage_then_failover_moves_the_app_and_failback_restores_it(site: Site)
     # The region is back: failback is health-gated and drops nothing.
     end_outage(site.state_dir, A)
     load, back, _, switched = under_load(
-        site, lambda on_event: phoenix.failback(spec, on_event=on_event), outage=False
+        site, lambda: phoenix_cli(site, "failback", "--yes"), outage=False
     )
-    assert back.region == A and back.action == "failback"
+    assert back["region"] == A and back["action"] == "failback"
     assert [o for o in load.outcomes if not o.ok] == []
     assert load.ok_since(switched) > 20
-    status = phoenix.status(spec)
+    print(f"[{site.balancer}] failback: {len(load.outcomes)} requests, 0 failed")
+    status = phoenix.status(site.spec())
     assert status.serving_region == A
     nodes_b = [n for r in status.regions if r.region == B for n in r.nodes]
     assert all(n.state == "DELETING" for n in nodes_b)
@@ -224,16 +244,13 @@ def test_outage_then_failover_moves_the_app_and_failback_restores_it(site: Site)
 
 
 def test_a_deploy_notices_the_outage_and_lands_in_the_next_region(site: Site) -> None:
-    spec = site.spec()
-    phoenix.deploy(spec)
+    phoenix_cli(site, "deploy")
 
-    load, result, cut, switched = under_load(
-        site, lambda on_event: phoenix.deploy(spec, on_event=on_event), outage=True
-    )
-    assert result.region == B
-    first = result.attempts[0]
-    assert (first.region, first.outcome, first.radius) == (A, "failed", "region")
-    assert "unavailable" in (first.reason or "")
+    load, result, cut, switched = under_load(site, lambda: phoenix_cli(site, "deploy"),
+                                             outage=True)
+    assert result["region"] == B
+    first = result["attempts"][0]
+    assert (first["region"], first["outcome"], first["radius"]) == (A, "failed", "region")
+    assert "unavailable" in (first["reason"] or "")
     assert load.failed_since(switched) == []
-    print(f"\n[{spec.provider.options['balancer']}] outage -> deploy: error window"
-          f" {error_window(load, cut):.2f}s")
+    print(f"\n[{site.balancer}] outage -> deploy: error window {error_window(load, cut):.2f}s")
