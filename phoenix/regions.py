@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -140,6 +141,7 @@ class RegionMover:
         for number, region in enumerate(order):
             engine = self._engine(region, lock)
             try:
+                self._address(region)  # DNS must be able to point here: check before building
                 result = run(engine)
             except OutcomeError as failed:
                 outcome = failed.result if isinstance(failed.result, DeployResult) else None
@@ -350,9 +352,15 @@ class RegionMover:
             )
         url = self.call(lambda: lb.url(region, self.spec.load_balancer.pool))
         host = urlsplit(url).hostname
-        if not host:
-            raise InputError(f"{region}: the load balancer's URL {url!r} names no host")
-        return host
+        try:
+            return str(ipaddress.ip_address(host or ""))
+        except ValueError:
+            raise InputError(
+                f"{region}: the load balancer is reached at {url!r}, not at an IP address;"
+                " Phoenix switches A/AAAA records only (CNAME and alias records are not"
+                " supported yet), so remove dns: from the spec or use an IP-addressed"
+                " load balancer"
+            ) from None
 
     def _save_serving(self, region: str, release: str, address: str) -> None:
         saved = self.records.serving()

@@ -15,12 +15,13 @@ from phoenix.errors import (
     CapacityError,
     DeployFailed,
     InputError,
+    ProviderError,
     QuotaExceeded,
     RegionUnavailable,
     Transient,
     UnknownResource,
 )
-from phoenix.model import MemberState, NodeState
+from phoenix.model import MemberState, NodeState, Quota
 from phoenix.spec import Spec
 from tests.e2e.conftest import POOL, World
 
@@ -228,3 +229,71 @@ def test_pinned_region_deploy_does_not_fail_over(world: World) -> None:
         api.deploy(spec_with_dns(world), region=A, provider=world.provider(),
                    clock=world.clock)
     assert live(world, B) == [] and dns_values(world) is None
+
+
+class _FailingCreates:
+    """The compute API of one region refuses every create with ``error``, and (like a
+    cloud whose quota API says nothing) reports unlimited quota, so the engine only
+    learns of the problem once it builds."""
+
+    def __init__(self, inner: object, region: str, error: type[ProviderError]) -> None:
+        self._inner = inner
+        self._region = region
+        self._error = error
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def quota(self, region: str) -> Quota:
+        return Quota(None, None, None)
+
+    def create_node(self, region: str, request: object) -> object:
+        if region == self._region:
+            self.refused += 1
+            raise self._error(f"HTTP 503 or 403 from compute in {region} (injected)",
+                              region=region)
+        return self._inner.create_node(region, request)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("error", "calls"), [(Transient, 6), (QuotaExceeded, 1), (CapacityError, 1)]
+)
+def test_a_create_refused_in_a_is_a_region_failure(
+    world: World, error: type[ProviderError], calls: int
+) -> None:
+    """5xx beyond the executor's retries, or quota/capacity found only at create time."""
+    spec = spec_with_dns(world)
+    deploy(world, spec)  # r1 serves in A
+    provider = world.provider()
+    failing = _FailingCreates(provider.compute, A, error)
+    provider.compute = failing  # type: ignore[assignment]
+    result = api.deploy(spec_with_dns(world, image="golden-v2"), provider=provider,
+                        clock=world.clock)
+    assert result.region == B
+    attempt = result.attempts[0]
+    assert (attempt.region, attempt.radius, attempt.cleaned_up) == (A, "region", True)
+    assert error.__name__ in (attempt.reason or "")
+    assert failing.refused >= calls  # transient errors were retried before giving up
+    assert live(world, A) == []  # A's old release was retired after DNS moved to B
+    assert len(serving(world, B)) == 3
+    assert dns_values(world) == (address_of(world, B),)
+
+
+def test_a_load_balancer_reached_by_name_is_refused_before_building(world: World) -> None:
+    provider = world.provider()
+
+    class NamedLb:
+        def __init__(self, inner: object) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
+
+        def url(self, region: str, pool: str) -> str:
+            return f"http://{pool}.{region}.elb.example.com/"
+
+    provider.load_balancer = NamedLb(provider.load_balancer)  # type: ignore[assignment]
+    with pytest.raises(InputError, match="not at an IP address"):
+        api.deploy(spec_with_dns(world), provider=provider, clock=world.clock)
+    assert live(world, A) == [] and live(world, B) == []
