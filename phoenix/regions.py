@@ -43,12 +43,16 @@ from phoenix.errors import (
     ProviderError,
     RestoreFailed,
 )
-from phoenix.model import MemberState
+from phoenix.model import Health, MemberState
 from phoenix.providers.base import Clock, Dns, PoolEndpoint, Provider
 from phoenix.records import DeployLock, DeployRecord, Records, ServingRecord
 from phoenix.spec import DnsSpec, Spec
 
 log = plog.get_logger("phoenix.regions")
+
+
+class _NotReady(PhoenixError):
+    """The release converged in a region that still may not take traffic (the gate)."""
 
 
 def dns_managed(spec: Spec, provider: Provider) -> bool:
@@ -67,14 +71,12 @@ class RegionMover:
         *,
         clock: Clock,
         on_event: EventSink | None = None,
-        engine_options: dict[str, object] | None = None,
     ) -> None:
         self.spec = spec
         self.provider = provider
         self.clock = clock
         self.on_event = on_event or (lambda event: None)
         self.deploy_id = plog.new_deploy_id()
-        self._engine_options = dict(engine_options or {})
         first = self._engine(spec.regions[0])
         self.store = first.store  # retried like every provider call
         self.call = first._executor(None).call
@@ -164,7 +166,22 @@ class RegionMover:
                     raise self._all_failed(action, attempts, last, exc) from exc
                 self._moving_on(region, attempts[-1], order[number + 1])
                 continue
-            return self._switched(action, region, serving, result, attempts, engine)
+            try:
+                return self._switched(action, region, serving, result, attempts, engine)
+            except _NotReady as gate:
+                # Built, but not fit for traffic: a region-level failure like any other.
+                # What was built goes (unless the region already served: DNS stays).
+                cleaned = region == serving or self._retire(region, lock=lock)
+                attempts.append(RegionAttempt(region, "failed", result.release, str(gate),
+                                              BlastRadius.REGION, cleaned_up=cleaned))
+                last = dataclasses.replace(result, outcome="rolled-back", reason=str(gate),
+                                           radius=BlastRadius.REGION)
+                if number == len(order) - 1:
+                    raise self._with_attempts(
+                        DeployFailed(f"{gate}; DNS was not switched", result=last),
+                        attempts, last,
+                    ) from None
+                self._moving_on(region, attempts[-1], order[number + 1])
         raise InputError(f"{action}: no region to try")  # an empty order; cannot happen
 
     def _switched(
@@ -183,12 +200,18 @@ class RegionMover:
         if changed and outcome == "unchanged":
             outcome = "succeeded"  # nothing to build, but traffic moved
         attempts.append(RegionAttempt(region, outcome, result.release))
+        left = [serving] if moved and serving is not None else []
+        left += [r for r in self.spec.regions
+                 if r not in (region, serving) and self._holds_nodes(r)]
         notes: list[str] = []
-        if moved and serving is not None:
-            notes.append(self._retire(serving, lock=engine._held_lock))
-        for other in self.spec.regions:
-            if other not in (region, serving) and self._holds_nodes(other):
-                notes.append(self._retire(other, lock=engine._held_lock))
+        if left:
+            _, where = self._dns()
+            self.on_event(Event("waiting", "waiting for", (
+                f"resolvers to drop the old answer ({where.ttl}s TTL) before retiring"
+                f" {', '.join(left)}",)))
+            self.clock.sleep(where.ttl)
+        for other in left:
+            notes.append(self._retire_noted(other, lock=engine._held_lock))
         dns_text = self._dns_text()
         self.on_event(Event("converged", f"{result.release} serves from {region}"
                             + (f"; DNS now points at {region}" if changed else "")))
@@ -225,14 +248,11 @@ class RegionMover:
         serving = {m.name for m in observed.members if m.state is MemberState.SERVING}
         unhealthy = [
             name for name, health in observed.health.items()
-            if name in serving and health.status.value == "UNHEALTHY"
+            if name in serving and health.status is Health.UNHEALTHY
         ]
         if not serving or unhealthy:
-            raise DeployFailed(
-                f"{region} is not healthy enough to take traffic"
-                f" ({'no member serves' if not serving else 'unhealthy: ' + ', '.join(unhealthy)});"
-                " DNS was not switched"
-            )
+            why = "no member serves" if not serving else "unhealthy: " + ", ".join(unhealthy)
+            raise _NotReady(f"{region} is not healthy enough to take traffic ({why})")
         check = self.spec.health
         lb = self.provider.load_balancer
         if (
@@ -252,25 +272,23 @@ class RegionMover:
             if passes >= check.healthy_threshold:
                 return
             self.clock.sleep(min(check.interval, 1.0))
-        raise DeployFailed(
-            f"{region}'s load balancer does not pass the health check at {url} ({last});"
-            " DNS was not switched"
+        raise _NotReady(
+            f"{region}'s load balancer does not pass the health check at {url} ({last})"
         )
 
-    def _retire(self, region: str, *, lock: DeployLock | None) -> str:
-        """Take the app out of a region traffic has left, after one DNS TTL."""
-        _, where = self._dns()
-        self.on_event(Event("waiting", "waiting for", (
-            f"resolvers to drop the old answer ({where.ttl}s TTL) before retiring {region}",)))
-        self.clock.sleep(where.ttl)
+    def _retire(self, region: str, *, lock: DeployLock | None) -> bool:
+        """Take the app out of a region traffic does not reach; True when it is empty."""
         try:
-            done = self._engine(region, lock).retire()
+            return self._engine(region, lock).retire()
         except PhoenixError as exc:
-            log.warning("could not retire the old region", region=region, error=str(exc))
-            return f"left {region} as it is: {exc}; the next failback or deploy cleans it up"
-        if not done:
-            return f"retiring {region} did not finish; run `phoenix status`"
-        return f"retired {region}: its nodes are deleted"
+            log.warning("could not retire the region", region=region, error=str(exc))
+            return False
+
+    def _retire_noted(self, region: str, *, lock: DeployLock | None) -> str:
+        if self._retire(region, lock=lock):
+            return f"retired {region}: its nodes are deleted"
+        return (f"left {region} as it is (it could not be emptied, e.g. unreachable); the"
+                " next failback or deploy that reaches it cleans it up")
 
     def _holds_nodes(self, region: str) -> bool:
         try:
@@ -389,7 +407,6 @@ class RegionMover:
         return Engine(
             self.spec, self.provider, clock=self.clock, region=region,
             on_event=self.on_event, deploy_id=self.deploy_id, lock=lock,
-            **self._engine_options,  # type: ignore[arg-type]
         )
 
     @contextlib.contextmanager

@@ -297,3 +297,35 @@ def test_a_load_balancer_reached_by_name_is_refused_before_building(world: World
     with pytest.raises(InputError, match="not at an IP address"):
         api.deploy(spec_with_dns(world), provider=provider, clock=world.clock)
     assert live(world, A) == [] and live(world, B) == []
+
+
+def test_a_region_failing_the_dns_gate_is_emptied_and_the_next_one_serves(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate runs after the engine converged (e.g. the region's own load balancer does
+    not answer): the region is treated as failed, emptied, and DNS never points at it."""
+    from phoenix import regions
+
+    real_gate = regions.RegionMover._gate
+    gated: list[str] = []
+
+    def gate(self: regions.RegionMover, region: str, engine: object) -> None:
+        gated.append(region)
+        if region == A:
+            raise regions._NotReady(f"{A}'s load balancer does not pass the health check")
+        real_gate(self, region, engine)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(regions.RegionMover, "_gate", gate)
+    result = deploy(world, spec_with_dns(world))
+    assert gated == [A, B]
+    assert result.region == B
+    assert result.attempts[0].radius == "region" and result.attempts[0].cleaned_up
+    assert "does not pass" in (result.attempts[0].reason or "")
+    assert live(world, A) == [] and dns_values(world) == (address_of(world, B),)
+
+    monkeypatch.setattr(regions.RegionMover, "_gate", lambda *a: (_ for _ in ()).throw(
+        regions._NotReady("no region passes")))
+    with pytest.raises(DeployFailed, match="no region passes; DNS was not switched"):
+        api.failover(spec_with_dns(world), to=A, provider=world.provider(), clock=world.clock)
+    assert live(world, A) == []  # built for the failover, then emptied: DNS never moved
+    assert dns_values(world) == (address_of(world, B),) and len(serving(world, B)) == 3
