@@ -369,16 +369,19 @@ class RegionMover:
                 " so DNS cannot be pointed at a region"
             )
         url = self.call(lambda: lb.url(region, self.spec.load_balancer.pool))
-        host = urlsplit(url).hostname
+        host = (urlsplit(url).hostname or "").lower()
         try:
-            return str(ipaddress.ip_address(host or ""))
+            return str(ipaddress.ip_address(host))
         except ValueError:
-            raise InputError(
-                f"{region}: the load balancer is reached at {url!r}, not at an IP address;"
-                " Phoenix switches A/AAAA records only (CNAME and alias records are not"
-                " supported yet), so remove dns: from the spec or use an IP-addressed"
-                " load balancer"
-            ) from None
+            pass
+        # A load balancer known by name (AWS ELB): a CNAME, where the DNS service can.
+        if host and getattr(self.provider.dns, "accepts_hostnames", False):
+            return host
+        raise InputError(
+            f"{region}: the load balancer is reached at {url!r}, not at an IP address, and"
+            f" the {self.provider.name} provider's DNS writes A/AAAA records only; remove"
+            " dns: from the spec or use an IP-addressed load balancer"
+        )
 
     def _save_serving(self, region: str, release: str, address: str) -> None:
         saved = self.records.serving()
