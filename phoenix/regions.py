@@ -225,21 +225,25 @@ class RegionMover:
         )
 
     def _point_dns(self, region: str, release: str, engine: Engine) -> bool:
-        """Switch the record to the region's load balancer once it proves healthy."""
+        """Point the record at the region's load balancer; True when it pointed elsewhere.
+
+        A move is gated first. The record is written even when it already points here:
+        every DNS service's ``set_record`` is idempotent, and writing it again finishes a
+        switch that a crash interrupted (the local front end's members, say)."""
         dns, where = self._dns()
         address = self._address(region)
         current = self.call(lambda: dns.get_record(where.zone, where.record))
-        if current is not None and current.values == (address,) and current.ttl == where.ttl:
-            self._save_serving(region, release, address)
-            return False
-        self._gate(region, engine)
-        log.info("switching dns", record=f"{where.record}.{where.zone}", to=region,
-                 address=address)
+        moves = current is None or current.values != (address,) or current.ttl != where.ttl
+        if moves:
+            self._gate(region, engine)
+            log.info("switching dns", record=f"{where.record}.{where.zone}", to=region,
+                     address=address)
         self.call(lambda: dns.set_record(where.zone, where.record, (address,), where.ttl))
         self._save_serving(region, release, address)
-        self.on_event(Event("steps", "dns", (f"point {where.record}.{where.zone} at"
-                                             f" {region} ({address})",)))
-        return True
+        if moves:
+            self.on_event(Event("steps", "dns", (f"point {where.record}.{where.zone} at"
+                                                 f" {region} ({address})",)))
+        return moves
 
     def _gate(self, region: str, engine: Engine) -> None:
         """DNS never points at a region whose release is not healthy: check once more,

@@ -23,7 +23,7 @@ from phoenix.errors import (
 )
 from phoenix.model import MemberState, NodeState, Quota
 from phoenix.spec import Spec
-from tests.e2e.conftest import POOL, World
+from tests.e2e.conftest import POOL, SimulatedCrash, World, make_world
 
 A, B = "region-a", "region-b"
 DNS = "dns: {zone: example.com., record: web, ttl: 5}"
@@ -329,3 +329,54 @@ def test_a_region_failing_the_dns_gate_is_emptied_and_the_next_one_serves(
         api.failover(spec_with_dns(world), to=A, provider=world.provider(), clock=world.clock)
     assert live(world, A) == []  # built for the failover, then emptied: DNS never moved
     assert dns_values(world) == (address_of(world, B),) and len(serving(world, B)) == 3
+
+
+def _serving_active(world: World, region: str) -> int:
+    servers = {s.name: s for s in world.cloud.servers(region)}
+    return sum(
+        1 for m in world.cloud.members(region, POOL)
+        if m.state is MemberState.SERVING and m.name in servers
+        and servers[m.name].state is NodeState.ACTIVE
+    )
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_crash_at_every_step_of_a_failover_converges_on_rerun(
+    tmp_path_factory: pytest.TempPathFactory, when: str
+) -> None:
+    """kill -9 of `phoenix failover` before or after any change to the cloud: the region
+    DNS points at always has its 3 members serving, and a rerun converges (app in B, DNS
+    at B, A empty, no stray member)."""
+    probe = make_world(tmp_path_factory.mktemp("probe"))
+    deploy(probe, spec_with_dns(probe))
+    probe.mutations = 0
+    api.failover(spec_with_dns(probe), to=B, provider=probe.provider(), clock=probe.clock)
+    total = probe.mutations
+    assert total >= 10
+    for k in range(1, total + 1):
+        w = make_world(tmp_path_factory.mktemp(f"crash{k}"))
+        first = deploy(w, spec_with_dns(w))
+        floor: list[int] = []
+
+        def watch(world: World = w) -> None:
+            region = A if dns_values(world) == (address_of(world, A),) else B
+            floor.append(_serving_active(world, region))
+
+        w.observe = watch  # type: ignore[method-assign]
+        w.mutations = 0
+        if when == "before":
+            w.crash_before = k
+        else:
+            w.crash_after = k
+        with pytest.raises(SimulatedCrash):
+            api.failover(spec_with_dns(w), to=B, provider=w.provider(), clock=w.clock)
+        w.crash_before = w.crash_after = None
+        w.clock.advance(1)
+        result = api.failover(spec_with_dns(w), to=B, provider=w.provider(), clock=w.clock)
+        where = f"crash {when} mutation {k}"
+        assert (result.region, result.release) == (B, first.release), where
+        assert dns_values(w) == (address_of(w, B),), where
+        assert live(w, A) == [] and w.cloud.members(A, POOL) == [], where
+        assert len(serving(w, B)) == 3, where
+        assert {m.name for m in w.cloud.members(B, POOL)} == serving(w, B), where
+        assert min(floor) >= 3, where
