@@ -358,7 +358,7 @@ def test_a_crash_at_every_step_of_a_failover_converges_on_rerun(
         first = deploy(w, spec_with_dns(w))
         floor: list[int] = []
 
-        def watch(world: World = w) -> None:
+        def watch(world: World = w, floor: list[int] = floor) -> None:
             region = A if dns_values(world) == (address_of(world, A),) else B
             floor.append(_serving_active(world, region))
 
