@@ -333,40 +333,11 @@ def status(
                 RegionStatus(region, _serving_release(observed), tuple(rows), stray,
                              endpoint=endpoint)
             )
-        dns_text = None
-        serving_region = None
+        dns_text, serving_region = None, None
         if dns_managed(spec, opened):
-            mover = RegionMover(spec, opened, clock=clock)
-            try:
-                serving_region = mover.serving_region()
-                dns_text = mover._dns_text()
-            except PhoenixError as exc:
-                problems.append(f"dns: {exc}")
-            if dns_text is not None and serving_region is None:
-                problems.append(f"dns points at {dns_text}, which is none of the regions'"
-                                " load balancers")
-            regions = [
-                dataclasses.replace(r, dns_points_here=r.region == serving_region)
-                for r in regions
-            ]
-            for r in regions:
-                if r.region != serving_region and r.nodes:
-                    problems.append(f"{r.region}: {len(r.nodes)} server(s) but DNS does not"
-                                    " point here (left by a failover?); the next deploy or"
-                                    " failback that reaches it retires them")
-            if serving_region is not None and any(
-                r.region == serving_region and r.error for r in regions
-            ):
-                problems.append(f"{serving_region}: DNS points at a region that cannot be"
-                                " read; `phoenix failover --to REGION` moves the app")
+            dns_text, serving_region, regions = _dns_view(spec, opened, clock, regions,
+                                                          problems)
         holder = DeployLock(opened.store, spec.app, "status").holder()
-        deploys = Records(opened.store, spec.app).deploys()
-        regions_of: dict[str, set[str]] = {}
-        for record in deploys:
-            regions_of.setdefault(record.deploy_id, set()).add(record.region)
-        moves = [r for r in deploys
-                 if r.outcome == "succeeded" and r.action != "retire"
-                 and (r.action in ("failover", "failback") or len(regions_of[r.deploy_id]) > 1)]
         return StatusReport(
             app=spec.app,
             regions=tuple(regions),
@@ -374,8 +345,48 @@ def status(
             lock_holder=holder.owner if holder else None,
             problems=tuple(problems),
             serving_region=serving_region,
-            last_move=_describe_move(moves[-1]) if moves else None,
+            last_move=_last_move(Records(opened.store, spec.app).deploys()),
         )
+
+
+def _dns_view(
+    spec: Spec, opened: Provider, clock: Clock, regions: list[RegionStatus],
+    problems: list[str],
+) -> tuple[str | None, str | None, list[RegionStatus]]:
+    """Where the DNS record points, which region that is, and what looks wrong about it."""
+    mover = RegionMover(spec, opened, clock=clock)
+    dns_text, serving_region = None, None
+    try:
+        serving_region = mover.serving_region()
+        dns_text = mover.dns_text()
+    except PhoenixError as exc:
+        problems.append(f"dns: {exc}")
+    if dns_text is not None and serving_region is None:
+        problems.append(f"dns points at {dns_text}, which is none of the regions' load"
+                        " balancers")
+    for region in regions:
+        live = [n for n in region.nodes if n.state != NodeState.DELETING.value]
+        if region.region != serving_region and live:
+            problems.append(f"{region.region}: {len(live)} server(s) but DNS does not point"
+                            " here (left by a failover?); the next deploy or failback that"
+                            " reaches it retires them")
+        if region.region == serving_region and region.error:
+            problems.append(f"{serving_region}: DNS points at a region that cannot be read;"
+                            " `phoenix failover --to REGION` moves the app")
+    marked = [dataclasses.replace(r, dns_points_here=r.region == serving_region)
+              for r in regions]
+    return dns_text, serving_region, marked
+
+
+def _last_move(deploys: list[DeployRecord]) -> str | None:
+    """The newest successful failover, failback or deploy that changed region."""
+    regions_of: dict[str, set[str]] = {}
+    for record in deploys:
+        regions_of.setdefault(record.deploy_id, set()).add(record.region)
+    moves = [r for r in deploys
+             if r.outcome == "succeeded" and r.action != "retire"
+             and (r.action in ("failover", "failback") or len(regions_of[r.deploy_id]) > 1)]
+    return _describe_move(moves[-1]) if moves else None
 
 
 def _describe_move(record: DeployRecord) -> str:

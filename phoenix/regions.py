@@ -212,7 +212,7 @@ class RegionMover:
             self.clock.sleep(where.ttl)
         for other in left:
             notes.append(self._retire_noted(other, lock=engine._held_lock))
-        dns_text = self._dns_text()
+        dns_text = self.dns_text()
         self.on_event(Event("converged", f"{result.release} serves from {region}"
                             + (f"; DNS now points at {region}" if changed else "")))
         return dataclasses.replace(
@@ -322,7 +322,7 @@ class RegionMover:
     ) -> OutcomeError:
         if result is None:
             return failed
-        result = dataclasses.replace(result, attempts=tuple(attempts), dns=self._dns_text())
+        result = dataclasses.replace(result, attempts=tuple(attempts), dns=self.dns_text())
         message = str(failed)
         if len(attempts) > 1:
             message = "every region failed:\n" + "\n".join(a.describe() for a in attempts)
@@ -341,7 +341,7 @@ class RegionMover:
             previous_release=last.previous_release if last else None,
             outcome="failed", steps=last.steps if last else 0, seconds=0.0, nodes=(),
             reason=str(exc), radius=radius_of(exc), attempts=tuple(attempts),
-            dns=self._dns_text(),
+            dns=self.dns_text(),
         )
         prefix = "every region failed" if len(attempts) > 1 else f"{attempts[0].region} failed"
         error_type = (
@@ -403,7 +403,8 @@ class RegionMover:
             )
         return self.provider.dns, self.spec.dns
 
-    def _dns_text(self) -> str | None:
+    def dns_text(self) -> str | None:
+        """The record's values as text, or None (no record, or DNS unreachable)."""
         with contextlib.suppress(PhoenixError):
             dns, where = self._dns()
             record = self.call(lambda: dns.get_record(where.zone, where.record))

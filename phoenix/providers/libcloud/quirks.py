@@ -5,7 +5,8 @@ speak only libcloud's generic API plus these few hooks:
 
 * ``ComputeQuirks``: how tags and user data are given at creation, how a listing by tag is
   asked for and paged, how tags are read back and changed.
-* ``DnsQuirks``: how a record with several values is written in one atomic change.
+* ``DnsQuirks``: how a record with several values is written in one atomic change, and
+  how a switch of record type (A/AAAA <-> CNAME) replaces the old type.
 * ``StorageQuirks``: how a small object is written in one request with its headers.
 
 The EC2 and Route53 hooks use libcloud internals (the driver's signed ``connection``, its
@@ -173,8 +174,14 @@ class DnsQuirks:
 
 class Route53DnsQuirks(DnsQuirks):
     """Route53: one UPSERT change with every value, so the name never resolves to nothing
-    (libcloud's update deletes, then creates); an A <-> AAAA switch deletes the old type in
-    the same atomic change batch."""
+    (libcloud's update deletes, then creates); a switch of type (A <-> AAAA, A/AAAA <->
+    CNAME) deletes the old type in the same atomic change batch.
+
+    The DELETEs come first in the batch, as in AWS's own example of replacing a CNAME: a
+    batch is applied in order, all or nothing, and a CNAME may not be created beside
+    another record of its name (nor an A beside a CNAME). A DELETE must repeat the record
+    set exactly (TTL and every value as stored), hence the values as listed, not as
+    Phoenix would write them."""
 
     def replace(self, driver: Any, zone: Any, name: str, kind: str, values: Sequence[str],
                 ttl: int, existing: Sequence[Any]) -> None:
@@ -197,7 +204,6 @@ class Route53DnsQuirks(DnsQuirks):
             for value in rvalues:
                 ET.SubElement(ET.SubElement(records, "ResourceRecord"), "Value").text = value
 
-        change("UPSERT", kind, ttl, values)
         stale: dict[str, tuple[int, list[str]]] = {}
         for record in existing:
             rtype = str(record.type)
@@ -206,6 +212,7 @@ class Route53DnsQuirks(DnsQuirks):
                 stale.setdefault(rtype, (old_ttl, []))[1].append(str(record.data))
         for rtype, (old_ttl, old_values) in stale.items():
             change("DELETE", rtype, old_ttl, old_values)
+        change("UPSERT", kind, ttl, values)
         driver.connection.set_context({"zone_id": zone.id})
         driver.connection.request(
             f"{API_ROOT}hostedzone/{zone.id}/rrset", method="POST", data=ET.tostring(request)
