@@ -20,6 +20,7 @@ from phoenix.clock import SystemClock
 from phoenix.engine import DeployResult, Engine, EventSink
 from phoenix.errors import BadRequest, InputError, PhoenixError, TemplateError
 from phoenix.health import build_tracker
+from phoenix.log import get_logger
 from phoenix.model import Health, Image, MemberState, NodeState
 from phoenix.planner import Observed
 from phoenix.planner import plan as plan_steps
@@ -38,6 +39,8 @@ from phoenix.regions import RegionMover, dns_managed
 from phoenix.release import PLACEHOLDER_RELEASE, resolve_release
 from phoenix.render import RenderContext, render_user_data
 from phoenix.spec import HealthSpec, Spec
+
+log = get_logger("phoenix.api")
 
 
 @contextlib.contextmanager
@@ -110,6 +113,19 @@ def deploy(
         return engine.deploy()
 
 
+def _serving_region(spec: Spec, opened: Provider, clock: Clock) -> str | None:
+    """Where the DNS record points (None: the primary). A DNS service that does not answer
+    must not stand in the way of a rollback: the primary is assumed, and said so."""
+    if not dns_managed(spec, opened):
+        return None
+    try:
+        return RegionMover(spec, opened, clock=clock).serving_region()
+    except PhoenixError as exc:
+        log.warning("cannot tell where DNS points; acting in the primary region"
+                    " (use --region to choose)", error=str(exc))
+        return None
+
+
 def failover(
     spec: Spec,
     *,
@@ -170,8 +186,7 @@ def rollback(
     validate(spec, region=region)
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
-        if region is None and dns_managed(spec, opened):
-            region = RegionMover(spec, opened, clock=clock).serving_region()
+        region = region or _serving_region(spec, opened, clock)
         engine = Engine(spec, opened, clock=clock, region=region, on_event=on_event)
         return engine.rollback(to_release)
 
@@ -201,8 +216,7 @@ def plan(
     validate(spec, region=region)
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
-        if region is None and dns_managed(spec, opened):
-            region = RegionMover(spec, opened, clock=clock).serving_region()
+        region = region or _serving_region(spec, opened, clock)
         engine = Engine(spec, opened, clock=clock, region=region)
         # One look, no history: judge health on a single probe, as `status` does.
         engine.tracker = build_tracker(

@@ -380,3 +380,27 @@ def test_a_crash_at_every_step_of_a_failover_converges_on_rerun(
         assert len(serving(w, B)) == 3, where
         assert {m.name for m in w.cloud.members(B, POOL)} == serving(w, B), where
         assert min(floor) >= 3, where
+
+
+def test_rollback_follows_dns_and_survives_an_unreachable_dns(world: World) -> None:
+    spec = spec_with_dns(world)
+    first = deploy(world, spec)
+    api.failover(spec, to=B, provider=world.provider(), clock=world.clock)
+    second = deploy(world, spec_with_dns(world, image="golden-v2"))
+    assert second.region == B
+    back = api.rollback(spec, provider=world.provider(), clock=world.clock)
+    assert (back.region, back.release) == (B, first.release)  # where the app serves
+
+    class DeadDns:
+        def get_record(self, zone: str, name: str) -> None:
+            raise RegionUnavailable("the DNS API is unreachable (injected)")
+
+        def set_record(self, *args: object) -> None:
+            raise RegionUnavailable("the DNS API is unreachable (injected)")
+
+    provider = world.provider()
+    provider.dns = DeadDns()  # type: ignore[assignment]
+    # Not knowing where DNS points, it acts in the primary (with a warning) rather than
+    # refusing; --region would choose.
+    blind = api.rollback(spec, provider=provider, clock=world.clock)
+    assert blind.region == A
