@@ -10,6 +10,7 @@ executor's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -34,8 +35,14 @@ from phoenix.health import HealthTracker, build_tracker
 from phoenix.model import MemberState, NodeRequest, NodeState, ResourceNeeds
 from phoenix.planner import Observed, Target, plan
 from phoenix.providers.base import Clock, PoolEndpoint, Provider
-from phoenix.records import NO_RELEASE, DeployLock, DeployRecord, Records
-from phoenix.release import Release, release_from_record, resolve_release, spec_digest
+from phoenix.records import NO_RELEASE, DeployLock, DeployRecord, Records, ReleaseRecord
+from phoenix.release import (
+    Release,
+    image_in_region,
+    release_from_record,
+    resolve_release,
+    spec_digest,
+)
 from phoenix.spec import Spec
 from phoenix.steps import CreateNode, Phase, Plan, Step
 
@@ -284,7 +291,7 @@ class Engine:
                 f"release {wanted} has no record in the store; `phoenix history` lists the"
                 " releases that can be restored"
             )
-        release = release_from_record(record, self.spec)
+        release = self._recorded_release(record)
         try:
             target = self._target(release.id, self.spec.count, fast=True)
             previous = (serving, self.spec.count) if serving and serving != wanted else None
@@ -301,7 +308,7 @@ class Engine:
                 f"release {release_id} has no record in the store; `phoenix history` lists"
                 " the releases that can be deployed again"
             )
-        release = release_from_record(record, self.spec)
+        release = self._recorded_release(record)
         plog.bind_deploy(
             app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=release.id
         )
@@ -379,7 +386,7 @@ class Engine:
                 target = self._target(name, count, fast=True)
                 record = self.records.release(name)
                 if record is not None:
-                    release = release_from_record(record, self.spec)
+                    release = self._recorded_release(record)
             final = self.converge(target, release, deadline)
             if not final.converged:
                 log.error("rollback failed", reason=final.failure)
@@ -390,6 +397,13 @@ class Engine:
         finally:
             if release is not None:
                 shutil.rmtree(release.template_dir, ignore_errors=True)
+
+    def _recorded_release(self, record: ReleaseRecord) -> Release:
+        """A recorded release, to be built in this region (its image looked up here)."""
+        image_id = self._executor(None).call(
+            lambda: image_in_region(record, self.provider, region=self.region))
+        release = release_from_record(record, self.spec)
+        return dataclasses.replace(release, image_id=image_id)
 
     def _restore_budget(self) -> float:
         """Seconds a rollback may take. At least the deploy's own deadline, and never less

@@ -19,7 +19,7 @@ from typing import Any
 
 from jinja2 import Environment, meta
 
-from phoenix.errors import InputError, TemplateError, UnknownResource
+from phoenix.errors import InputError, NotFound, TemplateError, UnknownResource
 from phoenix.model import (
     TAG_APP,
     TAG_ATTEMPT,
@@ -49,6 +49,9 @@ class Release:
     template_dir: Path
     vars: Mapping[str, Any]  # secrets included; never persisted
     flavor: Flavor | None = None
+    # The release's golden image as this region knows it, when its id differs from the
+    # record's (a release moved to another region: AMI and Glance ids are per region).
+    image_id: str | None = None
 
     @property
     def id(self) -> str:
@@ -66,7 +69,7 @@ class Release:
         server = self.record.server
         return NodeRequest(
             name=step.name,
-            image_id=self.record.image_id,
+            image_id=self.image_id or self.record.image_id,
             flavor=self.record.flavor,
             network=self.record.network,
             user_data=self.user_data(step.index, region),
@@ -216,6 +219,29 @@ def resolve_release(
         created_at=existing.created_at if existing else now.isoformat(),
     )
     return Release(record, template_path.parent, spec.resolved_vars, flavor)
+
+
+def image_in_region(
+    record: ReleaseRecord, provider: Provider, *, region: str
+) -> str:
+    """The id of the release's golden image in ``region``: the recorded id where the
+    region has it, else the newest image of the recorded name (a golden image copied to
+    every region gets a new id in each)."""
+    compute = provider.compute
+    try:
+        if compute.find_images(region, ImageQuery(id=record.image_id)):
+            return record.image_id
+    except (NotFound, UnknownResource):
+        pass  # EC2 answers a lookup of an id it does not have with an error, not []
+    same_name = compute.find_images(region, ImageQuery(name=record.image_name))
+    if not same_name:
+        raise UnknownResource(
+            f"release {record.id} was built from image {record.image_name}"
+            f" ({record.image_id}), which region {region} does not have, by id or by name;"
+            f" copy the golden image to {region}"
+        )
+    newest = max(same_name, key=lambda i: (i.created_at is not None, i.created_at))
+    return newest.id
 
 
 def release_from_record(record: ReleaseRecord, spec: Spec) -> Release:

@@ -404,3 +404,32 @@ def test_rollback_follows_dns_and_survives_an_unreachable_dns(world: World) -> N
     # refusing; --region would choose.
     blind = api.rollback(spec, provider=provider, clock=world.clock)
     assert blind.region == A
+
+
+def test_failover_builds_from_the_golden_image_as_the_other_region_names_it(
+    world: World,
+) -> None:
+    """AMI and Glance ids are per region: a release moved to B is built from B's copy of
+    its golden image (same name), and back in A from A's."""
+    from datetime import UTC, datetime
+
+    from phoenix.model import Image
+
+    world.cloud.add_image(Image("img-gold-a", "gold", datetime(2026, 2, 3, tzinfo=UTC)), [A])
+    world.cloud.add_image(Image("img-gold-b", "gold", datetime(2026, 2, 4, tzinfo=UTC)), [B])
+    spec = spec_with_dns(world, image="gold")
+    first = deploy(world, spec)
+    moved = api.failover(spec, to=B, provider=world.provider(), clock=world.clock)
+    assert moved.release == first.release
+    assert {s.metadata["phoenix:release"] for s in world.cloud.servers(B)} == {first.release}
+    built_from = {s.image_id for s in world.cloud._state.servers[B].values()}
+    assert built_from == {"img-gold-b"}
+    back = api.failback(spec, provider=world.provider(), clock=world.clock)
+    assert back.region == A and len(serving(world, A)) == 3
+
+    world.cloud.add_image(Image("img-only-a", "lonely", datetime(2026, 2, 5, tzinfo=UTC)), [A])
+    lonely = spec_with_dns(world, image="lonely")
+    deploy(world, lonely)
+    with pytest.raises(UnknownResource, match="copy the golden image to region-b"):
+        api.failover(lonely, to=B, provider=world.provider(), clock=world.clock)
+    assert live(world, B) == []

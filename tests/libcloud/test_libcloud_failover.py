@@ -43,9 +43,8 @@ FQDN = f"web.{ZONE}"
 APP = "shop"
 NO_CAPACITY_ENV = "PHOENIX_TEST_NO_CAPACITY_IN"
 # One of the AMIs moto loads into every region, with the same id in each (moto differs
-# from AWS here: AWS's AMI ids are per region). A release pins the image id it resolved
-# in the region it was built in, and failover reuses that id in the other region, so
-# only such an image can move today; see the xfail test below for per-region AMIs.
+# from AWS here: AWS's AMI ids are per region; test_failover_with_a_golden_ami_per_region
+# covers that case with a golden AMI registered in each region).
 SHARED_IMAGE = "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721"
 
 
@@ -60,7 +59,7 @@ def _no_capacity() -> None:
     from tests.libcloud import phoenix_cli
 
     regions = set(os.environ.get(NO_CAPACITY_ENV, "").split(","))
-    request = EC2Connection.request
+    request: Any = EC2Connection.request
 
     def short_of_capacity(self: Any, action: str, params: Any = None, *args: Any,
                           **kwargs: Any) -> Any:
@@ -179,13 +178,9 @@ def regions(moto: MotoServer, tmp_path: Path) -> Regions:
     return Regions(moto, tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="a release pins the AMI id resolved in its first region; AWS AMI ids are per"
-    " region, so failover asks us-west-2 for us-east-1's AMI (InvalidAMIID.NotFound)."
-    " Needs the release to resolve its image per region (phoenix/release.py, engine).",
-)
 def test_failover_with_a_golden_ami_per_region(moto: MotoServer, tmp_path: Path) -> None:
+    """AMI ids are per region: a golden AMI copied to each region has a different id in
+    each, and a failover builds from the copy in the region it moves to."""
     moto.reset()
     regions = Regions(moto, tmp_path, image="golden")
     deployed = regions.phoenix("deploy")
@@ -341,6 +336,6 @@ def test_route53_setting_the_same_cname_again_sends_no_change(
                         lambda self, *args: sent.append("change"))
     dns.set_record(ZONE, "web", (target.upper() + ".",), 1)
     assert sent == []
-    with pytest.raises(errors.BadRequest, match="web in shop.example."):
+    with pytest.raises(errors.BadRequest, match=r"web in shop\.example\.: give IP addresses"):
         dns.set_record(ZONE, "web", (target, "192.0.2.1"), 1)
     assert _rrsets(moto) == [("CNAME", 1, [target + "."])]
