@@ -204,3 +204,31 @@ def test_anti_affinity_server_group_is_enforced_by_nova(cloud: Cloud) -> None:
         assert cloud.members() == {}
     finally:
         cloud.conn.compute.delete_server_group(group.id)  # type: ignore[attr-defined]
+
+
+def test_deploy_points_the_designate_record_at_the_octavia_vip(cloud: Cloud) -> None:
+    """With dns: in the spec, the deploy writes the app's record in Designate (the fake,
+    through the harness catalog) pointing at the region's Octavia VIP, and status says
+    that region serves. A second deploy leaves it as it is."""
+    from tests.conftest import CONTRACT_ZONE
+
+    cloud.write(count=1)
+    spec = cloud.tmp / "phoenix.yaml"
+    spec.write_text(spec.read_text() + f"dns: {{zone: {CONTRACT_ZONE}, record: {cloud.app},"
+                                        " ttl: 30}\n")
+    first = cloud.phoenix("deploy")
+    assert first.returncode == 0, first.stderr[-3000:]
+    lb = cloud.conn.load_balancer.find_load_balancer(cloud.pool)  # type: ignore[attr-defined]
+    result = json.loads(first.stdout)
+    assert result["dns"] == lb.vip_address
+    assert [a["region"] for a in result["attempts"]] == ["RegionOne"]
+    recordsets = [
+        rs for rs in cloud.swift.recordsets(CONTRACT_ZONE)  # type: ignore[attr-defined]
+        if rs["name"] == f"{cloud.app}.{CONTRACT_ZONE}"
+    ]
+    assert [(rs["type"], rs["records"], rs["ttl"]) for rs in recordsets] == [
+        ("A", [lb.vip_address], 30)]
+    shown = cloud.phoenix("status")
+    assert json.loads(shown.stdout)["serving_region"] == "RegionOne"
+    again = cloud.phoenix("deploy")
+    assert again.returncode == 0 and json.loads(again.stdout)["outcome"] == "unchanged"
