@@ -657,51 +657,53 @@ drill_app = typer.Typer(help="Failover drills on the local provider: cut a regio
 app.add_typer(drill_app, name="drill")
 
 
+DrillRegionOpt = Annotated[str, typer.Option("--region", "-r", help="The local region.")]
+
+
 @drill_app.command("outage")
 def drill_outage(
     ctx: typer.Context,
     spec_file: SpecArg = "phoenix.yaml",
-    region: Annotated[str, typer.Option("--region", "-r", help="The region to cut.")] = "",
+    region: DrillRegionOpt = "",
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
 ) -> None:
     """SIGKILL a local region's load balancers and nodes; its API answers "unavailable"
     until `phoenix drill recover`."""
-    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
-        spec = session.load(spec_file)
-        if not region:
-            raise InputError(
-                f"--region REGION: say which region to cut ({', '.join(spec.regions)})"
-            )
-        result = api.drill(spec, region=_region(spec, region))
-        session.done(
-            dataclasses.asdict(result),
-            f"{result.region} is down: {len(result.killed_pids)} process(es) killed; its API"
-            " answers 'unavailable' until `phoenix drill recover`",
-        )
+    _drill(ctx, spec_file, region, output, log_format, log_level, end=False)
 
 
 @drill_app.command("recover")
 def drill_recover(
     ctx: typer.Context,
     spec_file: SpecArg = "phoenix.yaml",
-    region: Annotated[str, typer.Option("--region", "-r", help="The region to bring back.")] = "",
+    region: DrillRegionOpt = "",
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
 ) -> None:
     """End a drill's outage: the region answers again (its dead nodes read ERROR)."""
+    _drill(ctx, spec_file, region, output, log_format, log_level, end=True)
+
+
+def _drill(
+    ctx: typer.Context, spec_file: str, region: str, output: OutputFormat | None,
+    log_format: LogFormat | None, log_level: LogLevel | None, *, end: bool,
+) -> None:
     with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
         spec = session.load(spec_file)
         if not region:
             raise InputError(f"--region REGION: say which region ({', '.join(spec.regions)})")
-        result = api.drill(spec, region=_region(spec, region), end=True)
-        session.done(
-            dataclasses.asdict(result),
-            f"{result.region} is back" if result.changed
-            else f"{result.region} was not down; nothing to do",
-        )
+        result = api.drill(spec, region=_region(spec, region), end=end)
+        if not end:
+            text = (f"{result.region} is down: {len(result.killed_pids)} process(es) killed;"
+                    " its API answers 'unavailable' until `phoenix drill recover`")
+        elif result.changed:
+            text = f"{result.region} is back"
+        else:
+            text = f"{result.region} was not down; nothing to do"
+        session.done(dataclasses.asdict(result), text)
 
 
 @app.command()

@@ -285,13 +285,7 @@ class Engine:
                 f"nothing to roll back to: no earlier successful release of {self.spec.app}"
                 " in the history (phoenix history lists them)"
             )
-        record = self.records.release(wanted)
-        if record is None:
-            raise InputError(
-                f"release {wanted} has no record in the store; `phoenix history` lists the"
-                " releases that can be restored"
-            )
-        release = self._recorded_release(record)
+        release = self._recorded_release(wanted)
         try:
             target = self._target(release.id, self.spec.count, fast=True)
             previous = (serving, self.spec.count) if serving and serving != wanted else None
@@ -302,13 +296,7 @@ class Engine:
     def _deploy_recorded(self, release_id: str, action: str) -> DeployResult:
         started = self.clock.now()
         observed = self.observe()
-        record = self.records.release(release_id)
-        if record is None:
-            raise InputError(
-                f"release {release_id} has no record in the store; `phoenix history` lists"
-                " the releases that can be deployed again"
-            )
-        release = self._recorded_release(record)
+        release = self._recorded_release(release_id)
         plog.bind_deploy(
             app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=release.id
         )
@@ -398,8 +386,15 @@ class Engine:
             if release is not None:
                 shutil.rmtree(release.template_dir, ignore_errors=True)
 
-    def _recorded_release(self, record: ReleaseRecord) -> Release:
-        """A recorded release, to be built in this region (its image looked up here)."""
+    def _recorded_release(self, which: str | ReleaseRecord) -> Release:
+        """A recorded release (by id, or its record), to be built in this region: its
+        golden image is looked up here, since image ids differ between regions."""
+        record = which if isinstance(which, ReleaseRecord) else self.records.release(which)
+        if record is None:
+            raise InputError(
+                f"release {which} has no record in the store; `phoenix history` lists the"
+                " releases that can be deployed again"
+            )
         image_id = self._executor(None).call(
             lambda: image_in_region(record, self.provider, region=self.region))
         release = release_from_record(record, self.spec)

@@ -30,7 +30,7 @@ import phoenix
 from phoenix.clock import SystemClock
 from phoenix.providers.local.outage import end_outage, start_outage
 from phoenix.providers.local.provider import open_local_provider
-from tests.e2e.test_local_e2e import BALANCERS, EXAMPLE, alive, free_port
+from tests.e2e.test_local_e2e import BALANCERS, EXAMPLE, App, alive, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -84,22 +84,8 @@ class TimedLoad:
         return sum(1 for o in self.outcomes if o.started >= moment and o.ok)
 
 
-@dataclass
-class Site:
-    root: Path
-    lb_port: int
-    balancer: str
-
-    @property
-    def spec_path(self) -> Path:
-        return self.root / "phoenix.yaml"
-
-    def spec(self) -> phoenix.Spec:
-        return phoenix.load_spec(self.spec_path)
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / ".phoenix" / "local"
+class Site(App):
+    """The hello example with a DNS record, reached through the local front end."""
 
     def front_end_url(self) -> str:
         spec = self.spec()
@@ -107,20 +93,17 @@ class Site:
                                        clock=SystemClock())
         return str(provider.dns.url(ZONE, RECORD)) + "/"  # type: ignore[union-attr]
 
+    @property
+    def state_dir(self) -> Path:
+        return self.state()
+
     def pids(self) -> set[int]:
-        found = set()
+        """Every node and balancer (region and front end) process of the site."""
+        found = self.agent_pids()
         for path in self.state_dir.rglob("*.pid"):
             text = path.read_text().strip()
             if text.isdigit():
                 found.add(int(text))
-        for status in self.state_dir.glob("regions/*/apps/*/nodes/*/status.json"):
-            text = status.read_text()
-            for key in ("agent_pid", "service_pid"):
-                marker = f'"{key}": '
-                if marker in text:
-                    value = text.split(marker, 1)[1].split(",", 1)[0].split("}", 1)[0].strip()
-                    if value.isdigit():
-                        found.add(int(value))
         return found
 
 
@@ -137,7 +120,7 @@ def site(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
     text += f"\ndns: {{zone: {ZONE}, record: {RECORD}, ttl: 1}}\n"
     (root / "phoenix.yaml").write_text(text)
     monkeypatch.chdir(root)
-    made = Site(root, port, request.param)
+    made = Site(root, request.param, port)
     try:
         yield made
     finally:
@@ -246,8 +229,12 @@ def test_outage_then_failover_moves_the_app_and_failback_restores_it(site: Site)
 def test_a_deploy_notices_the_outage_and_lands_in_the_next_region(site: Site) -> None:
     phoenix_cli(site, "deploy")
 
-    load, result, cut, switched = under_load(site, lambda: phoenix_cli(site, "deploy"),
-                                             outage=True)
+    def cut_then_deploy() -> tuple[dict[str, Any], float | None]:
+        drill, _ = phoenix_cli(site, "drill", "outage", "--region", A)
+        assert drill["region"] == A and drill["killed_pids"]
+        return phoenix_cli(site, "deploy")
+
+    load, result, cut, switched = under_load(site, cut_then_deploy, outage=False)
     assert result["region"] == B
     first = result["attempts"][0]
     assert (first["region"], first["outcome"], first["radius"]) == (A, "failed", "region")
