@@ -195,7 +195,22 @@ class RegionMover:
     ) -> DeployResult:
         """The release converged in ``region``: gate, point DNS at it, retire the old."""
         moved = serving is not None and serving != region
-        changed = self._point_dns(region, result.release, engine)
+        try:
+            changed = self._point_dns(region, result.release, engine)
+        except ProviderError as exc:
+            # DNS is one global service: another region would not help. The release
+            # serves in the region, the record points where it did; a rerun finishes.
+            attempts.append(RegionAttempt(region, "failed", result.release, str(exc),
+                                          BlastRadius.PROVIDER))
+            failed = dataclasses.replace(result, outcome="failed", reason=str(exc),
+                                         radius=BlastRadius.PROVIDER,
+                                         attempts=tuple(attempts))
+            raise DeployFailed(
+                f"{result.release} serves in {region}, but the DNS record could not be"
+                f" pointed at it ({type(exc).__name__}: {exc}); it still points where it"
+                " did: run the same command again",
+                result=failed,
+            ) from exc
         outcome = result.outcome
         if changed and outcome == "unchanged":
             outcome = "succeeded"  # nothing to build, but traffic moved

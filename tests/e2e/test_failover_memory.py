@@ -433,3 +433,30 @@ def test_failover_builds_from_the_golden_image_as_the_other_region_names_it(
     with pytest.raises(UnknownResource, match="copy the golden image to region-b"):
         api.failover(lonely, to=B, provider=world.provider(), clock=world.clock)
     assert live(world, B) == []
+
+
+def test_a_dns_service_failing_the_switch_leaves_the_record_and_a_rerun_finishes(
+    world: World,
+) -> None:
+    spec = spec_with_dns(world)
+    deploy(world, spec)
+    plain = world.provider()
+    real_dns = plain.dns
+    assert real_dns is not None
+
+    class RefusingDns:
+        def get_record(self, zone: str, name: str) -> object:
+            return real_dns.get_record(zone, name)
+
+        def set_record(self, *args: object) -> None:
+            raise Transient("HTTP 503 from the DNS API (injected)")
+
+    plain.dns = RefusingDns()  # type: ignore[assignment]
+    with pytest.raises(DeployFailed, match="could not be pointed at it") as failed:
+        api.failover(spec, to=B, provider=plain, clock=world.clock)
+    assert failed.value.exit_code == 1
+    assert dns_values(world) == (address_of(world, A),)
+    assert len(serving(world, A)) == 3  # the old region still serves, untouched
+    moved = api.failover(spec, to=B, provider=world.provider(), clock=world.clock)
+    assert moved.region == B and dns_values(world) == (address_of(world, B),)
+    assert live(world, A) == []
