@@ -4,11 +4,16 @@ region, failover/failback, and nothing half-created when every region fails."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import phoenix
 from phoenix import api
 from phoenix.blast import BlastRadius, radius_of
+from phoenix.clock import FakeClock
 from phoenix.engine import DeployResult
 from phoenix.errors import (
     AuthError,
@@ -18,10 +23,12 @@ from phoenix.errors import (
     ProviderError,
     QuotaExceeded,
     RegionUnavailable,
+    RestoreFailed,
     Transient,
     UnknownResource,
 )
-from phoenix.model import MemberState, NodeState, Quota
+from phoenix.model import Flavor, Image, MemberState, NodeState, Quota
+from phoenix.providers.memory import MemoryCloud
 from phoenix.spec import Spec
 from tests.e2e.conftest import POOL, SimulatedCrash, World, make_world
 
@@ -411,10 +418,6 @@ def test_failover_builds_from_the_golden_image_as_the_other_region_names_it(
 ) -> None:
     """AMI and Glance ids are per region: a release moved to B is built from B's copy of
     its golden image (same name), and back in A from A's."""
-    from datetime import UTC, datetime
-
-    from phoenix.model import Image
-
     world.cloud.add_image(Image("img-gold-a", "gold", datetime(2026, 2, 3, tzinfo=UTC)), [A])
     world.cloud.add_image(Image("img-gold-b", "gold", datetime(2026, 2, 4, tzinfo=UTC)), [B])
     spec = spec_with_dns(world, image="gold")
@@ -460,3 +463,63 @@ def test_a_dns_service_failing_the_switch_leaves_the_record_and_a_rerun_finishes
     moved = api.failover(spec, to=B, provider=world.provider(), clock=world.clock)
     assert moved.region == B and dns_values(world) == (address_of(world, B),)
     assert live(world, A) == []
+
+
+REGION_FAULTS = ("none", "down", "quota", "no-host", "unhealthy")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(faults=st.tuples(*(st.sampled_from(REGION_FAULTS) for _ in range(3))),
+       serving_first=st.booleans())
+def test_any_mix_of_region_faults_lands_in_the_first_healthy_region_or_nowhere(
+    tmp_path_factory: pytest.TempPathFactory, faults: tuple[str, ...], serving_first: bool
+) -> None:
+    """Three regions, each healthy or failing one way: a deploy ends in the first
+    healthy region after the serving one (in the spec's order), DNS points there and no
+    other reachable region keeps a server; or, with none healthy, it fails listing every
+    region, DNS unchanged and nothing half-created."""
+    regions = ("region-a", "region-b", "region-c")
+    clock = FakeClock(datetime(2026, 3, 1, tzinfo=UTC))
+    cloud = MemoryCloud(regions, clock=clock, boot_seconds=3.0)
+    cloud.add_flavor(Flavor("m1.small", "m1.small", vcpus=1, ram_mb=512))
+    cloud.add_image(Image("img-1", "golden", datetime(2026, 2, 1, tzinfo=UTC)))
+    w = World(tmp_path_factory.mktemp("mix"), clock, cloud)
+    spec = w.spec(extra_rollout=DNS)
+    spec = spec.model_copy(update={"regions": list(regions)})
+    spec.attach(w.tmp / "phoenix.yaml", spec.resolved_vars, spec.secret_names)
+    if serving_first:
+        api.deploy(spec, provider=w.provider(), clock=clock)  # serves from region-a
+    before = dns_values(w)
+    for region, fault in zip(regions, faults, strict=True):
+        if fault == "down":
+            cloud.faults.down_regions.add(region)
+        elif fault == "quota":
+            cloud.set_quota(region, instances=len(cloud.servers(region)) + 1)
+        elif fault == "no-host":
+            cloud.faults.no_host_regions.add(region)
+        elif fault == "unhealthy":
+            cloud.faults.unhealthy_regions.add(region)
+    healthy = [r for r, f in zip(regions, faults, strict=True) if f == "none"]
+    changed = spec_with_dns(w, image="golden", greeting="v2").model_copy(
+        update={"regions": list(regions)})
+    changed.attach(w.tmp / "phoenix.yaml", changed.resolved_vars, changed.secret_names)
+    if healthy:
+        result = api.deploy(changed, provider=w.provider(), clock=clock)
+        assert result.region == healthy[0]
+        assert [a.region for a in result.attempts] == list(regions[: regions.index(
+            healthy[0]) + 1])
+        assert dns_values(w) == (address_of(w, healthy[0]),)
+        assert len(serving(w, healthy[0])) == 3
+        for other in regions:
+            if other != healthy[0] and other not in cloud.faults.down_regions:
+                assert live(w, other) == [], other
+    else:
+        with pytest.raises((DeployFailed, RestoreFailed)) as failed:
+            api.deploy(changed, provider=w.provider(), clock=clock)
+        result = failed.value.result
+        assert isinstance(result, DeployResult)
+        assert [a.region for a in result.attempts] == list(regions)
+        assert dns_values(w) == before
+        cloud.faults.down_regions.clear()
+        fresh = [n for r in regions for n in live(w, r) if "-r2-" in n or "-b1" in n]
+        assert fresh == []  # nothing of the new release anywhere
