@@ -91,16 +91,24 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.fixture(params=BALANCERS)
-def app(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-        ) -> Iterator[App]:
+def copy_example(tmp_path: Path, balancer: str, *, append: str = "",
+                 drain_timeout: str = "10s") -> tuple[Path, int]:
+    """examples/hello in ``tmp_path`` with its own balancer kind and a free LB port."""
     root = tmp_path / "hello"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".phoenix", "__pycache__"))
     port = free_port("127.1.255.254")
     text = (root / "phoenix.yaml").read_text()
-    text = text.replace("balancer: auto", f"balancer: {request.param}")
+    text = text.replace("balancer: auto", f"balancer: {balancer}")
     text = text.replace("lb_port: 8080", f"lb_port: {port}")
-    (root / "phoenix.yaml").write_text(text)
+    text = text.replace("drain_timeout: 10s", f"drain_timeout: {drain_timeout}")
+    (root / "phoenix.yaml").write_text(text + append)
+    return root, port
+
+
+@pytest.fixture(params=BALANCERS)
+def app(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        ) -> Iterator[App]:
+    root, port = copy_example(tmp_path, request.param)
     monkeypatch.chdir(root)
     the_app = App(root, request.param, port)
     try:

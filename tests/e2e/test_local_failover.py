@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import phoenix
 from phoenix.clock import SystemClock
 from phoenix.providers.local.outage import end_outage, start_outage
 from phoenix.providers.local.provider import open_local_provider
-from tests.e2e.test_local_e2e import BALANCERS, EXAMPLE, App, alive, free_port
+from tests.e2e.test_local_e2e import BALANCERS, App, alive, copy_example
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -110,15 +109,10 @@ class Site(App):
 @pytest.fixture(params=BALANCERS)
 def site(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
          ) -> Iterator[Site]:
-    root = tmp_path / "hello"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".phoenix", "__pycache__"))
-    port = free_port("127.1.255.254")
-    text = (root / "phoenix.yaml").read_text()
-    text = text.replace("balancer: auto", f"balancer: {request.param}")
-    text = text.replace("lb_port: 8080", f"lb_port: {port}")
-    text = text.replace("drain_timeout: 10s", "drain_timeout: 1s")
-    text += f"\ndns: {{zone: {ZONE}, record: {RECORD}, ttl: 1}}\n"
-    (root / "phoenix.yaml").write_text(text)
+    root, port = copy_example(
+        tmp_path, request.param, drain_timeout="1s",
+        append=f"\ndns: {{zone: {ZONE}, record: {RECORD}, ttl: 1}}\n",
+    )
     monkeypatch.chdir(root)
     made = Site(root, request.param, port)
     try:
