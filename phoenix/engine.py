@@ -233,17 +233,20 @@ class Engine:
             self._record(result, started)
         return final.converged
 
+    def new_lock(self) -> DeployLock:
+        """The app's deploy lock for this deploy id (a lease renewed while it loops)."""
+        return DeployLock(self.store, self.spec.app, self.deploy_id,
+                          ttl=max(120.0, self.poll * 20))
+
     def _locked(self, body: Callable[[], T]) -> T:
+        plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)
         if self._held_lock is not None:
-            plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)
             self._lock, self._lock_renewed = self._held_lock, self.clock.now()
             try:
                 return body()
             finally:
                 self._lock = None
-        plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)
-        lock = DeployLock(self.store, self.spec.app, self.deploy_id,
-                          ttl=max(120.0, self.poll * 20))
+        lock = self.new_lock()
         lock.acquire(self.clock.now())
         self._lock, self._lock_renewed = lock, self.clock.now()
         try:

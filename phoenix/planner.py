@@ -46,6 +46,8 @@ from phoenix.steps import (
     Step,
 )
 
+RETIRED = "retired: the app leaves the region"  # why nodes go when the target count is 0
+
 
 def node_name(app: str, release: str, index: int, attempt: int = 0) -> str:
     """Deterministic server name: the idempotency key of a create."""
@@ -309,7 +311,7 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
     for node in chosen:
         sick = view.health_of(node) is Health.UNHEALTHY
         why = "unhealthy, " if sick else ""
-        goal = f"replaced by {target.release}" if count else "retired: the app leaves the region"
+        goal = f"replaced by {target.release}" if count else RETIRED
         steps.append(DrainMember(node.id, node.name, f"{why}{goal}"))
     if len(chosen) < len(outgoing_serving):
         waiting.append(f"{len(outgoing_serving) - len(chosen)} old member(s) to be replaced")
@@ -385,7 +387,7 @@ def _delete_reason(node: Node, target: Target) -> str:
     if node.release == target.release:
         return "superseded" if node.index < target.count else "scaled down"
     if target.count == 0:
-        return "retired: the app leaves the region"
+        return RETIRED
     return f"replaced by {target.release}"
 
 

@@ -22,6 +22,7 @@ from phoenix.providers.base import Store
 
 NO_RELEASE = "none"  # the "release" of a region the app was taken out of
 
+
 @dataclass(frozen=True)
 class ReleaseRecord:
     """Everything needed to build a release's nodes again (minus secret values)."""

@@ -45,7 +45,7 @@ from phoenix.errors import (
 )
 from phoenix.model import Health, MemberState
 from phoenix.providers.base import Clock, Dns, PoolEndpoint, Provider
-from phoenix.records import DeployLock, DeployRecord, Records, ServingRecord
+from phoenix.records import NO_RELEASE, DeployLock, DeployRecord, Records, ServingRecord
 from phoenix.spec import DnsSpec, Spec
 
 log = plog.get_logger("phoenix.regions")
@@ -77,9 +77,9 @@ class RegionMover:
         self.clock = clock
         self.on_event = on_event or (lambda event: None)
         self.deploy_id = plog.new_deploy_id()
-        first = self._engine(spec.regions[0])
-        self.store = first.store  # retried like every provider call
-        self.call = first._executor(None).call
+        self._home = self._engine(spec.regions[0])
+        self.store = self._home.store  # retried like every provider call
+        self.call = self._home._executor(None).call
         self.records = Records(self.store, spec.app)
 
     # --- where the app serves ---------------------------------------------------------
@@ -167,7 +167,7 @@ class RegionMover:
                 self._moving_on(region, attempts[-1], order[number + 1])
                 continue
             try:
-                return self._switched(action, region, serving, result, attempts, engine)
+                return self._switched(action, region, serving, result, attempts, engine, lock)
             except _NotReady as gate:
                 # Built, but not fit for traffic: a region-level failure like any other.
                 # What was built goes (unless the region already served: DNS stays).
@@ -192,6 +192,7 @@ class RegionMover:
         result: DeployResult,
         attempts: list[RegionAttempt],
         engine: Engine,
+        lock: DeployLock,
     ) -> DeployResult:
         """The release converged in ``region``: gate, point DNS at it, retire the old."""
         moved = serving is not None and serving != region
@@ -226,7 +227,7 @@ class RegionMover:
                 f" {', '.join(left)}",)))
             self.clock.sleep(where.ttl)
         for other in left:
-            notes.append(self._retire_noted(other, lock=engine._held_lock))
+            notes.append(self._retire_noted(other, lock=lock))
         dns_text = self.dns_text()
         self.on_event(Event("converged", f"{result.release} serves from {region}"
                             + (f"; DNS now points at {region}" if changed else "")))
@@ -297,7 +298,7 @@ class RegionMover:
             f"{region}'s load balancer does not pass the health check at {url} ({last})"
         )
 
-    def _retire(self, region: str, *, lock: DeployLock | None) -> bool:
+    def _retire(self, region: str, *, lock: DeployLock) -> bool:
         """Take the app out of a region traffic does not reach; True when it is empty."""
         try:
             return self._engine(region, lock).retire()
@@ -305,7 +306,7 @@ class RegionMover:
             log.warning("could not retire the region", region=region, error=str(exc))
             return False
 
-    def _retire_noted(self, region: str, *, lock: DeployLock | None) -> str:
+    def _retire_noted(self, region: str, *, lock: DeployLock) -> str:
         if self._retire(region, lock=lock):
             return f"retired {region}: its nodes are deleted"
         return (f"left {region} as it is (it could not be emptied, e.g. unreachable); the"
@@ -323,7 +324,7 @@ class RegionMover:
         now = _iso(self.clock)
         with contextlib.suppress(PhoenixError):
             self.records.save_deploy(DeployRecord(
-                deploy_id=self.deploy_id, app=self.spec.app, action=action, release="none",
+                deploy_id=self.deploy_id, app=self.spec.app, action=action, release=NO_RELEASE,
                 region=region, strategy=self.spec.rollout.strategy, started_at=now,
                 finished_at=now, outcome="failed", reason=f"{type(exc).__name__}: {exc}",
             ))
@@ -354,7 +355,7 @@ class RegionMover:
         summary = "\n".join(a.describe() for a in attempts)
         result = DeployResult(
             app=self.spec.app, action=action, deploy_id=self.deploy_id,
-            region=attempts[-1].region, release=last.release if last else "none",
+            region=attempts[-1].region, release=last.release if last else NO_RELEASE,
             previous_release=last.previous_release if last else None,
             outcome="failed", steps=last.steps if last else 0, seconds=0.0, nodes=(),
             reason=str(exc), radius=radius_of(exc), attempts=tuple(attempts),
@@ -437,8 +438,7 @@ class RegionMover:
     @contextlib.contextmanager
     def _lock(self) -> Iterator[DeployLock]:
         plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id)
-        poll = min(self.spec.health.interval, 2.0)
-        lock = DeployLock(self.store, self.spec.app, self.deploy_id, ttl=max(120.0, poll * 20))
+        lock = self._home.new_lock()
         lock.acquire(self.clock.now())
         try:
             yield lock
