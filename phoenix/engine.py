@@ -155,12 +155,14 @@ class Engine:
     def converge(self, target: Target, release: Release | None, deadline: datetime) -> Plan:
         """Loop until the target is reached (CONVERGED) or cannot be (FAILED)."""
         executor = self._executor(release)
+        # The health gate's deadline belongs to this attempt, not to the nodes' age.
+        target = dataclasses.replace(target, attempt_started=self.clock.now())
         last_wait: tuple[str, ...] = ()
         last_steps: tuple[Step, ...] = ()
         while True:
             now = self.clock.now()
             if now >= deadline:
-                return Plan(Phase.FAILED, failure="the deploy's deadline (rollout.deadline) passed")
+                return Plan(Phase.FAILED, failure=_deadline_failure(last_wait, last_steps))
             self._renew_lock(now)
             observed = self.observe()
             current = plan(target, observed, now)
@@ -572,6 +574,17 @@ class Engine:
             )
         except PhoenixError as exc:
             log.warning("could not write the deploy record", error=str(exc))
+
+
+def _deadline_failure(waiting: tuple[str, ...], steps: tuple[Step, ...]) -> str:
+    """Why the deploy ran out of time, naming what it was still waiting for."""
+    text = "the deploy's deadline (rollout.deadline) passed"
+    if waiting:
+        return f"{text} while waiting for " + "; ".join(waiting)
+    if steps:
+        return f"{text} while the cloud did not take: " + "; ".join(
+            step.describe() for step in steps)
+    return text
 
 
 def _serving_counts(observed: Observed) -> Counter[str]:

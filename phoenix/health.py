@@ -190,10 +190,11 @@ class _Counters:
     failures: int = 0
     status: Health = Health.UNKNOWN
     detail: str = ""
+    passing: bool | None = None  # the latest conclusive probe's result
 
     @property
     def health(self) -> NodeHealth:
-        return NodeHealth(self.status, self.detail)
+        return NodeHealth(self.status, self.detail, self.passing)
 
 
 class HealthTracker:
@@ -283,6 +284,7 @@ class HealthTracker:
         if not outcome.conclusive:
             counters.detail = f"{outcome.detail} (inconclusive)"
             return counters.health
+        counters.passing = outcome.ok
         if outcome.ok:
             counters.failures = 0
             counters.successes = min(counters.successes + 1, spec.healthy_threshold)

@@ -151,3 +151,7 @@ class NodeHealth:
 
     status: Health
     detail: str = ""
+    # Whether the latest conclusive probe passed (None: no conclusive probe yet). A node
+    # that already serves is not put on trial again by a rerun: one passing probe is
+    # enough to leave it be, while ``status`` still waits for the thresholds.
+    passing: bool | None = field(default=None, compare=False)

@@ -71,6 +71,17 @@ class Target:
     # Putting a previous release back as it was (a rollback): members that already serve
     # count as they are, and sick ones are not replaced; new nodes still pass the gate.
     restore: bool = False
+    # When this attempt started: the health gate's deadline runs from the later of this
+    # and the node's creation, so nodes a crashed or earlier attempt built are judged
+    # afresh by a rerun instead of being failed for their age. None: from creation.
+    attempt_started: datetime | None = None
+
+    def gate_deadline(self, node: Node) -> datetime:
+        """When ``node`` must have passed its health gate."""
+        start = node.created_at
+        if self.attempt_started is not None and self.attempt_started > start:
+            start = self.attempt_started
+        return start + timedelta(seconds=self.health.deadline)
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,26 @@ class _View:
         member = self.members.get(node.name)
         return member is not None and member.state is MemberState.SERVING
 
+    def proven(self, node: Node) -> bool:
+        """Already in service from an earlier pass (a rerun, a resumed deploy): it joined
+        the pool after passing the gate and was stamped serving. It is not on trial
+        again: unless its checks now fail, it counts as it is, so an unchanged rerun
+        hours later does not wait out ``healthy_threshold`` probes, or fail the gate."""
+        if node.state is not NodeState.ACTIVE or not self.serving(node):
+            return False
+        if self.members[node.name].online is False:
+            return False
+        if META_SERVING_SINCE not in node.metadata:
+            return False
+        if parse_time(node.metadata.get(META_DRAIN_SINCE)):
+            return False
+        known = self.health.get(node.name)
+        if known is None:
+            return False
+        if known.status is Health.HEALTHY:
+            return True
+        return known.status is Health.UNKNOWN and known.passing is True
+
     def incoming_serving_healthy(self) -> list[Node]:
         return [
             n
@@ -141,7 +172,9 @@ class _View:
             if n.state is NodeState.ACTIVE
             and self.serving(n)
             and self.members[n.name].online is not False
-            and (self.target.restore or self.health_of(n) is Health.HEALTHY)
+            and (
+                self.target.restore or self.health_of(n) is Health.HEALTHY or self.proven(n)
+            )
         ]
 
 
@@ -200,12 +233,16 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
         if health is Health.UNHEALTHY:
             gate_failures.append(f"{node.name} failed its health check: {view.detail_of(node)}")
             continue
-        deadline = node.created_at + timedelta(seconds=target.health.deadline)
+        if view.proven(node):
+            continue  # serves and passes: not on trial
+        deadline = target.gate_deadline(node)
         if health is not Health.HEALTHY and now >= deadline:
             state = node.state.value if node.state is not NodeState.ACTIVE else "not healthy"
             detail = view.detail_of(node)
+            rerun = target.attempt_started is not None and target.attempt_started > node.created_at
+            since = "this attempt started" if rerun else "its creation"
             gate_failures.append(
-                f"{node.name} still {state} {target.health.deadline:g}s after creation"
+                f"{node.name} still {state} {target.health.deadline:g}s after {since}"
                 f" (health.deadline){': ' + detail if detail else ''}"
             )
             continue

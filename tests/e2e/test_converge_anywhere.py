@@ -1,0 +1,122 @@
+"""Converge from anywhere: an unchanged rerun is a no-op however late it comes, a rerun
+after a crash finishes the deploy it finds (whatever the age of the nodes it built), and
+the deploy that finishes names the release that served before the crash."""
+
+from __future__ import annotations
+
+import pytest
+
+import phoenix
+from phoenix import api
+from phoenix.engine import DeployResult
+from phoenix.errors import DeployFailed
+from phoenix.spec import Spec
+
+from .conftest import POOL, REGION, SimulatedCrash, World
+
+ROLLING = "  max_surge: 1\n  max_unavailable: 0"
+CANARY = "  canary: {size: 1, bake: 30s}"
+DNS = "dns: {zone: example.com., record: web, ttl: 5}"
+STRATEGIES = [("blue-green", ""), ("rolling", ROLLING), ("canary", CANARY)]
+
+
+def spec_of(world: World, strategy: str, extra: str, dns: bool, **overrides: object) -> Spec:
+    extra_rollout = "\n".join(part for part in (extra, DNS if dns else "") if part)
+    return world.spec(strategy=strategy, extra_rollout=extra_rollout, **overrides)
+
+
+def deploy(world: World, spec: Spec) -> DeployResult:
+    return api.deploy(spec, provider=world.provider(), clock=world.clock)
+
+
+def dns_values(world: World) -> tuple[str, ...] | None:
+    record = world.cloud.provider().dns.get_record("example.com.", "web")  # type: ignore[union-attr]
+    return record.values if record else None
+
+
+@pytest.mark.parametrize("dns", [False, True], ids=["no-dns", "dns"])
+@pytest.mark.parametrize(("strategy", "extra"), STRATEGIES, ids=[s for s, _ in STRATEGIES])
+@pytest.mark.parametrize("hours", [0, 0.04, 6])  # at once; past health.deadline; hours later
+def test_an_unchanged_rerun_changes_nothing(
+    world: World, strategy: str, extra: str, dns: bool, hours: float
+) -> None:
+    spec = spec_of(world, strategy, extra, dns)
+    first = deploy(world, spec)
+    assert first.outcome == "succeeded"
+    record = dns_values(world)
+    servers = sorted(s.name for s in world.live_servers())
+    world.clock.advance(hours * 3600)
+    world.mutations = 0
+
+    again = deploy(world, spec)
+
+    assert again.outcome == "unchanged", again.reason
+    assert again.steps == 0
+    assert world.mutations == 0  # no create, delete, metadata or member change
+    assert again.region == first.region == REGION
+    assert again.release == first.release
+    assert dns_values(world) == record
+    assert sorted(s.name for s in world.live_servers()) == servers
+    # A no-op rerun does not wait out the health thresholds of nodes that already serve.
+    assert again.seconds < spec.health.interval * spec.health.healthy_threshold
+
+
+@pytest.mark.parametrize(("strategy", "extra"), STRATEGIES, ids=[s for s, _ in STRATEGIES])
+@pytest.mark.parametrize("stage", ["built", "joined"])
+def test_a_rerun_long_after_a_crash_finishes_the_deploy(
+    world: World, strategy: str, extra: str, stage: str
+) -> None:
+    """The crashed deploy's nodes are older than health.deadline when the rerun sees them:
+    they are judged afresh, and the deploy finishes instead of rolling back."""
+    first = deploy(world, spec_of(world, strategy, extra, dns=False))
+    v2 = spec_of(world, strategy, extra, dns=False, greeting="v2")
+    # Crash right after the first new node was created, or right after one joined.
+    world.mutations = 0
+    world.crash_after = 1 if stage == "built" else 4
+    with pytest.raises(SimulatedCrash):
+        deploy(world, v2)
+    world.crash_after = None
+    world.clock.advance(v2.health.deadline + 600)
+
+    result = deploy(world, v2)
+
+    assert result.outcome == "succeeded", result.reason
+    assert result.release != first.release
+    # The deploy that finished names what served before the crash, not itself.
+    assert result.previous_release == first.release
+    assert set(world.serving().values()) == {result.release}
+    assert len(world.serving()) == 3
+    assert {m.name for m in world.cloud.members(REGION, POOL)} == set(world.serving())
+
+
+def test_a_deadline_failure_says_what_it_waited_for(world: World) -> None:
+    slow = "  canary: {size: 1, bake: 2h}\n  deadline: 10m"
+    first = deploy(world, world.spec(strategy="canary", extra_rollout=slow))
+    spec = world.spec(strategy="canary", extra_rollout=slow, greeting="v2")
+    with pytest.raises(DeployFailed) as failed:
+        deploy(world, spec)
+    message = str(failed.value)
+    assert "rollout.deadline" in message
+    assert "while waiting for the canary to bake until" in message
+    assert set(world.serving().values()) == {first.release}
+
+
+def test_a_gate_deadline_counts_from_the_attempt_for_old_unproven_nodes(world: World) -> None:
+    """A node the crashed deploy built but that never passed: the rerun gives it the
+    whole health.deadline again, then fails it, naming why."""
+    first = deploy(world, world.spec())
+    v2 = world.spec(image="golden-v2")
+    world.mutations = 0
+    world.crash_after = 3  # the three new nodes are created
+    with pytest.raises(SimulatedCrash):
+        deploy(world, v2)
+    world.crash_after = None
+    world.cloud.faults.unhealthy_images.add("img-2")
+    world.clock.advance(3600)
+    with pytest.raises(DeployFailed) as failed:
+        deploy(world, v2)
+    assert "failed its health check" in str(failed.value)
+    assert set(world.serving().values()) == {first.release}
+    history = phoenix.history(v2, provider=world.provider(), clock=world.clock)
+    assert history[-1].outcome == "rolled-back"
+    assert history[-1].previous_release == first.release
