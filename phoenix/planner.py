@@ -240,9 +240,9 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
             state = node.state.value if node.state is not NodeState.ACTIVE else "not healthy"
             detail = view.detail_of(node)
             rerun = target.attempt_started is not None and target.attempt_started > node.created_at
-            since = "this attempt started" if rerun else "its creation"
+            counted_from = "this attempt started" if rerun else "its creation"
             gate_failures.append(
-                f"{node.name} still {state} {target.health.deadline:g}s after {since}"
+                f"{node.name} still {state} {target.health.deadline:g}s after {counted_from}"
                 f" (health.deadline){': ' + detail if detail else ''}"
             )
             continue
