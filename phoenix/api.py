@@ -474,6 +474,9 @@ def destroy(
                             " run `phoenix destroy` again"
                         )
                     clock.sleep(0.5)
+            # Nothing is left half-done: a later deploy must not restore what ran before.
+            for region in spec.regions:
+                engine_retry.records.clear_attempt(region)
             purged = 0
             if purge_records:
                 for key in opened.store.list(f"apps/{spec.app}/"):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from phoenix import log as plog
 from phoenix.blast import RegionAttempt, radius_of
@@ -35,7 +36,14 @@ from phoenix.health import HealthTracker, build_tracker
 from phoenix.model import MemberState, NodeRequest, NodeState, ResourceNeeds
 from phoenix.planner import Observed, Target, plan
 from phoenix.providers.base import Clock, PoolEndpoint, Provider
-from phoenix.records import NO_RELEASE, DeployLock, DeployRecord, Records, ReleaseRecord
+from phoenix.records import (
+    NO_RELEASE,
+    AttemptRecord,
+    DeployLock,
+    DeployRecord,
+    Records,
+    ReleaseRecord,
+)
 from phoenix.release import (
     Release,
     image_in_region,
@@ -152,7 +160,9 @@ class Engine:
 
     # --- the loop --------------------------------------------------------------------
 
-    def converge(self, target: Target, release: Release | None, deadline: datetime) -> Plan:
+    def converge(
+        self, target: Target, release: Release | _LazyRelease | None, deadline: datetime
+    ) -> Plan:
         """Loop until the target is reached (CONVERGED) or cannot be (FAILED)."""
         executor = self._executor(release)
         # The health gate's deadline belongs to this attempt, not to the nodes' age.
@@ -261,28 +271,88 @@ class Engine:
     def _deploy(self) -> DeployResult:
         started = self.clock.now()
         observed = self.observe()
+        adopted = self._adopt_interrupted(started)
         known = self.records.releases()
-        release = resolve_release(
-            self.spec,
-            self.provider,
-            region=self.region,
-            now=started,
-            known=known,
-            observed_releases={n.release for n in observed.nodes},
-        )
+        try:
+            release = resolve_release(
+                self.spec,
+                self.provider,
+                region=self.region,
+                now=started,
+                known=known,
+                observed_releases={n.release for n in observed.nodes},
+                call=self._executor(None).call,
+            )
+        except (ProviderError, InputError) as exc:
+            if adopted is None:
+                raise  # nothing was changed: the region is as the last run left it
+            # A run stopped half-way here: put back what served before it, not the mix.
+            self._run_failed_before_start("deploy", adopted, exc, started)
         plog.bind_deploy(
             app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=release.id
         )
         target = self._target(release.id, self.spec.count)
-        previous = self._previous(observed, release.id)
+        previous = self._previous(observed, release.id, adopted)
         self._preflight_quota(release, observed)
         self.records.save_release(release.record)
         log.info("deploy started", previous=previous[0] if previous else None)
         return self._run("deploy", release, target, previous, started)
 
+    def _adopt_interrupted(self, now: datetime) -> AttemptRecord | None:
+        """The record of a run that stopped half-way in this region, if any.
+
+        We hold the app's lease, so that run is gone. A run killed while acting never
+        wrote its history: record it now as interrupted, so ``phoenix history`` shows
+        what happened."""
+        attempt = self.records.attempt(self.region)
+        if attempt is None or attempt.deploy_id == self.deploy_id:
+            return None
+        if attempt.state == "running" and not any(
+            d.deploy_id == attempt.deploy_id and d.region == attempt.region
+            and d.action == attempt.action
+            for d in self.records.deploys()
+        ):
+            reason = (f"stopped before it finished (killed or crashed); {self.deploy_id}"
+                      " took over")
+            log.warning("an earlier run stopped half-way", deploy_id_stopped=attempt.deploy_id,
+                        release=attempt.release)
+            self._save_history(DeployRecord(
+                deploy_id=attempt.deploy_id,
+                app=self.spec.app,
+                action=attempt.action,
+                release=attempt.release,
+                region=attempt.region,
+                strategy=self.spec.rollout.strategy,
+                started_at=attempt.started_at,
+                finished_at=now.isoformat(),
+                outcome="interrupted",
+                previous_release=attempt.previous_release,
+                reason=reason,
+            ))
+        return attempt
+
+    def _run_failed_before_start(
+        self, action: str, adopted: AttemptRecord, error: PhoenixError, started: datetime
+    ) -> NoReturn:
+        """The spec's release could not even be resolved, after a run that stopped
+        half-way: restore what served before that run, then fail (exit 1)."""
+        failure = f"{type(error).__name__}: {error}"
+        radius = radius_of(error)
+        previous = self._adopted_previous(adopted)
+        log.error("deploy failed before it started, restoring", reason=failure)
+        self.on_event(Event("failed", failure))
+        calls_before = _calls(self.provider)
+        self._save_attempt(action, adopted.release, previous, started)
+        restored = self._restore(adopted.release, previous)
+        result = self._result(action, adopted.release, previous,
+                              "rolled-back" if restored else "failed", started, calls_before,
+                              reason=failure, radius=radius)
+        self._finish_failed(result, previous, restored, started, interrupted=False)
+
     def _rollback(self, to_release: str | None) -> DeployResult:
         started = self.clock.now()
         observed = self.observe()
+        self._adopt_interrupted(started)
         serving = _serving_release(observed)
         wanted = to_release or self.records.last_good_release(excluding=serving)
         if wanted is None:
@@ -301,13 +371,14 @@ class Engine:
     def _deploy_recorded(self, release_id: str, action: str) -> DeployResult:
         started = self.clock.now()
         observed = self.observe()
+        adopted = self._adopt_interrupted(started)
         release = self._recorded_release(release_id)
         plog.bind_deploy(
             app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=release.id
         )
         try:
             target = self._target(release.id, self.spec.count, fast=True, restore=False)
-            previous = self._previous(observed, release.id)
+            previous = self._previous(observed, release.id, adopted)
             self._preflight_quota(release, observed)
             log.info(f"{action} started", previous=previous[0] if previous else None)
             return self._run(action, release, target, previous, started)
@@ -327,12 +398,14 @@ class Engine:
         failure: str | None = None
         radius: str | None = None
         interrupted = False
+        self._save_attempt(action, release.id, previous, started)
         try:
             final = self.converge(target, release, deadline)
             if final.converged:
                 result = self._result(action, release.id, previous, "succeeded", started,
                                       calls_before)
                 self._record(result, started)
+                self._clear_attempt()
                 self.on_event(Event("converged", f"{release.id} serves in {self.region}"))
                 log.info("converged", steps=self.steps_done)
                 return result
@@ -350,27 +423,72 @@ class Engine:
         log.error("deploy failed, rolling back", reason=failure)
         self.on_event(Event("failed", failure))
         restored = self._restore(release.id, previous)
-        outcome = "interrupted" if interrupted else "rolled-back"
+        outcome = "interrupted" if interrupted else "rolled-back" if restored else "failed"
         result = self._result(action, release.id, previous, outcome, started, calls_before,
                               reason=failure, radius=radius)
+        self._finish_failed(result, previous, restored, started, interrupted=interrupted)
+
+    def _finish_failed(
+        self,
+        result: DeployResult,
+        previous: tuple[str, int] | None,
+        restored: bool,
+        started: datetime,
+        *,
+        interrupted: bool,
+    ) -> NoReturn:
+        """Record a failed run and raise what it ended with."""
         self._record(result, started)
+        failure = result.reason or "unknown failure"
         if not restored:
+            # Kept, so the next run restores the release that served before this one.
+            self._save_attempt(result.action, result.release, previous, started,
+                               state="restore-failed")
             raise RestoreFailed(
                 result=result,
                 message=f"{failure}; then the rollback could not restore"
                 f" {previous[0] if previous else 'a clean state'}: run `phoenix status` and"
                 " `phoenix deploy` again, or restore by hand"
             )
+        self._clear_attempt()
         if interrupted:
             raise Interrupted(f"interrupted; {self._restored_text(previous)}", result=result)
         raise DeployFailed(f"{failure}; rolled back: {self._restored_text(previous)}",
                            result=result)
 
+    def _save_attempt(
+        self,
+        action: str,
+        release: str,
+        previous: tuple[str, int] | None,
+        started: datetime,
+        *,
+        state: str = "running",
+    ) -> None:
+        """Note in the store that this run acts on the region (see ``AttemptRecord``)."""
+        self.records.save_attempt(AttemptRecord(
+            deploy_id=self.deploy_id,
+            action=action,
+            release=release,
+            region=self.region,
+            started_at=started.isoformat(),
+            previous_release=previous[0] if previous else None,
+            previous_count=previous[1] if previous else 0,
+            state=state,
+        ))
+
+    def _clear_attempt(self) -> None:
+        try:
+            self.records.clear_attempt(self.region)
+        except PhoenixError as exc:
+            # Harmless: the next run finds it, sees this run in the history, moves on.
+            log.warning("could not clear the attempt record", error=str(exc))
+
     def _restore(self, failed: str, previous: tuple[str, int] | None) -> bool:
         """Bring the previous release back to full service and remove the failed one."""
         self.on_event(Event("rollback", f"restoring {previous[0] if previous else 'nothing'}"))
         deadline = self.clock.now() + timedelta(seconds=self._restore_budget())
-        release: Release | None = None
+        release: _LazyRelease | None = None
         try:
             if previous is None:
                 target = self._target(NO_RELEASE, 0, fast=True)
@@ -379,7 +497,10 @@ class Engine:
                 target = self._target(name, count, fast=True)
                 record = self.records.release(name)
                 if record is not None:
-                    release = self._recorded_release(record)
+                    # Looked up only if a node must be built: the old release usually
+                    # still serves, and an image service that is down must not stop
+                    # the traffic from going back to it.
+                    release = _LazyRelease(lambda: self._recorded_release(record))
             final = self.converge(target, release, deadline)
             if not final.converged:
                 log.error("rollback failed", reason=final.failure)
@@ -389,7 +510,7 @@ class Engine:
             return False
         finally:
             if release is not None:
-                shutil.rmtree(release.template_dir, ignore_errors=True)
+                release.discard()
 
     def _recorded_release(self, which: str | ReleaseRecord) -> Release:
         """A recorded release (by id, or its record), to be built in this region: its
@@ -444,14 +565,29 @@ class Engine:
             restore=fast if restore is None else restore,
         )
 
-    def _previous(self, observed: Observed, target: str) -> tuple[str, int] | None:
-        """What a failed deploy restores: the serving release, as large as it serves now."""
+    def _adopted_previous(self, adopted: AttemptRecord) -> tuple[str, int] | None:
+        """What served before a run that stopped half-way, at full size."""
+        if adopted.previous_release is None:
+            return None
+        return adopted.previous_release, max(adopted.previous_count, self.spec.count)
+
+    def _previous(
+        self, observed: Observed, target: str, adopted: AttemptRecord | None = None
+    ) -> tuple[str, int] | None:
+        """What a failed deploy restores: the release that served before this deploy (or
+        before the half-done run it resumes), brought back to at least ``count`` nodes
+        (a crash may have left it smaller)."""
+        if adopted is not None and adopted.previous_release not in (None, target):
+            return self._adopted_previous(adopted)
+        if adopted is not None and adopted.previous_release is None:
+            return None  # nothing served before the half-done first deploy
         serving = _serving_counts(observed)
         others = [(r, c) for r, c in serving.most_common() if r != target]
         if others:
-            return others[0]
+            release, serving_now = others[0]
+            return release, max(serving_now, self.spec.count)
         if serving.get(target):
-            return target, serving[target]
+            return target, max(serving[target], self.spec.count)
         # Nothing serves here: restore what this region last ran (not what another
         # region ran: a failed failover must leave a fresh region empty).
         last = self.records.last_good_release(excluding=target, region=self.region)
@@ -489,13 +625,14 @@ class Engine:
                 region=self.region,
             )
 
-    def _executor(self, release: Release | None) -> Executor:
+    def _executor(self, release: Release | _LazyRelease | None) -> Executor:
         def build(step: CreateNode) -> NodeRequest:
             if release is None:
                 raise InputError(
                     f"cannot build {step.name}: no record of how its release was built"
                 )
-            return release.node_request(
+            resolved = release.get() if isinstance(release, _LazyRelease) else release
+            return resolved.node_request(
                 step, region=self.region, spec_digest=self.spec_digest,
                 deploy_id=self.deploy_id,
             )
@@ -552,9 +689,14 @@ class Engine:
             ),
         )
 
-    def _record(self, result: DeployResult, started: datetime) -> None:
+    def _save_history(self, record: DeployRecord) -> None:
         try:
-            self.records.save_deploy(
+            self.records.save_deploy(record)
+        except PhoenixError as exc:
+            log.warning("could not write the deploy record", error=str(exc))
+
+    def _record(self, result: DeployResult, started: datetime) -> None:
+        self._save_history(
                 DeployRecord(
                     deploy_id=result.deploy_id,
                     app=result.app,
@@ -571,9 +713,27 @@ class Engine:
                     provider_calls=result.provider_calls,
                     events=list(result.history[-200:]),
                 )
-            )
-        except PhoenixError as exc:
-            log.warning("could not write the deploy record", error=str(exc))
+        )
+
+
+class _LazyRelease:
+    """A recorded release, looked up (image in this region, templates on disk) on first
+    use only; thread-safe, since the executor builds nodes from worker threads."""
+
+    def __init__(self, load: Callable[[], Release]) -> None:
+        self._load = load
+        self._release: Release | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Release:
+        with self._lock:
+            if self._release is None:
+                self._release = self._load()
+            return self._release
+
+    def discard(self) -> None:
+        if self._release is not None:
+            shutil.rmtree(self._release.template_dir, ignore_errors=True)
 
 
 def _deadline_failure(waiting: tuple[str, ...], steps: tuple[Step, ...]) -> str:

@@ -78,6 +78,35 @@ class DeployRecord:
 
 
 @dataclass(frozen=True)
+class AttemptRecord:
+    """The run that is acting on a region now (deploy, rollback, failover...).
+
+    Written when a run starts to change a region and removed when it ends cleanly, so a
+    run that finds another run's record knows that one stopped half-way (killed, crashed,
+    or left a failed restore): it records the interruption in the history, and restores
+    the release that served *before* that run if its own attempt fails, rather than
+    whatever the half-done run left serving."""
+
+    deploy_id: str
+    action: str
+    release: str
+    region: str
+    started_at: str
+    previous_release: str | None
+    previous_count: int
+    # running: the run was alive when last seen; restore-failed: it ended (and is in the
+    # history) but could not bring the previous release back.
+    state: str = "running"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> AttemptRecord:
+        return cls(**json.loads(data))
+
+
+@dataclass(frozen=True)
 class ServingRecord:
     """Where the app's DNS record points, as Phoenix last set it.
 
@@ -163,6 +192,25 @@ class Records:
             elif record.region == region:
                 return None if record.release == NO_RELEASE else record.release
         return None
+
+    def _attempt_key(self, region: str) -> str:
+        return f"apps/{self.app}/attempts/{region}.json"
+
+    def save_attempt(self, attempt: AttemptRecord) -> None:
+        self.store.put(self._attempt_key(attempt.region), attempt.to_json())
+
+    def attempt(self, region: str) -> AttemptRecord | None:
+        """The run last acting on ``region`` that has not ended cleanly, if any."""
+        data = self.store.get(self._attempt_key(region))
+        if data is None:
+            return None
+        try:
+            return AttemptRecord.from_json(data)
+        except (ValueError, TypeError):
+            return None
+
+    def clear_attempt(self, region: str) -> None:
+        self.store.delete(self._attempt_key(region))
 
     def save_serving(self, serving: ServingRecord) -> None:
         self.store.put(f"apps/{self.app}/serving.json", serving.to_json())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -114,7 +114,17 @@ def choose_image(images: list[Image], spec: Spec, region: str, now: datetime) ->
     return newest
 
 
-def find_image(spec: Spec, provider: Provider, *, region: str, now: datetime) -> Image:
+Caller = Callable[[Callable[[], Any]], Any]
+"""Calls a provider function, e.g. ``Executor.call`` (retrying transient errors)."""
+
+
+def _direct(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
+def find_image(
+    spec: Spec, provider: Provider, *, region: str, now: datetime, call: Caller = _direct
+) -> Image:
     """The spec's golden image in ``region``; ``image.path`` is imported first."""
     if spec.image.path is not None:
         source = (spec.base_dir / spec.image.path).resolve()
@@ -126,11 +136,14 @@ def find_image(spec: Spec, provider: Provider, *, region: str, now: datetime) ->
                 f"image.path: the {provider.name} provider cannot import a directory as an"
                 " image; give image.name or image.id of an image in the cloud"
             )
-        return compute.import_image(region, source, None)
+        importer = compute
+        image: Image = call(lambda: importer.import_image(region, source, None))
+        return image
     query = ImageQuery(
         id=spec.image.id, name=spec.image.name, properties=spec.image.properties or {}
     )
-    return choose_image(provider.compute.find_images(region, query), spec, region, now)
+    found: list[Image] = call(lambda: provider.compute.find_images(region, query))
+    return choose_image(found, spec, region, now)
 
 
 def template_sources(template_path: Path) -> dict[str, str]:
@@ -169,10 +182,14 @@ def resolve_release(
     now: datetime,
     known: list[ReleaseRecord],
     observed_releases: set[str],
+    call: Caller = _direct,
 ) -> Release:
-    """Turn the spec into a Release: look up image and flavor, render, digest, name it."""
-    image = find_image(spec, provider, region=region, now=now)
-    flavor = provider.compute.get_flavor(region, spec.flavor)
+    """Turn the spec into a Release: look up image and flavor, render, digest, name it.
+
+    ``call`` wraps each provider call (the engine passes its retrying caller: a 503 from
+    an image lookup must not fail a deploy that a retry would have saved)."""
+    image = find_image(spec, provider, region=region, now=now, call=call)
+    flavor: Flavor = call(lambda: provider.compute.get_flavor(region, spec.flavor))
     template_path = spec.template_path
     sample = render_user_data(
         template_path,

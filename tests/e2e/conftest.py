@@ -66,6 +66,7 @@ class _Proxy:
         def call(*args: Any, **kwargs: Any) -> Any:
             world = self._world
             world.mutations += 1
+            world.trace.append(name)
             if world.crash_before is not None and world.mutations == world.crash_before:
                 raise SimulatedCrash(f"before mutation {world.mutations} ({name})")
             try:
@@ -87,6 +88,7 @@ class World:
     mutations: int = 0
     crash_before: int | None = None
     crash_after: int | None = None
+    trace: list[str] = field(default_factory=list)  # the name of every mutation, in order
 
     def spec(self, **overrides: Any) -> Spec:
         """Write phoenix.yaml (with overrides merged at the top level) and load it."""

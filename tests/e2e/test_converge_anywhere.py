@@ -4,12 +4,16 @@ the deploy that finishes names the release that served before the crash."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 
 import phoenix
 from phoenix import api
 from phoenix.engine import DeployResult
-from phoenix.errors import DeployFailed
+from phoenix.errors import DeployFailed, Transient
+from phoenix.providers.base import Provider
 from phoenix.spec import Spec
 
 from .conftest import POOL, REGION, SimulatedCrash, World
@@ -120,3 +124,149 @@ def test_a_gate_deadline_counts_from_the_attempt_for_old_unproven_nodes(world: W
     history = phoenix.history(v2, provider=world.provider(), clock=world.clock)
     assert history[-1].outcome == "rolled-back"
     assert history[-1].previous_release == first.release
+
+
+# --- a run that stopped half-way: previous release, history, restore to count -----------
+
+
+def crash_at(world: World, spec: Spec, mutation: str, nth: int = 1) -> None:
+    """Deploy ``spec`` and kill it right after its ``nth`` call of ``mutation``."""
+    seen = 0
+    original = world.observe
+
+    def observe() -> None:  # runs after every mutation (see conftest._Proxy)
+        nonlocal seen
+        original()
+        if world.trace and world.trace[-1] == mutation:
+            seen += 1
+            if seen == nth:
+                raise SimulatedCrash(f"after {mutation} #{nth}")
+
+    world.trace.clear()
+    world.observe = observe  # type: ignore[method-assign]
+    try:
+        with pytest.raises(SimulatedCrash):
+            deploy(world, spec)
+    finally:
+        world.observe = original  # type: ignore[method-assign]
+
+
+def test_a_resumed_deploy_names_the_release_that_served_before_the_crash(world: World) -> None:
+    first = deploy(world, world.spec())
+    v2 = world.spec(greeting="v2")
+    # Killed after the last old member left the pool: only v2 serves when the rerun looks.
+    crash_at(world, v2, "remove_member", nth=3)
+    assert set(world.serving().values()) == {v2_release(world, v2)}
+
+    result = deploy(world, v2)
+
+    assert result.outcome == "succeeded"
+    assert result.previous_release == first.release
+    history = phoenix.history(v2, provider=world.provider(), clock=world.clock)
+    assert [(h.outcome, h.release) for h in history] == [
+        ("succeeded", first.release),
+        ("interrupted", result.release),
+        ("succeeded", result.release),
+    ]
+    assert "stopped before it finished" in (history[1].reason or "")
+    assert history[2].previous_release == first.release
+
+
+def test_a_failed_resumed_deploy_restores_what_served_before_the_crash(world: World) -> None:
+    first = deploy(world, world.spec())
+    v2 = world.spec(image="golden-v2")
+    crash_at(world, v2, "remove_member", nth=3)
+    world.cloud.faults.unhealthy_images.add("img-2")
+
+    with pytest.raises(DeployFailed) as failed:
+        deploy(world, v2)
+
+    assert failed.value.result.previous_release == first.release  # type: ignore[union-attr]
+    assert set(world.serving().values()) == {first.release}
+    assert len(world.serving()) == 3
+    assert {s.release for s in world.live_servers()} == {first.release}
+
+
+def test_a_restore_brings_the_previous_release_back_to_count(world: World) -> None:
+    """A rolling deploy killed after its first old node was deleted, then failed on
+    rerun: the old release comes back with all ``count`` nodes, not the 2 left."""
+    first = deploy(world, world.spec(strategy="rolling", extra_rollout=ROLLING))
+    v2 = world.spec(strategy="rolling", extra_rollout=ROLLING, image="golden-v2")
+    crash_at(world, v2, "delete_node", nth=1)
+    assert sum(1 for s in world.live_servers() if s.release == first.release) == 2
+    world.cloud.faults.unhealthy_images.add("img-2")
+
+    with pytest.raises(DeployFailed):
+        deploy(world, v2)
+
+    assert set(world.serving().values()) == {first.release}
+    assert len(world.serving()) == 3
+    assert len(world.live_servers()) == 3
+
+
+def test_a_lookup_503_is_retried(world: World) -> None:
+    first = deploy(world, world.spec())
+    flaky = FlakyLookups(world, failures=2)
+    result = api.deploy(world.spec(greeting="v2"), provider=flaky.provider(), clock=world.clock)
+    assert result.outcome == "succeeded" and result.release != first.release
+    assert flaky.failed == 2
+
+
+@pytest.mark.parametrize("method", ["find_images", "get_flavor"])
+def test_a_lookup_failing_after_a_crash_restores_the_previous_release(
+    world: World, method: str
+) -> None:
+    """The rerun cannot even resolve the release (the image service is down beyond
+    retries): the mixed pool the crash left is put back to the old release, exit 1."""
+    first = deploy(world, world.spec())
+    v2 = world.spec(greeting="v2")
+    crash_at(world, v2, "add_member", nth=1)
+    assert set(world.serving().values()) == {first.release, v2_release(world, v2)}
+    flaky = FlakyLookups(world, failures=1000, method=method)
+
+    with pytest.raises(DeployFailed) as failed:
+        api.deploy(v2, provider=flaky.provider(), clock=world.clock)
+
+    assert "HTTP 503" in str(failed.value)
+    assert set(world.serving().values()) == {first.release}
+    assert len(world.serving()) == 3
+    assert {s.release for s in world.live_servers()} == {first.release}
+    assert {m.name for m in world.cloud.members(REGION, POOL)} == set(world.serving())
+    # With the lookups back, the same command finishes the deploy.
+    result = deploy(world, v2)
+    assert result.outcome == "succeeded" and result.previous_release == first.release
+
+
+def v2_release(world: World, spec: Spec) -> str:
+    return phoenix.plan(spec, provider=world.provider(), clock=world.clock).release
+
+
+class FlakyLookups:
+    """The world's provider whose image/flavor lookups answer 503 ``failures`` times."""
+
+    def __init__(self, world: World, failures: int, method: str = "find_images") -> None:
+        self.world = world
+        self.left = failures
+        self.failed = 0
+        self.method = method
+
+    def provider(self) -> Provider:
+        plain = self.world.provider()
+        outer = self
+
+        class Compute:
+            def __getattr__(self, name: str) -> Any:
+                attr = getattr(plain.compute, name)
+                if name != outer.method:
+                    return attr
+
+                def call(*args: Any, **kwargs: Any) -> Any:
+                    if outer.left > 0:
+                        outer.left -= 1
+                        outer.failed += 1
+                        raise Transient(f"{name}: HTTP 503 (test)")
+                    return attr(*args, **kwargs)
+
+                return call
+
+        return dataclasses.replace(plain, compute=Compute())  # type: ignore[arg-type]
