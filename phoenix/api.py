@@ -21,7 +21,7 @@ from phoenix.engine import DeployResult, Engine, EventSink
 from phoenix.errors import BadRequest, InputError, PhoenixError, TemplateError
 from phoenix.health import build_tracker
 from phoenix.log import get_logger
-from phoenix.model import Health, Image, MemberState, NodeState
+from phoenix.model import Health, Image, Member, MemberState, Node, NodeState
 from phoenix.planner import Observed
 from phoenix.planner import plan as plan_steps
 from phoenix.providers.base import (
@@ -295,6 +295,8 @@ def status(
     with _provider(spec, provider, clock) as opened:
         regions = []
         problems: list[str] = []
+        holder = DeployLock(opened.store, spec.app, "status").holder()
+        records = Records(opened.store, spec.app)
         for region in spec.regions:
             try:
                 nodes = opened.compute.list_nodes(region, spec.app)
@@ -303,6 +305,8 @@ def status(
                 regions.append(RegionStatus(region, None, (), error=str(exc)))
                 problems.append(f"{region}: {exc}")
                 continue
+            if holder is None:  # a deploy at work is expected to look half-done
+                problems.extend(_unfinished(spec, region, nodes, members, records))
             health = {}
             if check_health and nodes:
                 tracker = build_tracker(
@@ -351,7 +355,6 @@ def status(
         if dns_managed(spec, opened):
             dns_text, serving_region, regions = _dns_view(spec, opened, clock, regions,
                                                           problems)
-        holder = DeployLock(opened.store, spec.app, "status").holder()
         return StatusReport(
             app=spec.app,
             regions=tuple(regions),
@@ -361,6 +364,35 @@ def status(
             serving_region=serving_region,
             last_move=_last_move(Records(opened.store, spec.app).deploys()),
         )
+
+
+def _unfinished(
+    spec: Spec, region: str, nodes: list[Node], members: list[Member], records: Records
+) -> list[str]:
+    """What a run that stopped half-way (killed, or its restore failed) left, while no
+    deploy is at work: each names what is wrong and the command that finishes it."""
+    problems: list[str] = []
+    attempt = records.attempt(region)
+    if attempt is not None:
+        how = ("its rollback could not restore the previous release"
+               if attempt.state == "restore-failed" else "it was stopped (killed or crashed)")
+        problems.append(
+            f"{region}: {attempt.action} {attempt.deploy_id} of {attempt.release} did not"
+            f" finish: {how}; run `phoenix deploy` again to finish it (a failure restores"
+            f" {attempt.previous_release or 'nothing'})"
+        )
+    by_name = {n.name: n for n in nodes}
+    serving = [m for m in members if m.state is MemberState.SERVING and m.name in by_name]
+    releases = sorted({by_name[m.name].release for m in serving})
+    if len(releases) > 1:
+        problems.append(f"{region}: the pool serves a mix of releases ({', '.join(releases)})")
+    draining = sorted(m.name for m in members if m.state is MemberState.DRAINING)
+    if draining:
+        problems.append(f"{region}: member(s) left draining: {', '.join(draining)}")
+    if len(releases) == 1 and len(serving) < spec.count:
+        problems.append(
+            f"{region}: {releases[0]} serves with {len(serving)} of {spec.count} node(s)")
+    return problems
 
 
 def _dns_view(

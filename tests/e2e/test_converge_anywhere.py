@@ -12,7 +12,7 @@ import pytest
 import phoenix
 from phoenix import api
 from phoenix.engine import DeployResult
-from phoenix.errors import DeployFailed, Transient
+from phoenix.errors import DeployFailed, RestoreFailed, Transient
 from phoenix.providers.base import Provider
 from phoenix.spec import Spec
 
@@ -270,3 +270,43 @@ class FlakyLookups:
                 return call
 
         return dataclasses.replace(plain, compute=Compute())  # type: ignore[arg-type]
+
+
+def test_status_names_a_run_that_stopped_half_way_until_a_rerun_finishes_it(
+    world: World,
+) -> None:
+    first = deploy(world, world.spec())
+    v2 = world.spec(greeting="v2")
+    crash_at(world, v2, "add_member", nth=1)
+    # The killed run's lease is still there, as after a kill -9 on another machine.
+    phoenix.unlock(v2, provider=world.provider(), clock=world.clock)
+
+    problems = phoenix.status(v2, provider=world.provider(), clock=world.clock).problems
+
+    assert any("did not finish" in p and "restores " + first.release in p for p in problems)
+    assert any("a mix of releases" in p for p in problems)
+    deploy(world, v2)
+    assert phoenix.status(v2, provider=world.provider(), clock=world.clock).problems == ()
+
+
+def test_status_names_a_failed_restore_and_a_fault_free_rerun_converges(world: World) -> None:
+    """Exit 3: the rollback itself failed (the old release's nodes cannot be rebuilt).
+    status says so; once the fault is gone the same command converges."""
+    first = deploy(world, world.spec(strategy="rolling", extra_rollout=ROLLING))
+    v2 = world.spec(strategy="rolling", extra_rollout=ROLLING, image="golden-v2")
+    crash_at(world, v2, "delete_node", nth=1)
+    world.cloud.faults.unhealthy_images.add("img-2")
+    world.cloud.faults.boot_fail_images.add("img-1")  # the restore cannot rebuild r1
+    with pytest.raises(RestoreFailed):
+        deploy(world, v2)
+
+    problems = phoenix.status(v2, provider=world.provider(), clock=world.clock).problems
+    assert any("could not restore" in p for p in problems), problems
+
+    world.cloud.faults.unhealthy_images.clear()
+    world.cloud.faults.boot_fail_images.clear()
+    result = deploy(world, v2)
+    assert result.outcome == "succeeded"
+    assert result.previous_release == first.release
+    assert set(world.serving().values()) == {result.release} and len(world.serving()) == 3
+    assert phoenix.status(v2, provider=world.provider(), clock=world.clock).problems == ()
