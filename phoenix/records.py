@@ -268,7 +268,10 @@ class DeployLock:
             held = self.holder()
             if held is None:
                 continue
-            if held.deploy_id == self.deploy_id or self._stale(held, now):
+            if held.deploy_id == self.deploy_id:
+                # Our own create whose response was lost (the retry found it): it is ours.
+                return
+            if self._stale(held, now):
                 self.store.delete(self.key)
                 continue
             raise LockHeld(self.app, held.owner, held.expires_at)

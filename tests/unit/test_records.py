@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,39 @@ def test_history_is_ordered_and_last_good_release_skips_failures() -> None:
     assert [d.release for d in records.deploys()] == ["r1-a", "r2-b", "r3-c"]
     assert records.last_good_release() == "r2-b"
     assert records.last_good_release(excluding="r2-b") == "r1-a"
+
+
+def test_lock_acquired_when_every_other_store_write_loses_its_response() -> None:
+    """Every other write acts, then its response is lost (the retry sees the result):
+    the lease is ours at once, never a spurious LockHeld with no holder."""
+    from phoenix.errors import Transient
+    from phoenix.executor import Executor, RetryingStore
+
+    cloud = MemoryCloud(["r"], clock=FakeClock(NOW))
+    plain = cloud.provider().store
+
+    class LosesFirstResponse:
+        def __init__(self) -> None:
+            self.lost: set[str] = set()
+
+        def __getattr__(self, name: str) -> Any:
+            attr = getattr(plain, name)
+            if name not in ("put", "delete", "create_exclusive"):
+                return attr
+
+            def call(*args: Any) -> Any:
+                result = attr(*args)
+                key = f"{name} {args[0]}"
+                if key in self.lost:
+                    self.lost.discard(key)
+                    return result
+                self.lost.add(key)
+                raise Transient(f"{name}: the response was lost (test)")
+
+            return call
+
+    executor = Executor(cloud.provider(), region="r", pool="p", clock=cloud.clock,
+                        build_request=lambda step: None)  # type: ignore[arg-type,return-value]
+    lock = DeployLock(RetryingStore(LosesFirstResponse(), executor), "web", "d-1")  # type: ignore[arg-type]
+    lock.acquire(NOW)
+    assert lock.holder().deploy_id == "d-1"  # type: ignore[union-attr]
