@@ -232,8 +232,11 @@ def plan(
             now=clock.now(),
             known=known,
             observed_releases={n.release for n in observed.nodes},
+            call=engine._executor(None).call,
         )
-        target = engine._target(release.id, spec.count)
+        # As deploy would see it: an attempt starting now (see Target.attempt_started).
+        target = dataclasses.replace(engine._target(release.id, spec.count),
+                                     attempt_started=clock.now())
         first = plan_steps(target, observed, clock.now())
         return PlanReport(
             app=spec.app,

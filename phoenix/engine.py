@@ -30,6 +30,7 @@ from phoenix.errors import (
     ProviderError,
     QuotaExceeded,
     RestoreFailed,
+    Transient,
 )
 from phoenix.executor import Executor, RetryingStore, RetryPolicy
 from phoenix.health import HealthTracker, build_tracker
@@ -56,6 +57,8 @@ from phoenix.steps import CreateNode, Phase, Plan, Step
 
 log = plog.get_logger("phoenix.engine")
 T = TypeVar("T")
+# Polls in a row whose calls failed beyond their retries before an attempt gives up.
+MAX_FLAKY_POLLS = 3
 
 
 
@@ -169,28 +172,44 @@ class Engine:
         target = dataclasses.replace(target, attempt_started=self.clock.now())
         last_wait: tuple[str, ...] = ()
         last_steps: tuple[Step, ...] = ()
+        flaky_polls = 0
         while True:
             now = self.clock.now()
             if now >= deadline:
                 return Plan(Phase.FAILED, failure=_deadline_failure(last_wait, last_steps))
-            self._renew_lock(now)
-            observed = self.observe()
-            current = plan(target, observed, now)
-            if current.phase in (Phase.CONVERGED, Phase.FAILED):
-                return current
-            if current.steps:
-                if current.steps == last_steps:
-                    # The same steps again: the cloud took them but did not change (yet).
-                    # Back off instead of hammering its API until the deadline.
-                    log.warning("no progress, backing off", steps=list(current.describe()))
-                    self.clock.sleep(self.poll)
-                last_steps = current.steps
-                lines = tuple(current.describe())
-                self.on_event(Event("steps", f"{len(lines)} step(s)", lines))
-                executor.run(current.steps)
-                self.steps_done += len(current.steps)
-                self.history.extend(lines)
+            try:
+                self._renew_lock(now)
+                observed = self.observe()
+                current = plan(target, observed, now)
+                if current.phase in (Phase.CONVERGED, Phase.FAILED):
+                    return current
+                if current.steps:
+                    if current.steps == last_steps:
+                        # The same steps again: the cloud took them but did not change
+                        # (yet). Back off instead of hammering its API until the deadline.
+                        log.warning("no progress, backing off", steps=list(current.describe()))
+                        self.clock.sleep(self.poll)
+                    last_steps = current.steps
+                    lines = tuple(current.describe())
+                    self.on_event(Event("steps", f"{len(lines)} step(s)", lines))
+                    executor.run(current.steps)
+                    self.steps_done += len(current.steps)
+                    self.history.extend(lines)
+                    flaky_polls = 0
+                    continue
+            except Transient as exc:
+                # A call failed even after its retries. Like a controller's requeue, the
+                # next poll re-reads the world and tries again (every step is
+                # idempotent); only an API that keeps failing poll after poll is an
+                # outage, and fails the attempt (a region-level failure).
+                flaky_polls += 1
+                if flaky_polls > MAX_FLAKY_POLLS:
+                    raise
+                log.warning("the cloud's API failed beyond retries; trying again next poll",
+                            error=str(exc), poll=flaky_polls)
+                self.clock.sleep(self.poll)
                 continue
+            flaky_polls = 0
             last_steps = ()
             if current.waiting_for != last_wait:
                 last_wait = current.waiting_for

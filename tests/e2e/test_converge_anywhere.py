@@ -242,26 +242,33 @@ def v2_release(world: World, spec: Spec) -> str:
 
 
 class FlakyLookups:
-    """The world's provider whose image/flavor lookups answer 503 ``failures`` times."""
+    """The world's provider whose ``part.method`` answers 503 ``failures`` times in a
+    row, after ``after`` calls that succeed."""
 
-    def __init__(self, world: World, failures: int, method: str = "find_images") -> None:
+    def __init__(self, world: World, failures: int, method: str = "find_images",
+                 part: str = "compute", after: int = 0) -> None:
         self.world = world
         self.left = failures
+        self.after = after
         self.failed = 0
         self.method = method
+        self.part = part
 
     def provider(self) -> Provider:
         plain = self.world.provider()
+        inner = getattr(plain, self.part)
         outer = self
 
-        class Compute:
+        class Part:
             def __getattr__(self, name: str) -> Any:
-                attr = getattr(plain.compute, name)
+                attr = getattr(inner, name)
                 if name != outer.method:
                     return attr
 
                 def call(*args: Any, **kwargs: Any) -> Any:
-                    if outer.left > 0:
+                    if outer.after > 0:
+                        outer.after -= 1
+                    elif outer.left > 0:
                         outer.left -= 1
                         outer.failed += 1
                         raise Transient(f"{name}: HTTP 503 (test)")
@@ -269,7 +276,7 @@ class FlakyLookups:
 
                 return call
 
-        return dataclasses.replace(plain, compute=Compute())  # type: ignore[arg-type]
+        return dataclasses.replace(plain, **{self.part: Part()})
 
 
 def test_status_names_a_run_that_stopped_half_way_until_a_rerun_finishes_it(
@@ -310,3 +317,18 @@ def test_status_names_a_failed_restore_and_a_fault_free_rerun_converges(world: W
     assert result.previous_release == first.release
     assert set(world.serving().values()) == {result.release} and len(world.serving()) == 3
     assert phoenix.status(v2, provider=world.provider(), clock=world.clock).problems == ()
+
+
+def test_an_api_failing_beyond_retries_for_one_poll_does_not_fail_the_deploy(
+    world: World,
+) -> None:
+    """Seven 503s in a row (one more than the executor's retries) while listing members:
+    the next poll tries again, as a controller requeues, instead of rolling back."""
+    first = deploy(world, world.spec())
+    flaky = FlakyLookups(world, failures=7, method="list_members", part="load_balancer",
+                         after=3)
+    result = api.deploy(world.spec(greeting="v2"), provider=flaky.provider(),
+                        clock=world.clock)
+    assert flaky.failed == 7
+    assert result.outcome == "succeeded" and result.previous_release == first.release
+    assert set(world.serving().values()) == {result.release}
