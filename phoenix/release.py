@@ -20,6 +20,7 @@ from typing import Any
 from jinja2 import Environment, meta
 
 from phoenix.errors import InputError, NotFound, TemplateError, UnknownResource
+from phoenix.log import get_logger
 from phoenix.model import (
     TAG_APP,
     TAG_ATTEMPT,
@@ -37,6 +38,7 @@ from phoenix.render import RenderContext, render_user_data
 from phoenix.spec import Spec
 from phoenix.steps import CreateNode
 
+log = get_logger("phoenix.release")
 PLACEHOLDER_RELEASE = "RELEASE"
 PLACEHOLDER_REGION = "REGION"
 
@@ -94,6 +96,14 @@ def spec_digest(spec: Spec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+class StaleImage(InputError):
+    """The newest matching image is older than ``image.max_age`` (``image`` says which)."""
+
+    def __init__(self, message: str, image: Image) -> None:
+        super().__init__(message)
+        self.image = image
+
+
 def choose_image(images: list[Image], spec: Spec, region: str, now: datetime) -> Image:
     """The newest matching image, refusing one older than ``image.max_age``."""
     wanted = spec.image.id or spec.image.name or spec.image.properties
@@ -106,10 +116,11 @@ def choose_image(images: list[Image], spec: Spec, region: str, now: datetime) ->
     if spec.image.max_age is not None and newest.created_at is not None:
         age = (now - newest.created_at).total_seconds()
         if age > spec.image.max_age:
-            raise InputError(
+            raise StaleImage(
                 f"image: the newest image matching {wanted!r} ({newest.name}, {newest.id}) is"
                 f" {age / 86400:.1f} days old, older than image.max_age"
-                f" ({spec.image.max_age / 86400:.1f} days); bake a fresh golden image"
+                f" ({spec.image.max_age / 86400:.1f} days); bake a fresh golden image",
+                newest,
             )
     return newest
 
@@ -123,7 +134,12 @@ def _direct(fn: Callable[[], Any]) -> Any:
 
 
 def find_image(
-    spec: Spec, provider: Provider, *, region: str, now: datetime, call: Caller = _direct
+    spec: Spec,
+    provider: Provider,
+    *,
+    region: str,
+    now: datetime,
+    call: Caller = _direct,
 ) -> Image:
     """The spec's golden image in ``region``; ``image.path`` is imported first."""
     if spec.image.path is not None:
@@ -188,7 +204,13 @@ def resolve_release(
 
     ``call`` wraps each provider call (the engine passes its retrying caller: a 503 from
     an image lookup must not fail a deploy that a retry would have saved)."""
-    image = find_image(spec, provider, region=region, now=now, call=call)
+    stale: StaleImage | None = None
+    try:
+        image = find_image(spec, provider, region=region, now=now, call=call)
+    except StaleImage as exc:
+        # Checked below, once the release is known: max_age stops a *new* build from a
+        # stale image; it must not fail an unchanged rerun because time passed.
+        stale, image = exc, exc.image
     flavor: Flavor = call(lambda: provider.compute.get_flavor(region, spec.flavor))
     template_path = spec.template_path
     sample = render_user_data(
@@ -218,6 +240,11 @@ def resolve_release(
         seqs = [r.seq for r in known] + [_seq_of(r) for r in observed_releases]
         seq = max(seqs, default=0) + 1
         release_id = f"r{seq}-{digest}"
+    if stale is not None:
+        if release_id not in observed_releases:
+            raise stale
+        log.warning("the image the region runs is older than image.max_age; bake a fresh"
+                    " golden image", image=image.name, image_id=image.id)
     secret_names = sorted(spec.secret_names)
     record = ReleaseRecord(
         app=spec.app,

@@ -12,7 +12,7 @@ import pytest
 import phoenix
 from phoenix import api
 from phoenix.engine import DeployResult
-from phoenix.errors import DeployFailed, RestoreFailed, Transient
+from phoenix.errors import DeployFailed, InputError, RestoreFailed, Transient
 from phoenix.providers.base import Provider
 from phoenix.spec import Spec
 
@@ -332,3 +332,21 @@ def test_an_api_failing_beyond_retries_for_one_poll_does_not_fail_the_deploy(
     assert flaky.failed == 7
     assert result.outcome == "succeeded" and result.previous_release == first.release
     assert set(world.serving().values()) == {result.release}
+
+
+def test_an_image_growing_older_than_max_age_does_not_fail_an_unchanged_rerun(
+    world: World,
+) -> None:
+    """image.max_age stops a new build from a stale image; the release that already
+    serves is not failed because days passed (a warning says to bake a fresh one)."""
+    stale_after_a_month = "golden, max_age: 30d"  # img-1 is 28 days old at the start
+    spec = world.spec(image=stale_after_a_month)
+    first = deploy(world, spec)
+    world.clock.advance(5 * 86400)
+
+    again = deploy(world, spec)
+    assert again.outcome == "unchanged" and again.release == first.release
+
+    with pytest.raises(InputError, match=r"image\.max_age"):
+        deploy(world, world.spec(image=stale_after_a_month, greeting="v2"))
+    assert set(world.serving().values()) == {first.release}
