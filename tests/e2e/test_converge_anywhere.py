@@ -350,3 +350,27 @@ def test_an_image_growing_older_than_max_age_does_not_fail_an_unchanged_rerun(
     with pytest.raises(InputError, match=r"image\.max_age"):
         deploy(world, world.spec(image=stale_after_a_month, greeting="v2"))
     assert set(world.serving().values()) == {first.release}
+
+
+@pytest.mark.parametrize("command", ["failover", "failback", "deploy"])
+def test_a_region_move_rerun_hours_later_changes_nothing(world: World, command: str) -> None:
+    spec = spec_of(world, "blue-green", "", dns=True)
+    deploy(world, spec)
+    api.failover(spec, to="region-b", provider=world.provider(), clock=world.clock)
+    if command == "failback":
+        api.failback(spec, provider=world.provider(), clock=world.clock)
+    record = dns_values(world)
+    world.clock.advance(6 * 3600)
+    world.mutations = 0
+
+    if command == "failover":
+        again = api.failover(spec, to="region-b", provider=world.provider(), clock=world.clock)
+    elif command == "failback":
+        again = api.failback(spec, provider=world.provider(), clock=world.clock)
+    else:
+        again = deploy(world, spec)
+
+    assert again.outcome == "unchanged", again.reason
+    assert world.mutations == 0
+    assert again.region == ("region-a" if command == "failback" else "region-b")
+    assert dns_values(world) == record
