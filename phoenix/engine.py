@@ -461,8 +461,11 @@ class Engine:
         failure = result.reason or "unknown failure"
         if not restored:
             # Kept, so the next run restores the release that served before this one.
-            self._save_attempt(result.action, result.release, previous, started,
-                               state="restore-failed")
+            try:
+                self._save_attempt(result.action, result.release, previous, started,
+                                   state="restore-failed")
+            except PhoenixError as exc:  # the "running" record stays: as good a hint
+                log.warning("could not update the attempt record", error=str(exc))
             raise RestoreFailed(
                 result=result,
                 message=f"{failure}; then the rollback could not restore"
