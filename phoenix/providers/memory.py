@@ -13,9 +13,14 @@ How it stays honest without threads:
   ``Faults.slow_boot_seconds``) have passed *by that clock*, then ACTIVE or ERROR; a
   deleted server is DELETING for ``delete_seconds``, then gone. Transitions are computed
   lazily whenever a call looks at the region, so a ``FakeClock`` makes boot instant.
-* Failures come from ``Faults``, drawn from a ``random.Random(seed)``, so a failing run
-  replays exactly. ``api_error_rate`` fails a call *before* it acts; ``lost_response_rate``
-  fails a mutating call *after* it acted, which is what proves the engine idempotent.
+* Failures come from ``Faults``. Each draw is a hash of the seed, the call and what it
+  acts on (a server's name, a store key) and how many times that was drawn before, so a
+  failing run replays exactly even when the executor's worker threads interleave their
+  calls differently. ``api_error_rate`` fails a call *before* it acts;
+  ``lost_response_rate`` fails a mutating call *after* it acted, which is what proves the
+  engine idempotent (``lost_read_rate`` does the same to reads). ``Faults.windows`` hold
+  faults in force for a span of the cloud's clock only: an outage that starts and ends
+  mid-deploy, a node whose health flaps.
 * One ``RLock`` guards everything: calls may come from the executor's worker threads.
 * With a ``state_file`` the cloud lives in a JSON file, re-read when another process
   changed it and written atomically (tmp + ``os.replace``) under an ``fcntl`` lock file,
@@ -32,10 +37,10 @@ import base64
 import collections
 import contextlib
 import fcntl
+import hashlib
 import heapq
 import json
 import os
-import random
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -67,6 +72,7 @@ from phoenix.providers.base import Clock, ImageQuery, Provider
 
 __all__ = [
     "DEFAULT_STATE_FILE",
+    "FaultWindow",
     "Faults",
     "MemoryCloud",
     "open_memory_provider",
@@ -78,6 +84,25 @@ _DEFAULT_IMAGE = Image(id="img-golden", name="golden", created_at=datetime(2026,
 _DEFAULT_FLAVOR = Flavor(id="flv-m1.small", name="m1.small", vcpus=1, ram_mb=512)
 BOOT_FAILED = "boot failed"
 NO_VALID_HOST = "No valid host was found. There are not enough hosts available. (simulated)"
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    """Faults in force from ``start`` until (not including) ``end``, by the cloud's clock:
+    a region outage that begins and ends mid-deploy, a node whose health flaps. Each set
+    adds to the ``Faults`` field of the same name while the window is open."""
+
+    start: datetime
+    end: datetime
+    down_regions: frozenset[str] = frozenset()
+    no_host_regions: frozenset[str] = frozenset()
+    unhealthy_regions: frozenset[str] = frozenset()
+    unhealthy_nodes: frozenset[str] = frozenset()
+    boot_fail_names: frozenset[str] = frozenset()
+    """Judged at the moment a server finishes booting."""
+
+    def open_at(self, when: datetime) -> bool:
+        return self.start <= when < self.end
 
 
 @dataclass
@@ -108,6 +133,37 @@ class Faults:
     """Regions where no ACTIVE server passes health (a broken network, say)."""
     retry_after: float | None = None
     """Retry-After hint carried by injected ``Transient`` errors."""
+    lost_read_rate: float = 0.0
+    """Fraction of read-only calls that answer, then raise ``Transient`` (the answer lost)."""
+    windows: list[FaultWindow] = field(default_factory=list)
+    """Faults in force for a span of time only (see ``FaultWindow``)."""
+
+    def region_down(self, region: str, when: datetime) -> bool:
+        return region in self.down_regions or any(
+            region in w.down_regions and w.open_at(when) for w in self.windows
+        )
+
+    def region_no_host(self, region: str, when: datetime) -> bool:
+        return region in self.no_host_regions or any(
+            region in w.no_host_regions and w.open_at(when) for w in self.windows
+        )
+
+    def region_unhealthy(self, region: str, when: datetime) -> bool:
+        return region in self.unhealthy_regions or any(
+            region in w.unhealthy_regions and w.open_at(when) for w in self.windows
+        )
+
+    def node_unhealthy(self, name: str, when: datetime) -> bool:
+        return name in self.unhealthy_nodes or any(
+            name in w.unhealthy_nodes and w.open_at(when) for w in self.windows
+        )
+
+    def boot_fails(self, name: str, image_id: str, when: datetime) -> bool:
+        return (
+            image_id in self.boot_fail_images
+            or name in self.boot_fail_names
+            or any(name in w.boot_fail_names and w.open_at(when) for w in self.windows)
+        )
 
 
 @dataclass
@@ -233,7 +289,8 @@ class MemoryCloud:
         self.faults = faults if faults is not None else Faults()
         self.calls: collections.Counter[str] = collections.Counter()
         self.state_file = Path(state_file) if state_file is not None else None
-        self._rng = random.Random(seed)
+        self._seed = seed
+        self._draws: collections.Counter[str] = collections.Counter()
         self._lock = threading.RLock()
         self._state = _State()
         self._dirty = False
@@ -310,6 +367,23 @@ class MemoryCloud:
                 raise errors.NotFound(f"no server {node_id!r} in {region}", region=region)
             return server.user_data
 
+    def dns_record(self, zone: str, name: str) -> DnsRecord | None:
+        """A DNS record as it is (inspection; not counted, no faults)."""
+        with self._lock, self._persisted():
+            return self._state.dns.get((zone, name))
+
+    def objects(self) -> dict[str, bytes]:
+        """Everything in the object store (inspection; not counted, no faults)."""
+        with self._lock, self._persisted():
+            return dict(self._state.objects)
+
+    def put_object(self, key: str, data: bytes) -> None:
+        """Write an object into the store directly (setup; not counted, no faults): e.g.
+        what a deploy killed with -9 would have left there."""
+        with self._lock, self._persisted():
+            self._state.objects[key] = bytes(data)
+            self._dirty = True
+
     def total_calls(self) -> int:
         """All Protocol calls made so far, failed ones included."""
         with self._lock:
@@ -318,19 +392,25 @@ class MemoryCloud:
     # --- the call path every Protocol method takes -----------------------------------
 
     @contextlib.contextmanager
-    def _call(self, name: str, region: str | None, *, mutating: bool = False) -> Iterator[_State]:
-        """Count the call, inject faults, advance the region, persist; yield the state."""
+    def _call(
+        self, name: str, region: str | None, *, mutating: bool = False, key: str = ""
+    ) -> Iterator[_State]:
+        """Count the call, inject faults, advance the region, persist; yield the state.
+
+        ``key`` names what the call acts on (a server, a member, a store key), so that its
+        fault draws do not depend on the order in which threads make their calls."""
         with self._lock:
             self.calls[name] += 1
+            where = f"{name}|{region}|{key}"
             with self._persisted():
                 if region is not None:
                     self._known_region(region)
-                    if region in self.faults.down_regions:
+                    if self.faults.region_down(region, self.clock.now()):
                         raise errors.RegionUnavailable(
                             f"{name}: region {region} is unavailable (simulated outage)",
                             region=region,
                         )
-                if self._chance(self.faults.api_error_rate):
+                if self._chance(self.faults.api_error_rate, "api", where):
                     raise errors.Transient(
                         f"{name}: HTTP 503 from the API (simulated); retry",
                         region=region,
@@ -339,16 +419,28 @@ class MemoryCloud:
                 if region is not None:
                     self._advance(region)
                 yield self._state
-            if mutating and self._chance(self.faults.lost_response_rate):
+            lost = self.faults.lost_response_rate if mutating else self.faults.lost_read_rate
+            if self._chance(lost, "lost", where):
+                what = "the change was made" if mutating else "the call was answered"
                 raise errors.Transient(
-                    f"{name}: the response was lost (simulated; the change was made); retry",
+                    f"{name}: the response was lost (simulated; {what}); retry",
                     region=region,
                     retry_after=self.faults.retry_after,
                 )
 
-    def _chance(self, rate: float) -> bool:
+    def _chance(self, rate: float, kind: str, key: str) -> bool:
+        """A draw that depends only on the seed, ``kind``, ``key`` and how many times that
+        pair was drawn before (not on other calls, nor on thread order)."""
         # Draw only when the fault is on, so enabling one fault does not reshuffle others.
-        return rate > 0 and self._rng.random() < rate
+        if rate <= 0:
+            return False
+        slot = f"{kind}|{key}"
+        number = self._draws[slot]
+        self._draws[slot] = number + 1
+        digest = hashlib.blake2b(
+            f"{self._seed}|{slot}|{number}".encode(), digest_size=8
+        ).digest()
+        return int.from_bytes(digest, "big") / 2**64 < rate
 
     def _known_region(self, region: str) -> None:
         if region not in self._state.region_numbers:
@@ -371,12 +463,11 @@ class MemoryCloud:
             if server is None:
                 continue
             if server.state is NodeState.BUILD and now >= server.ready_at:
-                failed = (
-                    server.boot_fail
-                    or server.image_id in self.faults.boot_fail_images
-                    or server.name in self.faults.boot_fail_names
+                # Judged as of the moment the boot finished, however late we look.
+                failed = server.boot_fail or self.faults.boot_fails(
+                    server.name, server.image_id, server.ready_at
                 )
-                no_host = server.region in self.faults.no_host_regions
+                no_host = self.faults.region_no_host(server.region, server.ready_at)
                 server.state = NodeState.ERROR if failed or no_host else NodeState.ACTIVE
                 server.fault = NO_VALID_HOST if no_host else BOOT_FAILED if failed else None
                 server.changed()
@@ -515,7 +606,8 @@ class _MemoryCompute:
 
     def create_node(self, region: str, request: NodeRequest) -> Node:
         cloud = self._cloud
-        with cloud._call("compute.create_node", region, mutating=True) as state:
+        with cloud._call("compute.create_node", region, mutating=True,
+                         key=request.name) as state:
             servers = state.servers[region]
             app = request.metadata.get(TAG_APP)
             for existing in servers.values():
@@ -547,7 +639,7 @@ class _MemoryCompute:
                 ready_at=now + timedelta(seconds=max(0.0, boot)),
                 metadata=dict(request.metadata),
                 user_data=request.user_data,
-                boot_fail=cloud._chance(cloud.faults.boot_fail_rate),
+                boot_fail=cloud._chance(cloud.faults.boot_fail_rate, "boot", request.name),
             )
             servers[server.id] = server
             state.schedule(region, server.ready_at, server.id)
@@ -557,7 +649,7 @@ class _MemoryCompute:
 
     def delete_node(self, region: str, node_id: str) -> None:
         cloud = self._cloud
-        with cloud._call("compute.delete_node", region, mutating=True) as state:
+        with cloud._call("compute.delete_node", region, mutating=True, key=node_id) as state:
             server = state.servers[region].get(node_id)
             if server is None or server.state is NodeState.DELETING:
                 return
@@ -572,7 +664,7 @@ class _MemoryCompute:
 
     def set_metadata(self, region: str, node_id: str, metadata: Mapping[str, str]) -> None:
         cloud = self._cloud
-        with cloud._call("compute.set_metadata", region, mutating=True) as state:
+        with cloud._call("compute.set_metadata", region, mutating=True, key=node_id) as state:
             server = state.servers[region].get(node_id)
             if server is None:
                 raise errors.NotFound(f"no server {node_id!r} in {region}", region=region)
@@ -621,7 +713,7 @@ class _MemoryLoadBalancer:
             return list(state.pools[region].get(pool, {}).values())
 
     def add_member(self, region: str, pool: str, name: str, address: str, port: int) -> None:
-        with self._cloud._call("lb.add_member", region, mutating=True) as state:
+        with self._cloud._call("lb.add_member", region, mutating=True, key=name) as state:
             members = state.pools[region].setdefault(pool, {})
             members[name] = Member(
                 name=name,
@@ -633,7 +725,7 @@ class _MemoryLoadBalancer:
             self._cloud._dirty = True
 
     def drain_member(self, region: str, pool: str, name: str) -> None:
-        with self._cloud._call("lb.drain_member", region, mutating=True) as state:
+        with self._cloud._call("lb.drain_member", region, mutating=True, key=name) as state:
             members = state.pools[region].setdefault(pool, {})
             member = members.get(name)
             if member is None:
@@ -650,7 +742,7 @@ class _MemoryLoadBalancer:
             self._cloud._dirty = True
 
     def remove_member(self, region: str, pool: str, name: str) -> None:
-        with self._cloud._call("lb.remove_member", region, mutating=True) as state:
+        with self._cloud._call("lb.remove_member", region, mutating=True, key=name) as state:
             if state.pools[region].setdefault(pool, {}).pop(name, None) is not None:
                 self._cloud._dirty = True
 
@@ -684,12 +776,12 @@ class _MemoryStore:
         self._cloud = cloud
 
     def put(self, key: str, data: bytes) -> None:
-        with self._cloud._call("store.put", None, mutating=True) as state:
+        with self._cloud._call("store.put", None, mutating=True, key=key) as state:
             state.objects[key] = bytes(data)
             self._cloud._dirty = True
 
     def get(self, key: str) -> bytes | None:
-        with self._cloud._call("store.get", None) as state:
+        with self._cloud._call("store.get", None, key=key) as state:
             return state.objects.get(key)
 
     def list(self, prefix: str) -> list[str]:
@@ -697,12 +789,13 @@ class _MemoryStore:
             return sorted(key for key in state.objects if key.startswith(prefix))
 
     def delete(self, key: str) -> None:
-        with self._cloud._call("store.delete", None, mutating=True) as state:
+        with self._cloud._call("store.delete", None, mutating=True, key=key) as state:
             if state.objects.pop(key, None) is not None:
                 self._cloud._dirty = True
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
-        with self._cloud._call("store.create_exclusive", None, mutating=True) as state:
+        with self._cloud._call("store.create_exclusive", None, mutating=True,
+                               key=key) as state:
             if key in state.objects:
                 return False
             state.objects[key] = bytes(data)
@@ -718,7 +811,7 @@ class _MemoryHealth:
 
     def node_health(self, region: str, node: Node) -> NodeHealth:
         faults = self._cloud.faults
-        with self._cloud._call("health.node_health", region) as state:
+        with self._cloud._call("health.node_health", region, key=node.id) as state:
             server = state.servers[region].get(node.id)
             if server is None:
                 return NodeHealth(Health.UNHEALTHY, "server not found (simulated)")
@@ -728,10 +821,11 @@ class _MemoryHealth:
                 return NodeHealth(Health.UNHEALTHY, "server is being deleted")
             if server.state is NodeState.ERROR:
                 return NodeHealth(Health.UNHEALTHY, f"server in ERROR: {server.fault}")
+            now = self._cloud.clock.now()
             if (
                 server.image_id in faults.unhealthy_images
-                or server.name in faults.unhealthy_nodes
-                or region in faults.unhealthy_regions
+                or faults.node_unhealthy(server.name, now)
+                or faults.region_unhealthy(region, now)
             ):
                 return NodeHealth(Health.UNHEALTHY, "HTTP 503 (simulated)")
             return NodeHealth(Health.HEALTHY, "HTTP 200 (simulated)")
@@ -959,7 +1053,7 @@ def _state_from_json(data: Any) -> _State:
 # --- opening from a spec's provider.options ----------------------------------------------
 
 _OPTIONS = ("state_file", "boot_seconds", "seed", "images", "flavors", "quota", "faults")
-_FAULT_RATES = ("api_error_rate", "lost_response_rate", "boot_fail_rate")
+_FAULT_RATES = ("api_error_rate", "lost_response_rate", "lost_read_rate", "boot_fail_rate")
 _FAULT_SETS = (
     "boot_fail_images",
     "boot_fail_names",
