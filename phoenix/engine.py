@@ -35,7 +35,7 @@ from phoenix.errors import (
 from phoenix.executor import Executor, RetryingStore, RetryPolicy
 from phoenix.health import HealthTracker, build_tracker
 from phoenix.model import MemberState, NodeRequest, NodeState, ResourceNeeds
-from phoenix.planner import Observed, Target, plan
+from phoenix.planner import Observed, Target, boot_base, plan
 from phoenix.providers.base import Clock, PoolEndpoint, Provider
 from phoenix.records import (
     NO_RELEASE,
@@ -173,6 +173,7 @@ class Engine:
         last_wait: tuple[str, ...] = ()
         last_steps: tuple[Step, ...] = ()
         flaky_polls = 0
+        first_look = True
         while True:
             now = self.clock.now()
             if now >= deadline:
@@ -180,6 +181,10 @@ class Engine:
             try:
                 self._renew_lock(now)
                 observed = self.observe()
+                if first_look:
+                    # Boots an earlier run made do not count against this one's retries.
+                    target = dataclasses.replace(target, boot_base=boot_base(target, observed))
+                    first_look = False
                 current = plan(target, observed, now)
                 if current.phase in (Phase.CONVERGED, Phase.FAILED):
                     return current
@@ -258,6 +263,7 @@ class Engine:
         deadline = started + timedelta(seconds=self._restore_budget())
         final = self.converge(self._target(NO_RELEASE, 0, fast=True), None, deadline)
         if final.converged:
+            self._clear_attempt()  # nothing is left half-done in an empty region
             # Recorded, so that a later failed deploy here restores nothing rather than
             # what this region ran before the app moved away.
             result = self._result("retire", NO_RELEASE, None, "succeeded", started, calls_before)
@@ -572,8 +578,8 @@ class Engine:
             rollout = rollout.model_copy(update={"strategy": "blue-green"})
         keep = (
             self.records.recent_good_releases(excluding=release, limit=rollout.keep_previous)
-            if rollout.keep_previous
-            else []
+            if rollout.keep_previous and count > 0
+            else []  # an app leaving the region (count 0) leaves nothing standing by
         )
         return Target(
             app=self.spec.app,

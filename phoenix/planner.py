@@ -75,6 +75,10 @@ class Target:
     # and the node's creation, so nodes a crashed or earlier attempt built are judged
     # afresh by a rerun instead of being failed for their age. None: from creation.
     attempt_started: datetime | None = None
+    # Per index, the boot attempt number this attempt's own boots start from: failed
+    # boots an earlier (killed or failed) run left do not eat this run's
+    # ``max_boot_retries`` (see ``boot_base``).
+    boot_base: Mapping[int, int] = field(default_factory=dict)
 
     def gate_deadline(self, node: Node) -> datetime:
         """When ``node`` must have passed its health gate."""
@@ -92,6 +96,17 @@ class Observed:
     nodes: tuple[Node, ...]
     members: tuple[Member, ...]
     health: Mapping[str, NodeHealth] = field(default_factory=dict)
+
+
+def boot_base(target: Target, observed: Observed) -> dict[int, int]:
+    """Where this attempt's boot count starts, per index, from its first observation.
+
+    A node already in ERROR was an earlier run's failed boot: this run's first boot is
+    its replacement. A node still booting or up counts as this run's first boot."""
+    base: dict[int, int] = {}
+    for index, node in _View(target, observed).incoming.items():
+        base[index] = node.attempt + (1 if node.state is NodeState.ERROR else 0)
+    return base
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -202,7 +217,11 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
     undecided: list[Node] = []
     for index, node in sorted(view.incoming.items()):
         health = view.health_of(node)
-        broken = node.state is NodeState.ERROR
+        # A boot an earlier run started that is still not done after this attempt's own
+        # gate deadline is stuck: replaced like a failed boot, not a reason to roll back.
+        inherited = target.attempt_started is not None and node.created_at < target.attempt_started
+        stuck = inherited and node.state is NodeState.BUILD and now >= target.gate_deadline(node)
+        broken = node.state is NodeState.ERROR or stuck
         sick_in_service = (
             health is Health.UNHEALTHY
             and view.serving(node)
@@ -216,9 +235,13 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
                 radius=BlastRadius.REGION,
             )
         if broken or sick_in_service:
-            why = node.fault or view.detail_of(node) or "no detail from the provider"
-            if node.attempt >= rollout.max_boot_retries:
-                tries = node.attempt + 1
+            why = (
+                f"still BUILD {target.health.deadline:g}s after this attempt started" if stuck
+                else node.fault or view.detail_of(node) or "no detail from the provider"
+            )
+            own_boots = node.attempt - target.boot_base.get(index, 0)
+            if own_boots >= rollout.max_boot_retries:
+                tries = own_boots + 1
                 gate_failures.append(f"{node.name} failed {tries} time(s), the last with: {why}")
                 continue
             replacement = node_name(target.app, target.release, index, node.attempt + 1)
@@ -264,11 +287,16 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
                 wake_at=min(wake) if wake else None,
             )
         passed = len(view.incoming) - len(gate_failures)
+        # Every new node failing points at the region (a broken network, say) only when
+        # nothing there proves otherwise: old members that still pass their checks in
+        # the same region show it is the release that fails, and another region would
+        # not help.
+        old_ones_pass = any(view.health_of(n) is Health.HEALTHY for n in outgoing_serving)
         return Plan(
             Phase.FAILED,
             failure=gate_failures[0]
             + (f" (and {len(gate_failures) - 1} more)" if len(gate_failures) > 1 else ""),
-            radius=BlastRadius.NODE if passed else BlastRadius.REGION,
+            radius=BlastRadius.NODE if passed or old_ones_pass else BlastRadius.REGION,
         )
 
     # 3. Healthy incoming nodes join the pool; serving ones get their timestamp.

@@ -1,8 +1,9 @@
-"""Whether a process is alive, the one way Phoenix asks it.
+"""Whether a process is alive, what it runs, and how Phoenix starts its own helpers.
 
 Used by the deploy lock (a holder on this host that died is taken over at once) and by
-the local provider's balancers. A zombie (dead, not yet reaped by its parent; PID 1 in
-some sandboxes reaps late) counts as dead, which ``kill(pid, 0)`` alone would miss.
+the local provider's balancers and their supervisors. A zombie (dead, not yet reaped by
+its parent; PID 1 in some sandboxes reaps late) counts as dead, which ``kill(pid, 0)``
+alone would miss.
 """
 
 from __future__ import annotations
@@ -26,3 +27,40 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True  # no procfs: trust kill(0)
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def process_argv(pid: int) -> list[bytes] | None:
+    """The command line of a live (non-zombie) process, or None when there is none.
+
+    Phoenix finds its detached helpers again by their arguments (a pool directory, a
+    module name), so a pid reused by an unrelated program is never mistaken for one.
+    """
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    if not argv or not pid_alive(pid):  # a zombie's command line reads empty
+        return None
+    return argv.rstrip(b"\0").split(b"\0")
+
+
+def live_pids() -> list[int]:
+    """Every process id on this machine (from /proc; empty without procfs)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    return [int(entry) for entry in entries if entry.isdigit()]
+
+
+def python_child_env() -> dict[str, str]:
+    """Our environment, with this copy of phoenix importable from any working directory.
+
+    Detached helpers (``python -m phoenix...``) run from their state directory, so a
+    Phoenix used from a source checkout rather than an installed package must be put on
+    their ``PYTHONPATH``.
+    """
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])  # the directory holding ``phoenix``
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env

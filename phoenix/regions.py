@@ -155,14 +155,18 @@ class RegionMover:
                 ))
                 last = outcome or last
                 if radius != BlastRadius.REGION or number == len(order) - 1:
+                    self._tidy_after_failure(serving, attempts, lock)
                     raise self._with_attempts(failed, attempts, last) from None
                 self._moving_on(region, attempts[-1], order[number + 1])
                 continue
             except ProviderError as exc:  # before anything was built (observe, quota)
                 radius = radius_of(exc)
-                attempts.append(RegionAttempt(region, "failed", None, str(exc), radius))
+                # A region that refused at once may still hold what a killed run left.
+                attempts.append(RegionAttempt(region, "failed", None, str(exc), radius,
+                                              cleaned_up=self._no_unfinished_run(region)))
                 self._record_failure(action, region, exc)
                 if radius != BlastRadius.REGION or number == len(order) - 1:
+                    self._tidy_after_failure(serving, attempts, lock)
                     raise self._all_failed(action, attempts, last, exc) from exc
                 self._moving_on(region, attempts[-1], order[number + 1])
                 continue
@@ -177,6 +181,7 @@ class RegionMover:
                 last = dataclasses.replace(result, outcome="rolled-back", reason=str(gate),
                                            radius=BlastRadius.REGION)
                 if number == len(order) - 1:
+                    self._tidy_after_failure(serving, attempts, lock)
                     raise self._with_attempts(
                         DeployFailed(f"{gate}; DNS was not switched", result=last),
                         attempts, last,
@@ -312,6 +317,44 @@ class RegionMover:
         return (f"left {region} as it is (it could not be emptied, e.g. unreachable); the"
                 " next failback or deploy that reaches it cleans it up")
 
+    def _no_unfinished_run(self, region: str) -> bool:
+        try:
+            return self.records.attempt(region) is None
+        except PhoenixError:
+            return False
+
+    def _tidy_after_failure(
+        self, serving: str | None, attempts: list[RegionAttempt], lock: DeployLock
+    ) -> None:
+        """Before a failed run returns: a region traffic does not reach keeps nothing
+        (what a killed run built there before it failed over, say), as after a success.
+        One that cannot be emptied is listed as not cleaned up (exit 3)."""
+        if serving is None and self._dns_record_exists():
+            return  # DNS points somewhere we cannot map to a region: touch nothing
+        tried = {a.region for a in attempts}
+        for region in self.spec.regions:
+            if region == serving or (region in tried and self._no_unfinished_run(region)):
+                continue
+            if not self._holds_nodes(region) and self._no_unfinished_run(region):
+                continue
+            if self._retire(region, lock=lock):
+                continue
+            known = [a for a in attempts if a.region == region]
+            if known:
+                attempts[attempts.index(known[-1])] = dataclasses.replace(
+                    known[-1], cleaned_up=False)
+            else:
+                attempts.append(RegionAttempt(
+                    region, "failed", None, "left half-done by an earlier run; it could not"
+                    " be emptied now", BlastRadius.REGION, cleaned_up=False))
+
+    def _dns_record_exists(self) -> bool:
+        dns, where = self._dns()
+        try:
+            return self.call(lambda: dns.get_record(where.zone, where.record)) is not None
+        except PhoenixError:
+            return True  # cannot tell: assume it does, and touch nothing
+
     def _holds_nodes(self, region: str) -> bool:
         try:
             return bool(self.call(
@@ -344,7 +387,10 @@ class RegionMover:
         message = str(failed)
         if len(attempts) > 1:
             message = "every region failed:\n" + "\n".join(a.describe() for a in attempts)
-        return type(failed)(message, result=result)
+        # A region left half-done anywhere needs a person (exit 3), even when the last
+        # region tried failed cleanly.
+        error_type = RestoreFailed if any(not a.cleaned_up for a in attempts) else type(failed)
+        return error_type(message, result=result)
 
     def _all_failed(
         self, action: str, attempts: list[RegionAttempt], last: DeployResult | None,

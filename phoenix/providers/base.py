@@ -120,6 +120,25 @@ class PoolDeleter(Protocol):
 
 
 @runtime_checkable
+class PoolProblems(Protocol):
+    """A load balancer that runs its pools itself (the local provider's processes) and
+    can say what is wrong with one beyond its members, e.g. a balancer that is not
+    running. A read for ``status``: it never repairs anything."""
+
+    def pool_problems(self, region: str, pool: str) -> list[str]:
+        ...
+
+
+@runtime_checkable
+class PoolKeeper(Protocol):
+    """A load balancer whose pool an actor (a deploy) may have to bring back up first,
+    because reads (``list_members``) never start one."""
+
+    def ensure_pool(self, region: str, pool: str) -> None:
+        ...
+
+
+@runtime_checkable
 class Dns(Protocol):
     """One record set in a zone; used by region failover."""
 
@@ -136,6 +155,15 @@ class RecordFrontend(Protocol):
     which ``destroy`` stops so that nothing is left running."""
 
     def stop_frontend(self, zone: str, name: str) -> None:
+        ...
+
+
+@runtime_checkable
+class RecordProblems(Protocol):
+    """A DNS service that serves records itself (the local front end) and can say what is
+    wrong with one, e.g. a front end that is not running. A read: it repairs nothing."""
+
+    def record_problems(self, zone: str, name: str) -> list[str]:
         ...
 
 

@@ -18,10 +18,13 @@ new requests at once and let running ones end). A value that stays is not touche
 
 State: record sets in ``dns.json`` (``FileDns``, unchanged), front-end numbers in
 ``frontends.json``, each front end under ``frontends/<name>.<zone>/`` (its balancer's
-config, members.json, pid and log). dns.json is the desired state: a front end whose
-process died is restarted and re-derived from it by ``ensure_frontend`` or the next
-``set_record``. Front ends live outside ``regions/``, so a region outage never
-touches them: like DNS, they are global.
+config, members.json, pid and log). dns.json is the desired state. A front end whose
+process dies is restarted within about a second by its supervisor (``supervisor.py``),
+from its members.json, which ``set_record`` keeps equal to the record's values;
+``ensure_frontend`` and the next ``set_record`` also restart it and re-derive it from
+dns.json. Reads (``get_record``, ``url``, ``record_problems``) never start one. Front
+ends live outside ``regions/``, so a region outage never touches them: like DNS, they
+are global.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from phoenix.model import DnsRecord, Member, MemberState
 from phoenix.providers.local.balancer import Balancer, BalancerConfig
 from phoenix.providers.local.images import write_json_atomic
 from phoenix.providers.local.store import FileDns, file_lock
+from phoenix.providers.local.supervisor import LOG_FILE as SUPERVISOR_LOG
+from phoenix.providers.local.supervisor import stopped_on_purpose, supervisor_running
 
 if TYPE_CHECKING:
     from phoenix.providers.local.provider import LocalCloud
@@ -113,11 +118,30 @@ class LocalDns:
         self._reconcile(_record_key(zone, name), self._targets(record.values))
 
     def stop_frontend(self, zone: str, name: str) -> None:
-        """Stop the record's front-end process (destroy); the record and number stay."""
+        """Stop the record's front-end process and its supervisor (destroy); the record
+        and number stay."""
         key = _record_key(zone, name)
         number = self._number(key, allocate=False)
         if number is not None:
             self._balancer(key, number).stop()
+
+    def record_problems(self, zone: str, name: str) -> list[str]:
+        """What is wrong with the record's front end, for ``phoenix status``: one that
+        should serve and whose process is not running. A read: it starts nothing."""
+        key = _record_key(zone, name)
+        number = self._number(key, allocate=False)
+        if number is None:
+            return []
+        balancer = self._balancer(key, number)
+        pool_dir = balancer.config.pool_dir
+        if not pool_dir.exists() or stopped_on_purpose(pool_dir) or balancer.pid() is not None:
+            return []
+        what = f"DNS front end of {key} ({balancer.url()})"
+        if supervisor_running(pool_dir):
+            return [f"{what} is not running; its supervisor is restarting it (see"
+                    f" {pool_dir / SUPERVISOR_LOG})"]
+        return [f"{what} is not running and has no supervisor to restart it; the next"
+                " switch of the record (a deploy, failover or failback) restarts both"]
 
     # --- helpers ----------------------------------------------------------------------
 

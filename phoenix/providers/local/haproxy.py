@@ -16,6 +16,10 @@ How it works:
   ``<pool_dir>/members.json`` (written atomically on every change, under an ``fcntl``
   lock so several Phoenix processes can share a pool) and ``ensure_running`` re-adds them.
   members.json says which members exist; HAProxy says how they are doing.
+* ``ensure_running`` also starts the pool's supervisor (``supervisor.py``), which runs
+  ``ensure_process`` again when HAProxy dies, so a killed HAProxy is back with its
+  members within about a second, without a Phoenix command. ``list_members`` is a read
+  and never starts HAProxy.
 * Every failure talking to HAProxy becomes ``errors.Transient`` naming the command and
   HAProxy's answer, so the engine retries instead of crashing.
 
@@ -61,6 +65,7 @@ from phoenix.clock import SystemClock
 from phoenix.model import Member, MemberState
 from phoenix.processes import pid_alive
 from phoenix.providers.base import Clock
+from phoenix.providers.local import supervisor as supervision
 from phoenix.providers.local.balancer import BalancerConfig
 
 __all__ = [
@@ -379,17 +384,31 @@ class HaproxyBalancer:
         pid = self._read_pid()
         return pid is not None and pid_alive(pid) and self._answers()
 
+    def pid(self) -> int | None:
+        """The pid of this pool's live HAProxy (from its pidfile), else None; no request."""
+        pid = self._read_pid()
+        return pid if pid is not None and self._is_ours(pid) else None
+
     def ensure_running(self) -> None:
-        """Start HAProxy unless it runs, then re-add every member from members.json.
+        """Start HAProxy unless it runs, then re-add every member from members.json; and
+        start its supervisor (``config.supervise``), which restarts it if it dies.
 
         A port someone else holds raises ``errors.InputError`` naming host:port; an
         HAProxy that does not come up raises ``errors.Transient`` with its output.
         """
         self._prepare_dir()
+        supervision.clear_stopped(self.config.pool_dir)
+        self.ensure_process()
+        supervision.ensure_supervisor(self.config, "haproxy")
+
+    def ensure_process(self) -> bool:
+        """``ensure_running`` without the supervisor (the supervisor's own restart); True
+        when it started HAProxy."""
+        self._prepare_dir()
         with self._locked():
             if self._answers():
                 self._repair_pidfile()
-                return
+                return False
             self._clean_stale()
             self._start()
             try:
@@ -400,9 +419,13 @@ class HaproxyBalancer:
                 # would then skip the restore: stop it so a retry starts clean.
                 self._kill()
                 raise
+            return True
 
     def list_members(self) -> list[Member]:
-        """Members of members.json, with HAProxy's state and in-flight request count."""
+        """Members of members.json, with HAProxy's state and in-flight request count.
+
+        A read: ``errors.Transient`` when HAProxy does not answer; it never starts it.
+        """
         desired = self._load()
         servers = self._servers()
         members: list[Member] = []
@@ -484,12 +507,14 @@ class HaproxyBalancer:
                 self._save(desired)
 
     def stop(self) -> None:
-        """Stop HAProxy (SIGTERM, then SIGKILL) and remove its socket and pidfile.
+        """Stop the supervisor, then HAProxy (SIGTERM, then SIGKILL), and remove its
+        socket and pidfile; the supervisor goes first so that it cannot restart it.
 
         members.json is kept, so the next ``ensure_running`` restores the members.
         """
         if not self.config.pool_dir.exists():
             return
+        supervision.stop_supervisor(self.config.pool_dir)
         with self._locked():
             self._kill()
 

@@ -8,9 +8,14 @@ call of ``LocalCompute`` and ``LocalLoadBalancer`` raises ``RegionUnavailable`` 
 doing anything, as a cloud's unreachable regional API would, so nothing (in particular
 no ``list_members``) brings a balancer of the dead region back up.
 
-``end_outage`` removes the marker and restarts nothing: the region is "back" with its
-state on disk, the dead nodes are reported ERROR ("node process died") by the existing
-code and a balancer restarts from members.json on first use, as after a real outage.
+Each pool's balancer supervisor (``supervisor.py``) is not killed: it is the cloud's
+control plane, which outlives a power cut of the data plane. It honours the marker
+(its ``hold_file``): it leaves the balancer down while the marker exists, and kills one it
+was restarting at the moment the outage began. ``end_outage`` removes the marker and
+starts nothing itself: the region is "back" with its state on disk, the supervisors
+restart the balancers from members.json within about a second (as a cloud's load
+balancers come back after a real outage; a writer call would also start them), and the
+dead nodes are reported ERROR ("node process died") by the existing code.
 
 The marker lives in the state directory, so an outage started from one process (a test,
 a drill script) is seen by ``phoenix deploy`` in another. The global front end
@@ -88,7 +93,8 @@ def start_outage(state_dir: Path, region: str, reason: str = "simulated outage")
 
 
 def end_outage(state_dir: Path, region: str) -> bool:
-    """Mark ``region`` up again (nothing is restarted); False when it was not down."""
+    """Mark ``region`` up again; False when it was not down. Nothing is started here: the
+    balancers' supervisors bring them back, the dead nodes stay dead."""
     try:
         (_region_dir(state_dir, region) / OUTAGE_FILE).unlink()
     except FileNotFoundError:
@@ -156,7 +162,8 @@ def _kill_balancers(pools_dir: Path) -> list[int]:
 def _balancer_pids(pool_dir: Path) -> set[int]:
     """The live balancer processes of one pool: the pid in ``haproxy.pid``/``proxy.pid``,
     and any other process whose command line names this pool (a balancer whose pid file
-    was lost or is stale). A pid reused by an unrelated program is never included."""
+    was lost or is stale). A pid reused by an unrelated program is never included, nor
+    the pool's supervisor (it names the pool too, but honours the outage marker)."""
     pool_dir = pool_dir.resolve()
     owned = _pool_arguments(pool_dir)
     candidates = set(_pids_in_files(pool_dir))

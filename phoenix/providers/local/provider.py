@@ -26,7 +26,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from phoenix.errors import BadRequest, InputError, NotFound, QuotaExceeded, UnknownResource
+from phoenix.errors import (
+    BadRequest,
+    InputError,
+    NotFound,
+    QuotaExceeded,
+    Transient,
+    UnknownResource,
+)
 from phoenix.model import (
     TAG_APP,
     TAG_ATTEMPT,
@@ -41,13 +48,15 @@ from phoenix.model import (
     Quota,
 )
 from phoenix.providers.base import Clock, ImageQuery, Provider
-from phoenix.providers.local.balancer import Balancer, BalancerConfig
+from phoenix.providers.local.balancer import Balancer, BalancerConfig, saved_members
 from phoenix.providers.local.frontend import LocalDns
 from phoenix.providers.local.images import LocalImage, get_image, import_image, list_images
 from phoenix.providers.local.nodes import LocalNodes, NodeRecord
-from phoenix.providers.local.outage import check_region
+from phoenix.providers.local.outage import OUTAGE_FILE, check_region
 from phoenix.providers.local.store import DirectoryStore
 from phoenix.providers.local.store import file_lock as _file_lock
+from phoenix.providers.local.supervisor import LOG_FILE as SUPERVISOR_LOG
+from phoenix.providers.local.supervisor import stopped_on_purpose, supervisor_running
 
 DEFAULT_STATE_DIR = Path(".phoenix") / "local"
 _OPTIONS = ("state_dir", "balancer", "lb_port", "max_nodes", "flavors")
@@ -141,6 +150,7 @@ class LocalCloud:
     # --- load balancers -------------------------------------------------------------
 
     def balancer(self, region: str, pool: str) -> Balancer:
+        """The region pool's balancer; its supervisor leaves it down during an outage."""
         return self.make_balancer(
             BalancerConfig(
                 pool_dir=self.region_dir(region) / "pools" / pool,
@@ -148,6 +158,7 @@ class LocalCloud:
                 listen_port=self.lb_port,
                 check_path=self.check_path,
                 check_interval=self.check_interval,
+                hold_file=self.region_dir(region) / OUTAGE_FILE,
             )
         )
 
@@ -295,7 +306,14 @@ class LocalCompute:
 
 
 class LocalLoadBalancer:
-    """One balancer process per region and pool, started on first use."""
+    """One balancer process per region and pool, started on first change, kept running by
+    its supervisor (``supervisor.py``).
+
+    Reads report, writers act: ``list_members`` (``phoenix status``, a deploy's observe)
+    never starts or restarts a balancer, and ``pool_problems`` says when one is down;
+    ``add_member``, ``drain_member``, ``remove_member`` and ``ensure_pool`` start it (and
+    its supervisor) when it is not running.
+    """
 
     def __init__(self, cloud: LocalCloud) -> None:
         self.cloud = cloud
@@ -306,12 +324,47 @@ class LocalLoadBalancer:
         return balancer
 
     def list_members(self, region: str, pool: str) -> list[Member]:
+        """The pool's members as its balancer serves them; a read that repairs nothing.
+
+        A balancer that is not running (killed, and its supervisor not yet or no longer
+        restarting it) serves nobody: its desired members from members.json come back
+        with ``online=False``, and ``pool_problems`` names the problem. One that runs
+        but does not answer raises ``Transient`` (callers retry).
+        """
         self.cloud.check_available(region)
         balancer = self.cloud.balancer(region, pool)
         if not balancer.config.pool_dir.exists():
             return []  # never created: a read does not bring a load balancer up
-        balancer.ensure_running()  # re-derived from members.json if it died
-        return balancer.list_members()
+        try:
+            return balancer.list_members()
+        except Transient:
+            if balancer.pid() is not None:
+                raise  # alive but not answering (or starting up): a retry will tell
+            return saved_members(balancer.config.pool_dir)
+
+    def pool_problems(self, region: str, pool: str) -> list[str]:
+        """What is wrong with the pool's balancer itself, for ``phoenix status``: a
+        balancer that should run and does not. A read: it starts nothing."""
+        self.cloud.check_available(region)
+        balancer = self.cloud.balancer(region, pool)
+        pool_dir = balancer.config.pool_dir
+        if not pool_dir.exists() or stopped_on_purpose(pool_dir) or balancer.pid() is not None:
+            return []
+        what = f"load balancer of pool {pool} in region {region} ({balancer.url()})"
+        if supervisor_running(pool_dir):
+            return [f"{what} is not running; its supervisor is restarting it (see"
+                    f" {pool_dir / SUPERVISOR_LOG})"]
+        return [f"{what} is not running and has no supervisor to restart it; the next"
+                " change to the pool (a deploy that adds, drains or removes a member)"
+                " restarts both from members.json"]
+
+    def ensure_pool(self, region: str, pool: str) -> None:
+        """Start the pool's balancer and its supervisor when they are not running (an
+        actor's call, e.g. at the start of a deploy); a pool never created stays so."""
+        self.cloud.check_available(region)
+        balancer = self.cloud.balancer(region, pool)
+        if balancer.config.pool_dir.exists():
+            balancer.ensure_running()
 
     def add_member(self, region: str, pool: str, name: str, address: str, port: int) -> None:
         self.cloud.check_available(region)
@@ -331,7 +384,8 @@ class LocalLoadBalancer:
         return self.cloud.balancer(region, pool).url()
 
     def delete_pool(self, region: str, pool: str) -> None:
-        """Stop the pool's balancer process (``phoenix destroy``): nothing left running."""
+        """Stop the pool's balancer process and its supervisor (``phoenix destroy``):
+        nothing left running, and nothing restarts it."""
         self.cloud.check_available(region)
         self.cloud.balancer(region, pool).stop()
 

@@ -9,6 +9,8 @@ traffic, but HAProxy is not always installed. This module holds both halves of o
   that are SERVING and pass the balancer's own health check, and obeys a control socket
   that speaks one JSON object per line (ops ``add``/``drain``/``remove``/``list``/``ping``);
 * the **client**, :class:`BuiltinBalancer`, the ``Balancer`` the local provider uses.
+  Its ``ensure_running`` also starts the pool's supervisor (``supervisor.py``), which
+  restarts a process that died; its ``list_members`` is a read and never starts one.
 
 Zero failed requests while members come and go is the point of it, hence:
 
@@ -51,7 +53,9 @@ import h11
 
 from phoenix import errors
 from phoenix.model import Member, MemberState
-from phoenix.providers.local.balancer import BalancerConfig
+from phoenix.processes import python_child_env
+from phoenix.providers.local import supervisor as supervision
+from phoenix.providers.local.balancer import BalancerConfig, read_config
 
 __all__ = ["BuiltinBalancer", "main"]
 
@@ -754,29 +758,6 @@ class ProxyServer:
         log.info("stopped")
 
 
-def _read_config(pool_dir: Path) -> BalancerConfig:
-    path = pool_dir / CONFIG_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        check_path = data.get("check_path")
-        config = BalancerConfig(
-            pool_dir=pool_dir,
-            listen_host=str(data["listen_host"]),
-            listen_port=int(data["listen_port"]),
-            check_path=None if check_path is None else str(check_path),
-            check_interval=float(data.get("check_interval", 0.5)),
-            check_rise=int(data.get("check_rise", 1)),
-            check_fall=int(data.get("check_fall", 2)),
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise errors.InputError(f"{path}: cannot read the balancer config: {exc!r}") from exc
-    if config.check_interval <= 0 or config.check_rise < 1 or config.check_fall < 1:
-        raise errors.InputError(
-            f"{path}: check_interval must be > 0, check_rise and check_fall >= 1"
-        )
-    return config
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m phoenix.providers.local.proxy <pool_dir>``: run one pool's balancer."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -791,7 +772,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pool_dir = Path(args[0]).resolve()
     try:
         os.chdir(pool_dir)
-        config = _read_config(pool_dir)
+        config = read_config(pool_dir)
         return asyncio.run(ProxyServer(config).run())
     except errors.InputError as exc:
         log.error("%s%s", FATAL, exc)
@@ -828,15 +809,6 @@ def _pid_is_proxy(pid: int, pool_dir: Path) -> bool:
     if stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]:
         return False
     return MODULE.encode() in cmdline and str(pool_dir).encode() in cmdline
-
-
-def _child_env() -> dict[str, str]:
-    """Our environment, with this copy of phoenix importable from the pool directory even
-    when it runs from a source checkout rather than an installed package."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[3])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
 
 
 def _pid_gone(pid: int) -> bool:
@@ -879,9 +851,24 @@ class BuiltinBalancer:
         pid = self._pid()
         return pid is not None and _pid_is_proxy(pid, self._pool_dir) and self._ping()
 
+    def pid(self) -> int | None:
+        """The pid of this pool's live proxy process (from its pid file), else None."""
+        pid = self._pid()
+        return pid if pid is not None and _pid_is_proxy(pid, self._pool_dir) else None
+
     def ensure_running(self) -> None:
+        """Start the process unless it runs (members restored from members.json), and
+        its supervisor (``config.supervise``), which restarts it if it dies."""
+        self._pool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        supervision.clear_stopped(self._pool_dir)
+        self.ensure_process()
+        supervision.ensure_supervisor(self.config, "builtin")
+
+    def ensure_process(self) -> bool:
+        """``ensure_running`` without the supervisor (the supervisor's own restart); True
+        when it started a process."""
         if self.running():
-            return
+            return False
         self._pool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._locked():
             pid = self._pid()
@@ -890,12 +877,15 @@ class BuiltinBalancer:
             if pid is not None and _pid_is_proxy(pid, self._pool_dir) and self._await_ping(
                 lambda: _pid_is_proxy(pid, self._pool_dir)
             ):
-                return
+                return False
             self._stop_leftover()
             self._start()
+            return True
 
     def list_members(self) -> list[Member]:
-        reply = self._call({"op": "list"})
+        """The process's members; a read, so ``errors.Transient`` when it does not run
+        (it is never started here)."""
+        reply = self._call({"op": "list"}, start=False)
         try:
             return [
                 Member(
@@ -922,8 +912,11 @@ class BuiltinBalancer:
         self._call({"op": "remove", "name": name})
 
     def stop(self) -> None:
+        """Stop the supervisor first (so it cannot restart the process), then the process:
+        SIGTERM lets in-flight requests finish, SIGKILL after STOP_TIMEOUT."""
         if not self._pool_dir.is_dir():
             return
+        supervision.stop_supervisor(self._pool_dir)
         with self._locked():
             self._stop_leftover()
 
@@ -986,7 +979,8 @@ class BuiltinBalancer:
             process = subprocess.Popen(
                 [sys.executable, "-m", MODULE, str(self._pool_dir)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                close_fds=True, start_new_session=True, cwd=self._pool_dir, env=_child_env(),
+                close_fds=True, start_new_session=True, cwd=self._pool_dir,
+                env=python_child_env(),
             )
         _write_atomic(self._pool_dir / PID_FILE, f"{process.pid}\n")
         if self._await_ping(lambda: process.poll() is None):
@@ -1037,9 +1031,11 @@ class BuiltinBalancer:
             return False
         return True
 
-    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One control request, starting the process first when it is not running."""
-        self.ensure_running()
+    def _call(self, request: dict[str, Any], *, start: bool = True) -> dict[str, Any]:
+        """One control request; ``start``: start the process first when it is not running
+        (a change is an actor; a read is not)."""
+        if start:
+            self.ensure_running()
         reply = self._request(request, CONTROL_TIMEOUT)
         if reply.get("ok") is True:
             return reply
