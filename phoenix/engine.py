@@ -591,6 +591,7 @@ class Engine:
             member_port=self.spec.load_balancer.member_port,
             keep_releases=tuple(keep),
             restore=fast if restore is None else restore,
+            deploy_id=self.deploy_id,
         )
 
     def _adopted_previous(self, adopted: AttemptRecord) -> tuple[str, int] | None:

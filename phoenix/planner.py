@@ -25,6 +25,7 @@ from phoenix.blast import BlastRadius
 from phoenix.model import (
     META_DRAIN_SINCE,
     META_SERVING_SINCE,
+    TAG_DEPLOY_ID,
     Health,
     Member,
     MemberState,
@@ -79,6 +80,7 @@ class Target:
     # boots an earlier (killed or failed) run left do not eat this run's
     # ``max_boot_retries`` (see ``boot_base``).
     boot_base: Mapping[int, int] = field(default_factory=dict)
+    deploy_id: str | None = None  # the run acting (nodes carry their creator's id)
 
     def gate_deadline(self, node: Node) -> datetime:
         """When ``node`` must have passed its health gate."""
@@ -219,7 +221,7 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
         health = view.health_of(node)
         # A boot an earlier run started that is still not done after this attempt's own
         # gate deadline is stuck: replaced like a failed boot, not a reason to roll back.
-        inherited = target.attempt_started is not None and node.created_at < target.attempt_started
+        inherited = _inherited(target, node)
         stuck = inherited and node.state is NodeState.BUILD and now >= target.gate_deadline(node)
         broken = node.state is NodeState.ERROR or stuck
         sick_in_service = (
@@ -435,6 +437,14 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
         waiting_for=tuple(waiting) or ("the cloud to settle",),
         wake_at=min(wake) if wake else None,
     )
+
+
+def _inherited(target: Target, node: Node) -> bool:
+    """Built by an earlier run (killed or failed), not by the one acting now."""
+    creator = node.metadata.get(TAG_DEPLOY_ID)
+    if creator and target.deploy_id is not None:
+        return creator != target.deploy_id
+    return target.attempt_started is not None and node.created_at < target.attempt_started
 
 
 def _drain_order(target: Target) -> Callable[[Node], tuple[int, str, int]]:

@@ -374,3 +374,101 @@ def test_a_region_move_rerun_hours_later_changes_nothing(world: World, command: 
     assert world.mutations == 0
     assert again.region == ("region-a" if command == "failback" else "region-b")
     assert dns_values(world) == record
+
+
+# --- found by the fault campaign (tests/e2e/campaign.py), one test each ------------------
+
+A, B = "region-a", "region-b"
+
+
+def live_in(world: World, region: str) -> list[str]:
+    world.settle()
+    return sorted(s.name for s in world.cloud.servers(region) if s.state.value != "DELETING")
+
+
+def test_a_region_left_by_a_failover_keeps_no_standby_of_keep_previous(world: World) -> None:
+    keep = "  keep_previous: 1\n" + DNS
+    deploy(world, world.spec(extra_rollout=keep))
+    spec = world.spec(extra_rollout=keep, greeting="v2")
+    deploy(world, spec)  # r1's nodes stand by in A, out of the pool
+    assert len(live_in(world, A)) == 6
+
+    moved = api.failover(spec, to=B, provider=world.provider(), clock=world.clock)
+
+    assert moved.region == B
+    assert live_in(world, A) == []  # traffic left A: nothing stands by there
+
+
+def test_boots_an_earlier_run_failed_do_not_count_against_the_rerun(world: World) -> None:
+    """The killed run burned every boot retry of index 0; a fault-free rerun gets its own."""
+    first = deploy(world, world.spec())
+    v2 = world.spec(greeting="v2")
+    release = v2_release(world, v2)
+    bad = {f"web-{release}-0", f"web-{release}-0-b1", f"web-{release}-0-b2"}
+    world.cloud.faults.boot_fail_names.update(bad)
+    world.mutations = 0
+    crash_at(world, v2, "create_node", nth=5)  # 3 first boots, -b1, -b2
+    world.clock.advance(10)  # -b2 boots into ERROR
+
+    result = deploy(world, v2)
+
+    assert result.outcome == "succeeded", result.reason
+    assert f"web-{release}-0-b3" in world.serving()
+    assert result.previous_release == first.release
+
+
+def test_a_boot_an_earlier_run_left_stuck_is_replaced(world: World) -> None:
+    deploy(world, world.spec())
+    v2 = world.spec(greeting="v2")
+    world.cloud.faults.slow_boot_seconds = 100_000  # these boots never finish
+    crash_at(world, v2, "create_node", nth=3)
+    world.cloud.faults.slow_boot_seconds = 0
+
+    result = deploy(world, v2)
+
+    assert result.outcome == "succeeded", result.reason
+    assert sorted(world.serving()) == sorted(
+        f"web-{result.release}-{i}-b1" for i in range(3))
+
+
+def test_a_release_failing_beside_healthy_old_members_does_not_move_the_region(
+    world: World,
+) -> None:
+    """A canary of one that fails its check while the old release passes in the same
+    region: the release is bad, not the region, so it rolls back in place (no failover
+    into another region to fail there too)."""
+    canary = CANARY + "\n" + DNS
+    first = deploy(world, world.spec(strategy="canary", extra_rollout=canary))
+    record = dns_values(world)
+    world.cloud.faults.unhealthy_images.add("img-2")
+
+    with pytest.raises(DeployFailed) as failed:
+        deploy(world, world.spec(strategy="canary", extra_rollout=canary, image="golden-v2"))
+
+    result = failed.value.result
+    assert [(a.region, a.radius) for a in result.attempts] == [(A, "node")]  # type: ignore[union-attr]
+    assert dns_values(world) == record
+    assert set(world.serving().values()) == {first.release}
+    assert live_in(world, B) == []
+
+
+def test_a_failed_rerun_empties_the_region_a_killed_run_failed_over_into(
+    world: World,
+) -> None:
+    """The killed run found A down and started building in B; the rerun finds A back,
+    fails there (a sick node), and must not leave the killed run's nodes in B."""
+    first = deploy(world, world.spec(extra_rollout=DNS))
+    v2 = world.spec(extra_rollout=DNS, image="golden-v2")
+    world.cloud.faults.down_regions.add(A)
+    crash_at(world, v2, "create_node", nth=2)
+    world.cloud.faults.down_regions.clear()
+    assert live_in(world, B)
+    # One sick new node in A: a node-level failure, so no region is tried after A.
+    world.cloud.faults.unhealthy_nodes.add(f"web-{v2_release(world, v2)}-0")
+
+    with pytest.raises(DeployFailed):
+        deploy(world, v2)
+
+    assert set(world.serving().values()) == {first.release}
+    assert live_in(world, B) == []
+    assert world.cloud.members(B, POOL) == []
