@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import NoReturn, TypeVar
 
 from phoenix import log as plog
-from phoenix.blast import RegionAttempt, radius_of
+from phoenix.blast import BlastRadius, RegionAttempt, radius_of
 from phoenix.clock import SystemClock
 from phoenix.errors import (
     DeployFailed,
@@ -29,6 +29,7 @@ from phoenix.errors import (
     PhoenixError,
     ProviderError,
     QuotaExceeded,
+    RegionUnavailable,
     RestoreFailed,
     Transient,
 )
@@ -164,9 +165,18 @@ class Engine:
     # --- the loop --------------------------------------------------------------------
 
     def converge(
-        self, target: Target, release: Release | _LazyRelease | None, deadline: datetime
+        self,
+        target: Target,
+        release: Release | _LazyRelease | None,
+        deadline: datetime,
+        *,
+        patient: bool = False,
     ) -> Plan:
-        """Loop until the target is reached (CONVERGED) or cannot be (FAILED)."""
+        """Loop until the target is reached (CONVERGED) or cannot be (FAILED).
+
+        ``patient`` (a rollback putting the old release back): an API that fails, or a
+        region that stops answering, is waited out until ``deadline`` instead of ending
+        the attempt; giving up there would leave a half-switched pool for a person."""
         executor = self._executor(release)
         # The health gate's deadline belongs to this attempt, not to the nodes' age.
         target = dataclasses.replace(target, attempt_started=self.clock.now())
@@ -202,17 +212,18 @@ class Engine:
                     self.history.extend(lines)
                     flaky_polls = 0
                     continue
-            except Transient as exc:
+            except (Transient, RegionUnavailable) as exc:
                 # A call failed even after its retries. Like a controller's requeue, the
                 # next poll re-reads the world and tries again (every step is
                 # idempotent); only an API that keeps failing poll after poll is an
                 # outage, and fails the attempt (a region-level failure).
                 flaky_polls += 1
-                if flaky_polls > MAX_FLAKY_POLLS:
+                if not patient and (isinstance(exc, RegionUnavailable)
+                                    or flaky_polls > MAX_FLAKY_POLLS):
                     raise
                 log.warning("the cloud's API failed beyond retries; trying again next poll",
                             error=str(exc), poll=flaky_polls)
-                self.clock.sleep(self.poll)
+                self.clock.sleep(min(self.poll * 2 ** min(flaky_polls - 1, 6), 10.0))
                 continue
             flaky_polls = 0
             last_steps = ()
@@ -368,7 +379,8 @@ class Engine:
         self.on_event(Event("failed", failure))
         calls_before = _calls(self.provider)
         self._save_attempt(action, adopted.release, previous, started)
-        restored = self._restore(adopted.release, previous)
+        restored = self._restore(adopted.release, previous,
+                                 patient=radius != BlastRadius.REGION)
         result = self._result(action, adopted.release, previous,
                               "rolled-back" if restored else "failed", started, calls_before,
                               reason=failure, radius=radius)
@@ -447,7 +459,8 @@ class Engine:
             radius = radius_of(exc)
         log.error("deploy failed, rolling back", reason=failure)
         self.on_event(Event("failed", failure))
-        restored = self._restore(release.id, previous)
+        restored = self._restore(release.id, previous,
+                                 patient=radius != BlastRadius.REGION)
         outcome = "interrupted" if interrupted else "rolled-back" if restored else "failed"
         result = self._result(action, release.id, previous, outcome, started, calls_before,
                               reason=failure, radius=radius)
@@ -512,8 +525,14 @@ class Engine:
             # Harmless: the next run finds it, sees this run in the history, moves on.
             log.warning("could not clear the attempt record", error=str(exc))
 
-    def _restore(self, failed: str, previous: tuple[str, int] | None) -> bool:
-        """Bring the previous release back to full service and remove the failed one."""
+    def _restore(
+        self, failed: str, previous: tuple[str, int] | None, *, patient: bool = True
+    ) -> bool:
+        """Bring the previous release back to full service and remove the failed one.
+
+        Patient (outages and API failures are waited out within the restore budget)
+        unless the failure was the region's own: then the caller moves on to another
+        region, and a restore that waits here would only delay that."""
         self.on_event(Event("rollback", f"restoring {previous[0] if previous else 'nothing'}"))
         deadline = self.clock.now() + timedelta(seconds=self._restore_budget())
         release: _LazyRelease | None = None
@@ -529,7 +548,7 @@ class Engine:
                     # still serves, and an image service that is down must not stop
                     # the traffic from going back to it.
                     release = _LazyRelease(lambda: self._recorded_release(record))
-            final = self.converge(target, release, deadline)
+            final = self.converge(target, release, deadline, patient=patient)
             if not final.converged:
                 log.error("rollback failed", reason=final.failure)
             return final.converged

@@ -5,15 +5,17 @@ the deploy that finishes names the release that served before the crash."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 import phoenix
 from phoenix import api
-from phoenix.engine import DeployResult
+from phoenix.engine import DeployResult, Event
 from phoenix.errors import DeployFailed, InputError, RestoreFailed, Transient
 from phoenix.providers.base import Provider
+from phoenix.providers.memory import FaultWindow
 from phoenix.spec import Spec
 
 from .conftest import POOL, REGION, SimulatedCrash, World
@@ -472,3 +474,51 @@ def test_a_failed_rerun_empties_the_region_a_killed_run_failed_over_into(
     assert set(world.serving().values()) == {first.release}
     assert live_in(world, B) == []
     assert world.cloud.members(B, POOL) == []
+
+
+@pytest.mark.parametrize("fault", ["outage", "api errors"])
+def test_a_rollback_waits_out_an_outage_instead_of_leaving_a_mess(
+    world: World, fault: str
+) -> None:
+    """The region stops answering (or its API fails every call) for 60 s just as the
+    rollback starts: the rollback waits it out and restores (exit 1), no exit 3."""
+    first = deploy(world, world.spec(strategy="rolling", extra_rollout=ROLLING))
+    v2 = world.spec(strategy="rolling", extra_rollout=ROLLING, image="golden-v2")
+    world.cloud.faults.unhealthy_nodes.add(f"web-{v2_release(world, v2)}-1")
+    failing_until: list[datetime] = []
+
+    def on_event(event: Event) -> None:
+        if event.kind != "rollback":
+            return
+        now = world.clock.now()
+        if fault == "outage":
+            world.cloud.faults.windows.append(FaultWindow(
+                now, now + timedelta(seconds=60), down_regions=frozenset({REGION})))
+        else:
+            failing_until.append(now + timedelta(seconds=60))
+
+    plain = world.provider()
+
+    class FailingWhileTold:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            attr = getattr(self._inner, name)
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                if failing_until and world.clock.now() < failing_until[0]:
+                    raise Transient(f"{name}: HTTP 503 (test)")
+                return attr(*args, **kwargs)
+
+            return call
+
+    provider = dataclasses.replace(plain, compute=FailingWhileTold(plain.compute),
+                                   load_balancer=FailingWhileTold(plain.load_balancer))
+
+    with pytest.raises(DeployFailed):
+        api.deploy(v2, provider=provider, clock=world.clock, on_event=on_event)
+
+    assert set(world.serving().values()) == {first.release}
+    assert len(world.serving()) == 3
+    assert {s.release for s in world.live_servers()} == {first.release}
