@@ -30,8 +30,10 @@ from phoenix.providers.base import (
     ImageQuery,
     PoolDeleter,
     PoolEndpoint,
+    PoolProblems,
     Provider,
     RecordFrontend,
+    RecordProblems,
 )
 from phoenix.providers.registry import open_provider
 from phoenix.records import DeployLock, DeployRecord, Records
@@ -308,6 +310,10 @@ def status(
                 regions.append(RegionStatus(region, None, (), error=str(exc)))
                 problems.append(f"{region}: {exc}")
                 continue
+            lb = opened.load_balancer
+            if isinstance(lb, PoolProblems):  # e.g. a local balancer that is not running
+                problems.extend(f"{region}: {problem}"
+                                for problem in lb.pool_problems(region, spec.load_balancer.pool))
             if holder is None:  # a deploy at work is expected to look half-done
                 problems.extend(_unfinished(spec, region, nodes, members, records))
             health = {}
@@ -408,6 +414,9 @@ def _dns_view(
     try:
         serving_region = mover.serving_region()
         dns_text = mover.dns_text()
+        if spec.dns is not None and isinstance(opened.dns, RecordProblems):
+            problems.extend(f"dns: {problem}" for problem in
+                            opened.dns.record_problems(spec.dns.zone, spec.dns.record))
     except PhoenixError as exc:
         problems.append(f"dns: {exc}")
     if dns_text is not None and serving_region is None:

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import NoReturn, TypeVar
 
 from phoenix import log as plog
@@ -37,7 +38,7 @@ from phoenix.executor import Executor, RetryingStore, RetryPolicy
 from phoenix.health import HealthTracker, build_tracker
 from phoenix.model import MemberState, NodeRequest, NodeState, ResourceNeeds
 from phoenix.planner import Observed, Target, boot_base, plan
-from phoenix.providers.base import Clock, PoolEndpoint, Provider
+from phoenix.providers.base import Clock, PoolEndpoint, PoolKeeper, Provider
 from phoenix.records import (
     NO_RELEASE,
     AttemptRecord,
@@ -190,6 +191,10 @@ class Engine:
                 return Plan(Phase.FAILED, failure=_deadline_failure(last_wait, last_steps))
             try:
                 self._renew_lock(now)
+                if first_look and isinstance(lb := self.provider.load_balancer, PoolKeeper):
+                    # Reads never start a local balancer; a deploy is an actor, and its
+                    # pool must be up to take members and report them online.
+                    executor.call(partial(lb.ensure_pool, self.region, self.pool))
                 observed = self.observe()
                 if first_look:
                     # Boots an earlier run made do not count against this one's retries.

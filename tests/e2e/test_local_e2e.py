@@ -23,6 +23,7 @@ import pytest
 
 import phoenix
 from phoenix.errors import DeployFailed
+from phoenix.providers.local import supervisor
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
 BALANCERS = ["builtin"]
@@ -309,3 +310,48 @@ def test_destroy_leaves_no_process(app: App) -> None:
     assert not any(alive(pid) for pid in pids)
     for pidfile in app.state().glob("regions/*/pools/*/*.pid"):
         assert not alive(int(pidfile.read_text().strip() or 0)), pidfile
+
+
+def test_a_dead_balancer_is_reported_by_status_and_brought_back_by_a_rerun(app: App) -> None:
+    """The balancer and its supervisor are both killed: `status` reports it and starts
+    nothing (it never repairs); the unchanged deploy, an actor, brings it back."""
+    first = phoenix.deploy(app.spec())
+    pool_dir = app.state() / "regions" / "local-a" / "pools" / "hello"
+    (watcher,) = supervisor.supervisor_pids(pool_dir)
+    balancer = balancer_pid(pool_dir)
+    assert balancer is not None
+    for pid in (watcher, balancer):  # the supervisor first, or it restarts the balancer
+        os.kill(pid, signal.SIGKILL)
+        wait_dead(pid)
+
+    report = phoenix.status(app.spec())
+
+    assert any("is not running" in p for p in report.problems), report.problems
+    time.sleep(1.0)
+    assert balancer_pid(pool_dir) is None  # status started nothing
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(app.url, timeout=2)
+
+    again = phoenix.deploy(app.spec())
+
+    assert again.outcome == "unchanged" and again.release == first.release
+    load = Load(app.url)
+    load.run(workers=4, budget=50)
+    assert load.failed == [] and load.ok == 200
+    assert phoenix.status(app.spec()).problems == ()
+
+
+def balancer_pid(pool_dir: Path) -> int | None:
+    """The pool's live balancer (HAProxy's or the built-in proxy's pid file)."""
+    for name in ("haproxy.pid", "proxy.pid"):
+        path = pool_dir / name
+        if path.exists() and (text := path.read_text().strip()).isdigit() and alive(int(text)):
+            return int(text)
+    return None
+
+
+def wait_dead(pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid)

@@ -32,6 +32,7 @@ from phoenix.providers.local.haproxy import (
     member_name,
     server_name,
 )
+from phoenix.providers.local.supervisor import supervisor_pids
 
 pytestmark = [
     pytest.mark.integration,
@@ -176,12 +177,15 @@ def backends(tmp_path: Path) -> Iterator[Backends]:
 def make_balancer(tmp_path: Path) -> Iterator[Callable[..., HaproxyBalancer]]:
     made: list[HaproxyBalancer] = []
 
-    def make(check_path: str | None = "/healthz", remove_wait: float = 5.0) -> HaproxyBalancer:
+    def make(
+        check_path: str | None = "/healthz", remove_wait: float = 5.0, supervise: bool = True
+    ) -> HaproxyBalancer:
         config = BalancerConfig(
             pool_dir=tmp_path / f"pool{len(made)}",
             listen_host="127.0.0.1",
             listen_port=free_port(),
             check_path=check_path,
+            supervise=supervise,
         )
         balancer = HaproxyBalancer(config, remove_wait=remove_wait)
         made.append(balancer)
@@ -195,8 +199,11 @@ def make_balancer(tmp_path: Path) -> Iterator[Callable[..., HaproxyBalancer]]:
             pid = int(pid_file.read_text()) if pid_file.exists() else None
             with contextlib.suppress(Exception):
                 balancer.stop()
-            if pid is not None and pid_alive(pid):  # stop() failed: never leak a process
-                os.kill(pid, signal.SIGKILL)
+            leftovers = supervisor_pids(balancer.config.pool_dir) if pid is None else (
+                supervisor_pids(balancer.config.pool_dir) | {pid})
+            for left in leftovers:  # stop() failed: never leak a process
+                if pid_alive(left):
+                    os.kill(left, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -342,8 +349,12 @@ def test_stale_pid_and_socket_are_cleaned_up(
 
 
 def test_restart_restores_members_from_members_json(
-    lb: HaproxyBalancer, backends: Backends
+    make_balancer: Callable[..., HaproxyBalancer], backends: Backends
 ) -> None:
+    # ensure_running's own restore, with no supervisor racing it to the restart (the
+    # supervisor's is tested in test_local_balancer_supervisor.py).
+    lb = make_balancer(supervise=False)
+    lb.ensure_running()
     a, b, c = (backends.start(n) for n in ("a", "b", "c"))
     for backend in (a, b, c):
         add(lb, backend)

@@ -297,7 +297,8 @@ def test_round_robin_across_three_members(pools: Pools, backends: Backends) -> N
 
 def test_no_member_up_answers_503(pools: Pools, backends: Backends) -> None:
     balancer = pools.new()
-    assert balancer.list_members() == []  # starts the process on first use
+    balancer.ensure_running()  # a read (list_members) would not start it
+    assert balancer.list_members() == []
     response = httpx.get(balancer.url(), timeout=5)
     assert response.status_code == 503
     assert b"no healthy member" in response.content
