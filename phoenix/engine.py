@@ -324,6 +324,7 @@ class Engine:
                 observed_releases={n.release for n in observed.nodes},
                 call=self._executor(None).call,
             )
+            self._preflight_quota(release, observed)
         except (ProviderError, InputError) as exc:
             if adopted is None:
                 raise  # nothing was changed: the region is as the last run left it
@@ -334,7 +335,6 @@ class Engine:
         )
         target = self._target(release.id, self.spec.count)
         previous = self._previous(observed, release.id, adopted)
-        self._preflight_quota(release, observed)
         self.records.save_release(release.record)
         log.info("deploy started", previous=previous[0] if previous else None)
         return self._run("deploy", release, target, previous, started)

@@ -522,3 +522,17 @@ def test_a_rollback_waits_out_an_outage_instead_of_leaving_a_mess(
     assert set(world.serving().values()) == {first.release}
     assert len(world.serving()) == 3
     assert {s.release for s in world.live_servers()} == {first.release}
+
+
+def test_a_quota_refusal_after_a_crash_restores_the_previous_release(world: World) -> None:
+    first = deploy(world, world.spec(strategy="rolling", extra_rollout=ROLLING))
+    v2 = world.spec(strategy="rolling", extra_rollout=ROLLING, greeting="v2")
+    crash_at(world, v2, "add_member", nth=1)  # one r2 node serves beside r1
+    world.cloud.set_quota(REGION, instances=len(world.live_servers()))  # nothing more fits
+
+    with pytest.raises(DeployFailed, match="quota"):
+        deploy(world, v2)
+
+    assert set(world.serving().values()) == {first.release}
+    assert len(world.serving()) == 3
+    assert {s.release for s in world.live_servers()} == {first.release}
