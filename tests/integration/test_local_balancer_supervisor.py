@@ -22,12 +22,11 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +43,15 @@ from phoenix.providers.local.haproxy import haproxy_available
 from phoenix.providers.local.outage import end_outage, start_outage
 from phoenix.providers.local.provider import LocalCloud, LocalLoadBalancer
 
+from .local_processes import (
+    BACKEND,
+    alive,
+    free_port,
+    kill_everything_under,
+    processes_mentioning,
+    wait_for,
+)
+
 pytestmark = pytest.mark.integration
 
 KINDS = ["builtin"] + (["haproxy"] if shutil.which("haproxy") and haproxy_available() else [])
@@ -51,106 +59,10 @@ REGION, POOL = "sv-a", "web"
 ZONE, NAME = "test.", "www"
 RECOVERY_LIMIT = 2.0  # seconds from the SIGKILL to the first answered request
 
-BACKEND = r"""
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-NAME, HOST = sys.argv[1], sys.argv[2]
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = b"ok" if self.path == "/healthz" else NAME.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 512
-
-    def handle_error(self, request, client_address):
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # checks close with a reset
-            super().handle_error(request, client_address)
-
-server = Server((HOST, 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"""
-
-
-# --- processes --------------------------------------------------------------------------
-
-
-def alive(pid: int) -> bool:
-    """Running, by /proc (a zombie waiting for its parent does not count)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def processes_mentioning(root: Path) -> set[int]:
-    """Live processes whose command line or environment names a path under ``root``:
-    balancers and supervisors (their pool dir is an argument) and backends' scripts."""
-    needle = str(root).encode()
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in text and alive(int(entry)):
-            found.add(int(entry))
-    return found
-
-
-def kill_everything_under(root: Path) -> None:
-    for _ in range(3):  # a supervisor may restart a balancer between two sweeps
-        for pid in processes_mentioning(root):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(AssertionError):
-            wait_for(lambda: not processes_mentioning(root), 5.0, "leftovers to die")
-    assert not processes_mentioning(root), processes_mentioning(root)
-
-
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port(hosts: list[str]) -> int:
-    """A port that is free on every one of ``hosts``."""
-    for _ in range(100):
-        port = random.randint(20000, 60000)
-        try:
-            for host in hosts:
-                with socket.socket() as probe:
-                    probe.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError(f"no port free on all of {hosts}")
 
 
 def balancer_pid(pool_dir: Path) -> int | None:
@@ -232,6 +144,8 @@ class World:
 
 
 @pytest.fixture(params=KINDS)
+
+
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     """One region pool with two healthy backends, serving; everything killed at the end."""
     state_dir = tmp_path / "state"
@@ -287,6 +201,8 @@ class Load:
 
 
 @contextlib.contextmanager
+
+
 def under_load(url: str) -> Iterator[Load]:
     load = Load(url)
     thread = threading.Thread(target=load.run, daemon=True)
@@ -302,6 +218,8 @@ def under_load(url: str) -> Iterator[Load]:
 
 
 @pytest.mark.parametrize("target", ["pool", "frontend"])
+
+
 def test_a_killed_balancer_is_back_within_two_seconds_under_load(
     world: World, target: str
 ) -> None:

@@ -17,7 +17,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -44,44 +43,21 @@ from phoenix.providers.local.provider import (
     open_local_provider,
 )
 
+from .local_processes import (
+    BACKEND,
+    alive,
+    free_port,
+    kill_everything_under,
+    processes_mentioning,
+    wait_for,
+)
+
 pytestmark = pytest.mark.integration
 
 IMAGE = Path(__file__).resolve().parents[2] / "examples" / "hello" / "image"
 KINDS = ["builtin"] + (["haproxy"] if shutil.which("haproxy") and haproxy_available() else [])
 ZONE, NAME = "test.", "www"
 BOOT_TIMEOUT = 30.0
-
-BACKEND = r"""
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-NAME, HOST = sys.argv[1], sys.argv[2]
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = b"ok" if self.path == "/healthz" else NAME.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 512
-
-    def handle_error(self, request, client_address):
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # checks close with a reset
-            super().handle_error(request, client_address)
-
-server = Server((HOST, 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"""
 
 USER_DATA = """\
 #cloud-config
@@ -93,76 +69,9 @@ write_files:
 """
 
 
-# --- processes --------------------------------------------------------------------------
-
-
-def alive(pid: int) -> bool:
-    """Running, by /proc (a zombie waiting for its parent does not count)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def processes_mentioning(root: Path) -> set[int]:
-    """Live processes whose command line or environment names a path under ``root``:
-    balancers (their pool dir is an argument) and node agents and services."""
-    needle = str(root).encode()
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/cmdline").read_bytes()
-            text += Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in text and alive(int(entry)):
-            found.add(int(entry))
-    return found
-
-
-def kill_everything_under(root: Path) -> None:
-    def gone() -> bool:
-        return not processes_mentioning(root)
-
-    for _ in range(3):  # a dying agent's child may appear meanwhile
-        for pid in processes_mentioning(root):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(AssertionError):
-            wait_for(gone, 5.0, "leftovers to die")
-    assert gone(), f"processes left behind: {processes_mentioning(root)}"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
 def wait_serving(url: str) -> None:
     with httpx.Client(timeout=5) as client:
         wait_for(lambda: client.get(url).status_code == 200, what=f"{url} serving")
-
-
-def free_port(hosts: list[str]) -> int:
-    """A port that is free on every one of ``hosts``."""
-    for _ in range(100):
-        port = random.randint(20000, 60000)
-        try:
-            for host in hosts:
-                with socket.socket() as probe:
-                    probe.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError(f"no port free on all of {hosts}")
 
 
 def seed_regions(state_dir: Path, names: list[str]) -> dict[str, int]:
@@ -209,6 +118,8 @@ class OutageWorld:
 
 
 @pytest.fixture(params=KINDS)
+
+
 def outage_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OutageWorld]:
     state_dir = tmp_path / "state"
     number = seed_regions(state_dir, ["out-a"])["out-a"]
@@ -375,6 +286,8 @@ class FrontWorld:
 
 
 @pytest.fixture(params=KINDS)
+
+
 def front(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FrontWorld]:
     """Two regions, each a real region balancer with one backend answering its name."""
     state_dir = tmp_path / "state"

@@ -53,7 +53,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -67,6 +66,7 @@ from phoenix.processes import pid_alive
 from phoenix.providers.base import Clock
 from phoenix.providers.local import supervisor as supervision
 from phoenix.providers.local.balancer import BalancerConfig
+from phoenix.providers.local.store import atomic_write
 
 __all__ = [
     "MIN_VERSION",
@@ -526,8 +526,8 @@ class HaproxyBalancer:
         os.chmod(pool_dir, 0o700)
 
     def _start(self) -> None:
-        self._write_atomic(self._cfg_path, render_config(self.config))
-        self._write_atomic(self.config.pool_dir / SETTINGS_FILE, self._settings_json())
+        atomic_write(self._cfg_path, render_config(self.config))
+        atomic_write(self.config.pool_dir / SETTINGS_FILE, self._settings_json())
         binary = shutil.which(self.binary)
         if binary is None:
             raise errors.InputError(
@@ -645,7 +645,7 @@ class HaproxyBalancer:
     def _repair_pidfile(self) -> None:
         pid = self._pid_from_socket()
         if pid is not None and self._read_pid() != pid:
-            self._write_atomic(self._pid_path, f"{pid}\n")
+            atomic_write(self._pid_path, f"{pid}\n")
 
     def _settings_json(self) -> str:
         c = self.config
@@ -810,21 +810,8 @@ class HaproxyBalancer:
             ) from exc
 
     def _save(self, members: Mapping[str, _Desired]) -> None:
-        self._write_atomic(self._members_path, _desired_to_json(members))
+        atomic_write(self._members_path, _desired_to_json(members))
 
-    @staticmethod
-    def _write_atomic(path: Path, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with open(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
 
 
 def _validate_member(name: str, address: str, port: int) -> str:

@@ -56,6 +56,7 @@ from phoenix.model import Member, MemberState
 from phoenix.processes import python_child_env
 from phoenix.providers.local import supervisor as supervision
 from phoenix.providers.local.balancer import BalancerConfig, read_config
+from phoenix.providers.local.store import atomic_write
 
 __all__ = ["BuiltinBalancer", "main"]
 
@@ -160,22 +161,6 @@ def parse_status_line(line: bytes) -> int | None:
     if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
         return int(parts[1])
     return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _host_port(host: str, port: int) -> str:
@@ -321,7 +306,7 @@ class ProxyServer:
             member.name: {k: v for k, v in member.desired().items() if k != "name"}
             for member in self.members.values()
         }
-        _write_atomic(self.config.pool_dir / MEMBERS_FILE, json.dumps(members, indent=2) + "\n")
+        atomic_write(self.config.pool_dir / MEMBERS_FILE, json.dumps(members, indent=2) + "\n")
 
     def _start_checks(self, member: _Upstream) -> None:
         member.checker = asyncio.create_task(self._check_loop(member), name=f"check {member.name}")
@@ -720,7 +705,7 @@ class ProxyServer:
             os.unlink(SOCKET_FILE)
         control = await asyncio.start_unix_server(self._serve_control, path=SOCKET_FILE)
         os.chmod(SOCKET_FILE, 0o600)
-        _write_atomic(self.config.pool_dir / PID_FILE, f"{os.getpid()}\n")
+        atomic_write(self.config.pool_dir / PID_FILE, f"{os.getpid()}\n")
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
@@ -973,7 +958,7 @@ class BuiltinBalancer:
             "check_rise": self.config.check_rise,
             "check_fall": self.config.check_fall,
         }
-        _write_atomic(self._pool_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        atomic_write(self._pool_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
         with open(self._log_path, "ab") as log_file:
             log_offset = log_file.tell()
             process = subprocess.Popen(
@@ -982,7 +967,7 @@ class BuiltinBalancer:
                 close_fds=True, start_new_session=True, cwd=self._pool_dir,
                 env=python_child_env(),
             )
-        _write_atomic(self._pool_dir / PID_FILE, f"{process.pid}\n")
+        atomic_write(self._pool_dir / PID_FILE, f"{process.pid}\n")
         if self._await_ping(lambda: process.poll() is None):
             return
         code = process.poll()

@@ -19,12 +19,17 @@ from urllib.parse import quote, unquote
 from phoenix.model import DnsRecord
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``path`` so that a reader sees the old content or the new, never half of
+    it, even across a crash (temp file in the same folder, fsync, ``os.replace``); the
+    file is private (0600), its folder created 0700 if missing."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -36,7 +41,7 @@ def file_lock(path: Path) -> Iterator[None]:
     """Serialise a read-modify-write across Phoenix processes on this machine (``flock``).
 
     The lock file is separate from the data file, which is replaced (not rewritten) by
-    ``_atomic_write`` and so cannot carry the lock itself.
+    ``atomic_write`` and so cannot carry the lock itself.
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(path, "a+") as handle:
@@ -58,7 +63,7 @@ class DirectoryStore:
         return self.root / quote(key, safe="")
 
     def put(self, key: str, data: bytes) -> None:
-        _atomic_write(self._path(key), data)
+        atomic_write(self._path(key), data)
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -112,4 +117,4 @@ class FileDns:
         with file_lock(self.path.with_name(f".{self.path.name}.lock")):
             records = self._load()
             records[f"{name}.{zone}"] = {"values": list(values), "ttl": ttl}
-            _atomic_write(self.path, json.dumps(records, indent=1, sort_keys=True).encode())
+            atomic_write(self.path, json.dumps(records, indent=1, sort_keys=True).encode())

@@ -48,6 +48,7 @@ from types import FrameType
 from phoenix import errors
 from phoenix.processes import live_pids, pid_alive, process_argv, python_child_env
 from phoenix.providers.local.balancer import Balancer, BalancerConfig, read_config
+from phoenix.providers.local.store import atomic_write
 
 __all__ = [
     "KINDS",
@@ -123,7 +124,7 @@ def ensure_supervisor(config: BalancerConfig, kind: str) -> None:
             )
         # Written here too (the supervisor rewrites it once it holds its lock), so the
         # next caller sees one that is still starting up and does not start another.
-        _write_text(pool_dir / PID_FILE, f"{process.pid}\n")
+        atomic_write(pool_dir / PID_FILE, f"{process.pid}\n")
     # Reaped when it exits, so a long-running deploy collects no zombie; once this
     # process exits the supervisor is adopted by init and lives on.
     threading.Thread(target=process.wait, name=f"reap-supervisor-{process.pid}",
@@ -141,7 +142,7 @@ def stop_supervisor(pool_dir: Path) -> None:
     pool_dir = pool_dir.resolve()
     if not pool_dir.is_dir():
         return
-    _write_text(pool_dir / STOPPED_FILE, "stopped on purpose; ensure_running clears this\n")
+    atomic_write(pool_dir / STOPPED_FILE, "stopped on purpose; ensure_running clears this\n")
     pids = supervisor_pids(pool_dir)
     for sig, timeout in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, KILL_TIMEOUT)):
         for pid in pids:
@@ -364,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("another supervisor holds %s; exiting", pool_dir / LOCK_FILE)
         return 0
     try:
-        _write_text(pool_dir / PID_FILE, f"{os.getpid()}\n")
+        atomic_write(pool_dir / PID_FILE, f"{os.getpid()}\n")
         try:
             config = read_config(pool_dir)
         except errors.InputError as exc:
@@ -455,20 +456,6 @@ def _flocked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Atomically (write, then rename): a reader sees the old text or the new."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 if __name__ == "__main__":
