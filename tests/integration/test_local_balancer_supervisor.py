@@ -144,8 +144,6 @@ class World:
 
 
 @pytest.fixture(params=KINDS)
-
-
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     """One region pool with two healthy backends, serving; everything killed at the end."""
     state_dir = tmp_path / "state"
@@ -201,8 +199,6 @@ class Load:
 
 
 @contextlib.contextmanager
-
-
 def under_load(url: str) -> Iterator[Load]:
     load = Load(url)
     thread = threading.Thread(target=load.run, daemon=True)
@@ -218,8 +214,6 @@ def under_load(url: str) -> Iterator[Load]:
 
 
 @pytest.mark.parametrize("target", ["pool", "frontend"])
-
-
 def test_a_killed_balancer_is_back_within_two_seconds_under_load(
     world: World, target: str
 ) -> None:

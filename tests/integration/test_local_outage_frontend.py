@@ -118,8 +118,6 @@ class OutageWorld:
 
 
 @pytest.fixture(params=KINDS)
-
-
 def outage_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OutageWorld]:
     state_dir = tmp_path / "state"
     number = seed_regions(state_dir, ["out-a"])["out-a"]
@@ -286,8 +284,6 @@ class FrontWorld:
 
 
 @pytest.fixture(params=KINDS)
-
-
 def front(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FrontWorld]:
     """Two regions, each a real region balancer with one backend answering its name."""
     state_dir = tmp_path / "state"
