@@ -53,14 +53,30 @@ def live_pids() -> list[int]:
     return [int(entry) for entry in entries if entry.isdigit()]
 
 
+# What a detached helper (a balancer, its supervisor, HAProxy) may see of the deployer's
+# environment: enough to find programs and decode text, nothing else. The deployer's
+# environment holds cloud credentials and secret vars; a process that outlives the deploy
+# would keep them in /proc/<pid>/environ, readable by every process of the same user
+# (node services included).
+_KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+def minimal_env() -> dict[str, str]:
+    """A detached process's environment: PATH and locale only (see _KEPT_VARIABLES)."""
+    env = {name: os.environ[name] for name in _KEPT_VARIABLES if name in os.environ}
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env.setdefault("LANG", "C.UTF-8")
+    return env
+
+
 def python_child_env() -> dict[str, str]:
-    """Our environment, with this copy of phoenix importable from any working directory.
+    """``minimal_env``, with this copy of phoenix importable from any working directory.
 
     Detached helpers (``python -m phoenix...``) run from their state directory, so a
     Phoenix used from a source checkout rather than an installed package must be put on
     their ``PYTHONPATH``.
     """
-    env = dict(os.environ)
+    env = minimal_env()
     root = str(Path(__file__).resolve().parents[1])  # the directory holding ``phoenix``
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     return env

@@ -355,3 +355,46 @@ def wait_dead(pid: int) -> None:
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(pid)
+
+
+def test_detached_processes_do_not_inherit_the_deployers_secrets(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials in the deployer's environment never reach a process that outlives it
+    (balancer, supervisor, HAProxy, node agents and services): /proc/<pid>/environ is
+    readable by every process of the same user, node services included."""
+    secrets = {"OS_PASSWORD": "os-password-4f1c", "AWS_SECRET_ACCESS_KEY": "aws-secret-9d2e",
+               "PHOENIX_TEST_TOKEN": "phoenix-token-77ab"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    phoenix.deploy(app.spec())
+
+    checked = 0
+    for pid in processes_under(app.root):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        checked += 1
+        for name, value in secrets.items():
+            assert name.encode() not in environ and value.encode() not in environ, (
+                f"pid {pid} ({Path(f'/proc/{pid}/cmdline').read_bytes()[:120]!r}) has {name}")
+    assert checked >= 3 + 3 + 2  # agents, services, the balancer and its supervisor
+
+
+def processes_under(root: Path) -> set[int]:
+    """Live processes whose command line, working directory or environment is under root."""
+    needle = str(root).encode()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/cmdline").read_bytes()
+            text += Path(f"/proc/{entry}/environ").read_bytes()
+            text += os.readlink(f"/proc/{entry}/cwd").encode()
+        except OSError:
+            continue
+        if needle in text and alive(int(entry)):
+            found.add(int(entry))
+    return found
