@@ -62,7 +62,7 @@ from phoenix import errors
 from phoenix import log as plog
 from phoenix.clock import SystemClock
 from phoenix.model import Member, MemberState
-from phoenix.processes import pid_alive
+from phoenix.processes import minimal_env, pid_alive
 from phoenix.providers.base import Clock
 from phoenix.providers.local import supervisor as supervision
 from phoenix.providers.local.balancer import BalancerConfig
@@ -546,6 +546,7 @@ class HaproxyBalancer:
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     cwd=self._cfg_path.parent,  # where the relative socket path points
+                    env=minimal_env(),  # a daemon that outlives us keeps no credentials
                     start_new_session=True,
                     timeout=self.start_timeout,
                     check=False,
