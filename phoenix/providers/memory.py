@@ -296,7 +296,7 @@ class MemoryCloud:
         self._dirty = False
         self._seen_fd: int | None = None  # the state file version we last read or wrote
         self._file_depth = 0  # the file lock is taken once per outermost operation
-        with self._lock, self._persisted():
+        with self._lock, self._persisted(writes=False):
             for region in regions:
                 if self._state.add_region(region):
                     self._dirty = True
@@ -305,7 +305,7 @@ class MemoryCloud:
 
     def add_image(self, image: Image, regions: Sequence[str] | None = None) -> None:
         """Make an image visible in ``regions`` (default: all); replaces one with its id."""
-        with self._lock, self._persisted():
+        with self._lock, self._persisted(writes=False):
             targets = list(self._state.region_numbers) if regions is None else list(regions)
             for region in targets:
                 self._known_region(region)
@@ -315,7 +315,7 @@ class MemoryCloud:
 
     def add_flavor(self, flavor: Flavor) -> None:
         """Make a flavor available in every region; replaces one with the same id."""
-        with self._lock, self._persisted():
+        with self._lock, self._persisted(writes=False):
             self._state.flavors[flavor.id] = flavor
             self._dirty = True
 
@@ -329,7 +329,7 @@ class MemoryCloud:
     ) -> None:
         """Set the region's total limits (not headroom); each call sets all three,
         ``None`` meaning unlimited."""
-        with self._lock, self._persisted():
+        with self._lock, self._persisted(writes=False):
             self._known_region(region)
             self._state.limits[region] = _Limits(instances, vcpus, ram_mb)
             self._dirty = True
@@ -347,20 +347,20 @@ class MemoryCloud:
 
     def servers(self, region: str) -> list[Node]:
         """Every server in the region regardless of tags (inspection; not counted)."""
-        with self._lock, self._persisted():
+        with self._lock, self._persisted(writes=False):
             self._known_region(region)
             self._advance(region)
             return [s.to_node() for s in self._state.servers[region].values()]
 
     def members(self, region: str, pool: str) -> list[Member]:
         """The pool's members (inspection; not counted)."""
-        with self._lock, self._persisted():
+        with self._lock, self._persisted(writes=False):
             self._known_region(region)
             return list(self._state.pools[region].get(pool, {}).values())
 
     def user_data(self, region: str, node_id: str) -> str:
         """The user data a server was created with (inspection; not counted)."""
-        with self._lock, self._persisted():
+        with self._lock, self._persisted(writes=False):
             self._known_region(region)
             server = self._state.servers[region].get(node_id)
             if server is None:
@@ -369,12 +369,12 @@ class MemoryCloud:
 
     def dns_record(self, zone: str, name: str) -> DnsRecord | None:
         """A DNS record as it is (inspection; not counted, no faults)."""
-        with self._lock, self._persisted():
+        with self._lock, self._persisted(writes=False):
             return self._state.dns.get((zone, name))
 
     def objects(self) -> dict[str, bytes]:
         """Everything in the object store (inspection; not counted, no faults)."""
-        with self._lock, self._persisted():
+        with self._lock, self._persisted(writes=False):
             return dict(self._state.objects)
 
     def put_object(self, key: str, data: bytes) -> None:
@@ -402,7 +402,7 @@ class MemoryCloud:
         with self._lock:
             self.calls[name] += 1
             where = f"{name}|{region}|{key}"
-            with self._persisted():
+            with self._persisted(writes=mutating):
                 if region is not None:
                     self._known_region(region)
                     if self.faults.region_down(region, self.clock.now()):
@@ -493,9 +493,18 @@ class MemoryCloud:
     # --- persistence ---------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _persisted(self) -> Iterator[None]:
-        """Under the file lock: reload if another process wrote, save if we changed."""
-        if self.state_file is None or self._file_depth:
+    def _persisted(self, *, writes: bool = True) -> Iterator[None]:
+        """Under the file lock: reload if another process wrote, save if we changed.
+
+        Without a state file yet, what cannot change the cloud (reads, and the setup
+        every process applies from the spec: regions, images, flavors, quotas) stays in
+        memory: ``phoenix plan``, ``validate`` and ``status`` create no file. The first
+        write saves it all."""
+        if (
+            self.state_file is None
+            or self._file_depth
+            or (not writes and not self.state_file.exists())
+        ):
             try:
                 yield
             finally:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -74,9 +75,22 @@ def test_cancelled_deploy_rolls_back_then_rerun_converges(tmp_path: Path, sig: i
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    time.sleep(2.0)  # the new servers are booting (4 s)
+    # Signal once the new servers are being built (they boot for 4 s): a fixed sleep
+    # raced a slow start of the CLI on a loaded machine.
+    lines: list[str] = []
+    stderr = proc.stderr
+    assert stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")))
+    reader.start()
+    deadline = time.monotonic() + 60
+    while not any('"CreateNode"' in line for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    out = proc.stdout.read() if proc.stdout else ""
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    err = "".join(lines)
     assert proc.returncode == 130, err
     assert json.loads(out)["outcome"] == "interrupted"
 

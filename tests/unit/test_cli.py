@@ -785,3 +785,16 @@ def test_the_example_deploys_and_another_process_sees_it_serving(tmp_path: Path)
     destroyed = _run_script("destroy", EXAMPLE, "--yes", cwd=tmp_path)
     assert destroyed.returncode == 0, destroyed.stderr
     assert "3 server(s) deleted" in destroyed.stdout
+
+
+def test_commands_that_change_nothing_create_no_cloud_state(project: Project) -> None:
+    """plan, validate and status on a cloud nobody deployed to leave no state file behind
+    (issue 12: "plan, which changes nothing, creates .phoenix/memory-cloud.json")."""
+    for command in ("validate", "plan", "status", "history"):
+        result = run(command, project.spec)
+        assert result.exit_code == 0, (command, result.output)
+        assert not project.state.exists(), f"{command} created {project.state}"
+    assert run("deploy", project.spec).exit_code == 0
+    assert project.state.exists()
+    again = run("--output", "json", "status", project.spec)
+    assert again.exit_code == 0 and '"serving_release": "r1-' in again.output
