@@ -191,10 +191,11 @@ class _Counters:
     status: Health = Health.UNKNOWN
     detail: str = ""
     passing: bool | None = None  # the latest conclusive probe's result
+    last_failure: str | None = None  # the latest failed probe's detail
 
     @property
     def health(self) -> NodeHealth:
-        return NodeHealth(self.status, self.detail, self.passing)
+        return NodeHealth(self.status, self.detail, self.passing, self.last_failure)
 
 
 class HealthTracker:
@@ -285,6 +286,8 @@ class HealthTracker:
             counters.detail = f"{outcome.detail} (inconclusive)"
             return counters.health
         counters.passing = outcome.ok
+        if not outcome.ok:
+            counters.last_failure = outcome.detail
         if outcome.ok:
             counters.failures = 0
             counters.successes = min(counters.successes + 1, spec.healthy_threshold)

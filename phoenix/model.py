@@ -155,3 +155,6 @@ class NodeHealth:
     # that already serves is not put on trial again by a rerun: one passing probe is
     # enough to leave it be, while ``status`` still waits for the thresholds.
     passing: bool | None = field(default=None, compare=False)
+    # The latest failed probe's detail ("connect refused"), kept after a later success so
+    # that a gate that runs out of time says what went wrong, not only the last "HTTP 200".
+    last_failure: str | None = field(default=None, compare=False)

@@ -264,6 +264,9 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
         if health is not Health.HEALTHY and now >= deadline:
             state = node.state.value if node.state is not NodeState.ACTIVE else "not healthy"
             detail = view.detail_of(node)
+            known = view.health.get(node.name)
+            if known is not None and known.last_failure and known.last_failure not in detail:
+                detail = f"{detail}; the last failed check: {known.last_failure}"
             rerun = target.attempt_started is not None and target.attempt_started > node.created_at
             counted_from = "this attempt started" if rerun else "its creation"
             gate_failures.append(

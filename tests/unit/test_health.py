@@ -537,3 +537,18 @@ def test_provider_api_errors_are_inconclusive_not_failures(clock: FakeClock) -> 
         clock.advance(1)
         assert result.status is Health.UNKNOWN
     assert "inconclusive" in result.detail
+
+
+def test_the_last_failure_is_kept_after_a_success(server: _Server, clock: FakeClock) -> None:
+    """A gate that runs out of time on "HTTP 200 (1/2 successes)" must still be able to
+    say what failed before (issue 12: the reason showed only the last success)."""
+    server.status = 503
+    tracker = http_tracker(http_spec(server.port, unhealthy_threshold=5), clock)
+    node = make_node(clock)
+    rounds(tracker, clock, node, 2)
+    server.status = 200
+
+    (last,) = rounds(tracker, clock, node, 1)
+
+    assert last.status is Health.UNKNOWN and last.detail == "HTTP 200 (1/2 successes)"
+    assert last.passing is True and last.last_failure == "HTTP 503"

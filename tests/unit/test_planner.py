@@ -483,3 +483,13 @@ def test_invariants_hold_for_any_observed_state(situation: tuple[Target, Observe
                 and m.state is not NodeState.DELETING
             )
             assert n.attempt < latest
+
+
+def test_a_gate_deadline_names_the_last_failed_check_too() -> None:
+    nodes = [node(NEW, i, age=10_000) for i in range(3)]
+    health = {n.name: NodeHealth(Health.UNKNOWN, "HTTP 200 (1/2 successes)", passing=True,
+                                 last_failure="connect refused") for n in nodes}
+    result = plan(target(), Observed("r", tuple(nodes), (), health), NOW)
+    assert result.phase is Phase.FAILED
+    assert "HTTP 200 (1/2 successes); the last failed check: connect refused" in (
+        result.failure or "")
