@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -648,22 +649,26 @@ def test_bad_input_exits_2_naming_file_and_line_before_any_provider_call(
     project.spec.write_text(spec_text, encoding="utf-8")
     project.template.write_text(template_text, encoding="utf-8")
 
-    result = run("deploy", project.spec)
+    for command in ("validate", "plan", "deploy"):
+        started = time.monotonic()
+        result = run(command, project.spec)
+        took = time.monotonic() - started
 
-    assert result.exit_code == ExitCode.BAD_INPUT, result.output
-    assert result.stderr.startswith("error: ")
-    assert "Traceback" not in result.stderr
-    assert bad.says in result.stderr
-    assert bad.file in result.stderr
-    if bad.line is not None:
-        text = spec_text if bad.file == "phoenix.yaml" else template_text
-        lines = text.splitlines() or [""]
-        number = next(n for n, line in enumerate(lines, 1) if bad.line in line)
-        assert f"{bad.file}:{number}:" in result.stderr
-    if bad.anywhere_line:
-        assert re.search(rf"{re.escape(bad.file)}:\d+: ", result.stderr)
-    assert not project.state.exists(), "a provider was opened"
-    assert result.stdout == ""
+        assert result.exit_code == ExitCode.BAD_INPUT, (command, result.output)
+        assert result.stderr.startswith("error: "), command
+        assert "Traceback" not in result.stderr
+        assert bad.says in result.stderr, (command, result.stderr)
+        assert bad.file in result.stderr
+        if bad.line is not None:
+            text = spec_text if bad.file == "phoenix.yaml" else template_text
+            lines = text.splitlines() or [""]
+            number = next(n for n, line in enumerate(lines, 1) if bad.line in line)
+            assert f"{bad.file}:{number}:" in result.stderr, (command, result.stderr)
+        if bad.anywhere_line:
+            assert re.search(rf"{re.escape(bad.file)}:\d+: ", result.stderr)
+        assert not project.state.exists(), f"{command}: a provider was opened"
+        assert result.stdout == ""
+        assert took < 5, f"{command} took {took:.1f}s"
 
 
 def test_there_are_at_least_20_bad_inputs() -> None:
