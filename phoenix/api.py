@@ -39,7 +39,7 @@ from phoenix.providers.registry import open_provider
 from phoenix.records import DeployLock, DeployRecord, Records
 from phoenix.regions import RegionMover, dns_managed
 from phoenix.release import PLACEHOLDER_RELEASE, resolve_release
-from phoenix.render import RenderContext, render_user_data
+from phoenix.render import RenderContext, render_user_data, template_sources
 from phoenix.spec import HealthSpec, Spec
 
 log = get_logger("phoenix.api")
@@ -65,6 +65,9 @@ def validate(spec: Spec, *, region: str | None = None) -> None:
     half-done), so ``deploy``, ``plan`` and ``rollback`` run this first.
     """
     validate_region(spec, region)
+    # Every template a tag names, rendered or not: a release records them all, so one
+    # that leaves the template's folder must stop here with its file and line.
+    template_sources(spec.template_path)
     for region in spec.regions:
         for index in range(spec.count):
             text = render_user_data(

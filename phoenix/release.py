@@ -17,9 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, meta
-
-from phoenix.errors import InputError, NotFound, TemplateError, UnknownResource
+from phoenix.errors import InputError, NotFound, UnknownResource
+from phoenix.input_files import resolve_inside
 from phoenix.log import get_logger
 from phoenix.model import (
     TAG_APP,
@@ -34,7 +33,7 @@ from phoenix.model import (
 )
 from phoenix.providers.base import ImageImporter, ImageQuery, Provider
 from phoenix.records import ReleaseRecord
-from phoenix.render import RenderContext, render_user_data
+from phoenix.render import RenderContext, render_user_data, template_sources
 from phoenix.spec import Spec
 from phoenix.steps import CreateNode
 
@@ -162,30 +161,6 @@ def find_image(
     return choose_image(found, spec, region, now)
 
 
-def template_sources(template_path: Path) -> dict[str, str]:
-    """The template and every template it includes/imports, by name relative to its dir."""
-    directory = template_path.parent
-    env = Environment()
-    sources: dict[str, str] = {}
-    pending = [template_path.name]
-    while pending:
-        name = pending.pop()
-        if name in sources:
-            continue
-        path = directory / name
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TemplateError(f"cannot read: {exc}", template=str(path)) from exc
-        sources[name] = text
-        try:
-            referenced = meta.find_referenced_templates(env.parse(text))
-        except Exception:  # syntax errors are reported (with lines) by render
-            referenced = iter(())
-        pending.extend(ref for ref in referenced if isinstance(ref, str))
-    return sources
-
-
 def _digest(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -298,12 +273,46 @@ def release_from_record(record: ReleaseRecord, spec: Spec) -> Release:
         )
     values = dict(record.vars)
     values.update({name: spec.resolved_vars[name] for name in record.secret_names})
+    # A record comes from a store that may have been tampered with: every name is checked
+    # before anything is written, and every write must land inside the fresh directory.
+    for name in [record.template_name, *record.templates]:
+        if not _is_plain_relative(name):
+            raise InputError(
+                f"release {record.id}: its record names template {name!r}, which is not a"
+                " plain relative path; the record is damaged or was tampered with — deploy"
+                " the release from its spec instead of rolling back to it"
+            )
+    if record.template_name not in record.templates:
+        raise InputError(
+            f"release {record.id}: its record lacks the text of its template"
+            f" {record.template_name!r}; deploy the release from its spec instead"
+        )
     directory = Path(tempfile.mkdtemp(prefix=f"phoenix-{record.id}-"))
     for name, text in record.templates.items():
-        target = directory / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        target = resolve_inside(directory, name)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        except OSError as exc:  # e.g. both "a" and "a/b" named: the record is damaged
+            raise InputError(
+                f"release {record.id}: cannot restore its template {name!r} in {directory}:"
+                f" {exc.strerror or exc}; deploy the release from its spec instead"
+            ) from None
     return Release(record, directory, values)
+
+
+def _is_plain_relative(name: str) -> bool:
+    """``a/b.j2``: not empty, not absolute, no ``..`` part, no backslash.
+
+    ``./a.j2`` passes: records written before names were normalised keep tags as written.
+    """
+    return (
+        bool(name.strip("/."))
+        and not name.startswith("/")
+        and "\\" not in name
+        and "\0" not in name
+        and ".." not in name.split("/")
+    )
 
 
 def _seq_of(release_id: str) -> int:

@@ -18,6 +18,7 @@ import difflib
 import functools
 import json
 import os
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +32,16 @@ from jinja2 import (
     TemplateNotFound,
     TemplateSyntaxError,
     UndefinedError,
+    nodes,
 )
 from jinja2.environment import Environment
 from jinja2.exceptions import SecurityError
+from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
 from phoenix.errors import TemplateError
+from phoenix.input_files import TEMPLATE_FILE_LIMIT, InputFileError, read_limited, resolve_inside
 
 NOVA_USER_DATA_LIMIT = 65535
 """Nova's limit, in bytes, on the base64-encoded ``user_data`` of a server."""
@@ -103,6 +107,61 @@ def check_user_data(text: str, *, template: str) -> None:
         )
 
 
+def template_sources(template_path: Path) -> dict[str, str]:
+    """The template and every template it names in an include, import or extends tag,
+    rendered or not (``{% if false %}``), by name relative to its folder.
+
+    Names are resolved by the loader rendering uses, so a release records exactly what
+    rendering reads. Raises ``TemplateError`` naming the file and line of a tag whose
+    name leaves the folder (absolute, ``..``, a symlink out) or names a file that is not
+    a readable regular file within ``TEMPLATE_FILE_LIMIT``. A missing file is skipped
+    (``ignore missing`` allows it; rendering reports one it needs), as is a name
+    computed at render time, which the loader checks when rendering.
+    """
+    path = Path(os.path.abspath(template_path))
+    environment, loader = _environment(str(path.parent))
+    sources: dict[str, str] = {}
+    # (name as written, the file naming it as shown in messages, the tag's line)
+    pending: list[tuple[str, str, int | None]] = [(path.name, str(template_path), None)]
+    while pending:
+        name, referrer, line = pending.pop()
+        try:
+            filename = loader.resolve(name)
+            key = "/".join(split_template_path(name))
+            if key in sources or not os.path.exists(filename):
+                continue
+            text, _, _ = loader.get_source(environment, name)
+        except InputFileError as exc:
+            raise TemplateError(str(exc), template=referrer, line=line) from None
+        except _NotUtf8 as exc:
+            raise _render_failure(exc, path, str(template_path)) from None
+        sources[key] = text
+        shown = str(template_path) if key == path.name else filename
+        pending.extend((ref, shown, lineno) for ref, lineno in _named_templates(environment, text))
+    return sources
+
+
+def _named_templates(environment: Environment, text: str) -> list[tuple[str, int]]:
+    """Each literal template name in ``text``'s include/import/extends tags, with its line."""
+    try:
+        tree = environment.parse(text)
+    except TemplateSyntaxError:  # reported, with its line, by rendering
+        return []
+    found: list[tuple[str, int]] = []
+    tags = (nodes.Extends, nodes.FromImport, nodes.Import, nodes.Include)
+    for tag in tree.find_all(tags):
+        if not isinstance(tag, tags):  # always true: narrows the type for mypy
+            continue
+        named = tag.template
+        candidates = named.items if isinstance(named, nodes.List | nodes.Tuple) else [named]
+        found.extend(
+            (candidate.value, tag.lineno)
+            for candidate in candidates
+            if isinstance(candidate, nodes.Const) and isinstance(candidate.value, str)
+        )
+    return found
+
+
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:
     """Return ``text`` with every occurrence of each non-empty secret replaced by ``***``.
 
@@ -149,17 +208,57 @@ class _NotUtf8(Exception):
 
 
 class _Utf8Loader(FileSystemLoader):
-    """A ``FileSystemLoader`` that reports an undecodable file with its name and line."""
+    """A ``FileSystemLoader`` for one folder that keeps every template inside it.
+
+    On top of jinja's own rules (``/``-separated names, no ``..``) it refuses an absolute
+    name and a symlink that leads out of the folder, refuses a file that is not a regular
+    file or is larger than ``TEMPLATE_FILE_LIMIT``, and reports an undecodable file with
+    its name and line. ``template_sources`` resolves names through this same loader, so
+    what a release records is exactly what rendering reads.
+    """
 
     def get_source(
         self, environment: Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
+        filename = self.resolve(template)
+        if not os.path.exists(filename):
+            raise TemplateNotFound(template)
+        data = read_limited(Path(filename), limit=TEMPLATE_FILE_LIMIT)
         try:
-            return super().get_source(environment, template)
+            contents = data.decode(self.encoding)
         except UnicodeDecodeError as exc:
-            filename = os.path.join(self.searchpath[0], *template.split("/"))
-            line = exc.object[: exc.start].count(b"\n") + 1
-            raise _NotUtf8(filename, line) from exc
+            raise _NotUtf8(filename, data[: exc.start].count(b"\n") + 1) from exc
+        mtime = os.path.getmtime(filename)
+
+        def uptodate() -> bool:
+            try:
+                return os.path.getmtime(filename) == mtime
+            except OSError:
+                return False
+
+        return contents, filename, uptodate
+
+    def resolve(self, template: str) -> str:
+        """The path of template ``template`` in this loader's folder.
+
+        Raises ``InputFileError`` for a name that leaves the folder.
+        """
+        if template.startswith("/"):
+            raise InputFileError(
+                f"{template!r} is an absolute path — name included templates relative to"
+                f" the template's folder {self.searchpath[0]}"
+            )
+        try:
+            pieces = split_template_path(template)
+        except TemplateNotFound:
+            raise InputFileError(
+                f"{template!r} leaves the template's folder {self.searchpath[0]} — included"
+                " templates must be inside it"
+            ) from None
+        # Checked through symlinks, but named as jinja names it (messages and the
+        # traceback frames that carry template lines use this name).
+        resolve_inside(Path(self.searchpath[0]), "/".join(pieces) or ".")
+        return os.path.join(self.searchpath[0], *pieces)
 
 
 class _Undefined(StrictUndefined):
@@ -235,6 +334,8 @@ def _environment(directory: str) -> tuple[SandboxedEnvironment, _Utf8Loader]:
         auto_reload=True,  # an included file edited between deploys is re-read
     )
     environment.policies["json.dumps_function"] = _dumps_defined
+    # ``{{ vars.x | quote }}``: one shell word whatever the value holds (runcmd, bootcmd).
+    environment.filters["quote"] = lambda value: shlex.quote(str(value))
     return environment, loader
 
 
@@ -317,6 +418,8 @@ def _render_failure(exc: Exception, path: Path, shown: str) -> TemplateError:
         message = (
             f"included template {exc.name!r} not found — includes are looked up in {path.parent}"
         )
+    elif isinstance(exc, InputFileError):
+        message = str(exc)
     elif isinstance(exc, OSError):
         message = f"cannot read a template: {exc} — check the file and its permissions"
     else:
