@@ -7,12 +7,14 @@ error back to ``file:line: field: message``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,10 +25,28 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+# Names reach directory names, shell commands and balancer config files, so they are
+# held to a character set that means the same in all of them: no whitespace, quotes,
+# slashes or shell and config syntax. Regions allow capitals (OpenStack's RegionOne).
+_REGION = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+_POOL = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_ZONE = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*\.?$")
+_RECORD = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
+# An HTTP check path also lands in a balancer's config line: unreserved and a few
+# sub-delimiter characters only (percent-encode anything else).
+_CHECK_PATH = re.compile(r"^/[A-Za-z0-9._~%/?=&:@+,;-]{0,200}$")
+
+MINUTE = 60.0
+HOUR = 3600.0
+DAY = 86400.0
+# The largest number of nodes (per region) and the largest percentage-free count.
+MAX_COUNT = 1000
 
 
 def parse_duration(value: Any) -> float:
@@ -34,37 +54,89 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration like 30s, 5m or 2h, got a boolean")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError("expected a duration like 30s, 5m or 2h, got a huge number") from None
     elif isinstance(value, str) and (match := _DURATION.match(value)):
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
-        raise ValueError(f"expected a duration like 30s, 5m or 2h, got {value!r}")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise ValueError(f"expected a duration like 30s, 5m or 2h, got {shown}")
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError("expected a duration like 30s, 5m or 2h, got a value that is not finite")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
 
 
+def show_seconds(seconds: float) -> str:
+    """``604800`` -> ``7d``, ``0.01`` -> ``10ms``: a bound as a user would write it."""
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+def _within(low: float, high: float, *, zero: bool = False) -> AfterValidator:
+    """Bounds for a :data:`Duration`: ``low <= seconds <= high``, or exactly 0 if ``zero``."""
+
+    def check(seconds: float) -> float:
+        if zero and seconds == 0:
+            return seconds
+        if seconds < low:
+            allowed = f"at least {show_seconds(low)}"
+            raise ValueError(
+                f"must be {'0 or ' if zero else ''}{allowed}, got {show_seconds(seconds)}"
+            )
+        if seconds > high:
+            raise ValueError(f"must be at most {show_seconds(high)}, got {show_seconds(seconds)}")
+        return seconds
+
+    return AfterValidator(check)
+
+
 def parse_count_or_percent(value: Any) -> int | str:
-    """Accept a non-negative whole number or a percentage string such as ``25%``."""
+    """Accept a whole number up to ``MAX_COUNT`` or a percentage string such as ``25%``."""
     if isinstance(value, bool):
         raise ValueError("expected a count like 1 or a percentage like 25%")
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,6}\s*", value):
+        value = int(value)
     if isinstance(value, int):
         if value < 0:
             raise ValueError("cannot be negative")
+        if value > MAX_COUNT:
+            raise ValueError(f"must be at most {MAX_COUNT}")
         return value
     if isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"\d+", text):
-            return int(text)
-        if re.fullmatch(r"\d+%", text):
+        if re.fullmatch(r"\d{1,6}%", text):
             if int(text[:-1]) > 100:
                 raise ValueError("a percentage cannot exceed 100%")
             return text
-    raise ValueError(f"expected a count like 1 or a percentage like 25%, got {value!r}")
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+    raise ValueError(f"expected a count like 1 or a percentage like 25%, got {shown}")
+
+
+def _at_least_one(value: int | str) -> int | str:
+    if value in (0, "0%"):
+        raise ValueError("must be at least 1 (or 1%)")
+    return value
+
+
+def _region_name(region: str) -> str:
+    if not _REGION.match(region):
+        raise ValueError(
+            "use 1-63 letters, digits, dots, dashes and underscores, starting and ending"
+            " with a letter or digit"
+        )
+    return region
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 CountOrPercent = Annotated[int | str, BeforeValidator(parse_count_or_percent)]
+RegionName = Annotated[str, AfterValidator(_region_name)]
 
 
 class _Strict(BaseModel):
@@ -96,8 +168,8 @@ class ImageSpec(_Strict):
         description="local provider: a directory (relative to the spec) imported as an"
         " immutable, content-addressed image; a changed directory is a new release",
     )
-    max_age: Duration | None = Field(
-        default=None, description="refuse images older than this (e.g. 30d)"
+    max_age: Annotated[Duration, _within(1.0, 3650 * DAY)] | None = Field(
+        default=None, description="refuse images older than this (e.g. 30d); 1s to 3650d"
     )
 
     @model_validator(mode="after")
@@ -163,21 +235,35 @@ VarValue = Annotated[
 ]
 
 
+def _port(description: str = "a TCP port, 1-65535") -> Any:
+    return Field(strict=True, ge=1, le=65535, description=description)
+
+
 class HttpCheck(_Strict):
-    path: str = "/healthz"
-    port: int = Field(ge=1, le=65535)
-    expect: int = Field(default=200, ge=100, le=599, description="expected HTTP status")
+    path: str = Field(
+        default="/healthz",
+        description="starts with /; letters, digits and ._~%/?=&:@+,;- (percent-encode others)",
+    )
+    port: int = _port()
+    expect: int = Field(
+        default=200, strict=True, ge=100, le=599, description="expected HTTP status, 100-599"
+    )
 
     @field_validator("path")
     @classmethod
     def _absolute(cls, path: str) -> str:
         if not path.startswith("/"):
             raise ValueError("must start with /")
+        if not _CHECK_PATH.match(path):
+            raise ValueError(
+                "use at most 200 of letters, digits and ._~%/?=&:@+,;- after the /"
+                " (percent-encode anything else, e.g. %20 for a space)"
+            )
         return path
 
 
 class TcpCheck(_Strict):
-    port: int = Field(ge=1, le=65535)
+    port: int = _port()
 
 
 class HealthSpec(_Strict):
@@ -189,13 +275,24 @@ class HealthSpec(_Strict):
     )
     http: HttpCheck | None = None
     tcp: TcpCheck | None = None
-    interval: Duration = 2.0
-    timeout: Duration = 1.0
-    healthy_threshold: int = Field(default=2, ge=1, le=100)
-    unhealthy_threshold: int = Field(default=3, ge=1, le=100)
-    grace: Duration = Field(default=0.0, description="failures in this window do not count")
-    deadline: Duration = Field(
-        default=300.0, description="a node not healthy this long after creation fails the deploy"
+    interval: Annotated[Duration, _within(0.01, HOUR)] = Field(
+        default=2.0, description="time between probes of a node; 10ms to 1h"
+    )
+    timeout: Annotated[Duration, _within(0.01, HOUR)] = Field(
+        default=1.0, description="one probe's timeout; 10ms to 1h, at most interval"
+    )
+    healthy_threshold: int = Field(
+        default=2, strict=True, ge=1, le=100, description="passes in a row to be healthy; 1-100"
+    )
+    unhealthy_threshold: int = Field(
+        default=3, strict=True, ge=1, le=100, description="failures in a row to be unhealthy; 1-100"
+    )
+    grace: Annotated[Duration, _within(0.0, 7 * DAY)] = Field(
+        default=0.0, description="failures in this window do not count; 0 to 7d"
+    )
+    deadline: Annotated[Duration, _within(0.01, 7 * DAY)] = Field(
+        default=300.0,
+        description="a node not healthy this long after creation fails the deploy; 10ms to 7d",
     )
 
     @model_validator(mode="after")
@@ -210,32 +307,88 @@ class HealthSpec(_Strict):
 
 
 class CanarySpec(_Strict):
-    size: CountOrPercent = 1
-    bake: Duration = 60.0
+    size: Annotated[CountOrPercent, AfterValidator(_at_least_one)] = Field(
+        default=1, description="nodes in the canary batch: 1 to count, or 1%-100% of count"
+    )
+    bake: Annotated[Duration, _within(0.0, 7 * DAY)] = Field(
+        default=60.0, description="how long the canary serves before the rest follow; 0 to 7d"
+    )
 
 
 class RolloutSpec(_Strict):
     strategy: Literal["blue-green", "rolling", "canary"] = "blue-green"
-    max_surge: CountOrPercent = "25%"
-    max_unavailable: CountOrPercent = 0
-    canary: CanarySpec = Field(default_factory=CanarySpec)
-    drain_timeout: Duration = 30.0
-    keep_previous: int = Field(
-        default=0, ge=0, le=10, description="previous releases whose nodes stay up (out of the LB)"
+    max_surge: CountOrPercent = Field(
+        default="25%", description=f"extra nodes during a rollout: 0-{MAX_COUNT} or 0%-100%"
     )
-    max_boot_retries: int = Field(default=2, ge=0, le=10)
-    deadline: Duration = Field(default=1800.0, description="the whole deploy's deadline")
+    max_unavailable: CountOrPercent = Field(
+        default=0, description=f"nodes that may be out during a rollout: 0-{MAX_COUNT} or 0%-100%"
+    )
+    canary: CanarySpec = Field(default_factory=CanarySpec)
+    drain_timeout: Annotated[Duration, _within(0.0, DAY)] = Field(
+        default=30.0, description="how long a leaving node may finish its requests; 0 to 1d"
+    )
+    keep_previous: int = Field(
+        default=0,
+        strict=True,
+        ge=0,
+        le=10,
+        description="previous releases whose nodes stay up (out of the LB); 0-10",
+    )
+    max_boot_retries: int = Field(
+        default=2, strict=True, ge=0, le=10, description="new nodes per failed boot; 0-10"
+    )
+    deadline: Annotated[Duration, _within(1.0, 7 * DAY)] = Field(
+        default=1800.0, description="the whole deploy's deadline; 1s to 7d"
+    )
 
 
 class LoadBalancerSpec(_Strict):
-    pool: str = Field(min_length=1)
-    member_port: int = Field(ge=1, le=65535)
+    pool: str = Field(
+        description="1-63 lowercase letters, digits, dots, dashes and underscores,"
+        " starting and ending with a letter or digit"
+    )
+    member_port: int = _port("the port each node serves on, 1-65535")
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_name(cls, pool: str) -> str:
+        if not _POOL.match(pool):
+            raise ValueError(
+                "use 1-63 lowercase letters, digits, dots, dashes and underscores,"
+                " starting and ending with a letter or digit"
+            )
+        return pool
 
 
 class DnsSpec(_Strict):
-    zone: str = Field(min_length=1)
-    record: str = Field(min_length=1)
-    ttl: int = Field(default=60, ge=1, le=86400)
+    zone: str = Field(
+        description="a DNS name such as example.com. (lowercase labels of letters, digits"
+        " and dashes, separated by dots; a final dot is allowed)"
+    )
+    record: str = Field(
+        description="the record's name in the zone, e.g. www (lowercase DNS labels, no final dot)"
+    )
+    ttl: int = Field(default=60, strict=True, ge=1, le=86400, description="seconds, 1-86400")
+
+    @field_validator("zone")
+    @classmethod
+    def _zone_name(cls, zone: str) -> str:
+        if len(zone) > 254 or not _ZONE.match(zone):
+            raise ValueError(
+                "use a DNS name such as example.com.: lowercase labels of letters, digits"
+                " and dashes (not at either end), separated by dots"
+            )
+        return zone
+
+    @field_validator("record")
+    @classmethod
+    def _record_name(cls, record: str) -> str:
+        if len(record) > 253 or not _RECORD.match(record):
+            raise ValueError(
+                "use a name such as www or api.v2: lowercase labels of letters, digits"
+                " and dashes (not at either end), separated by dots"
+            )
+        return record
 
 
 class Spec(_Strict):
@@ -243,11 +396,18 @@ class Spec(_Strict):
 
     app: str = Field(description="lowercase letters, digits and dashes; names every server")
     provider: ProviderSpec = Field(default_factory=ProviderSpec)
-    regions: list[str] = Field(min_length=1, description="in priority order; first is primary")
+    regions: list[RegionName] = Field(
+        min_length=1,
+        max_length=100,
+        description="in priority order; first is primary. Each 1-63 letters, digits, dots,"
+        " dashes and underscores, starting and ending with a letter or digit",
+    )
     image: ImageSpec
     flavor: str = Field(min_length=1)
     network: str | None = None
-    count: int = Field(ge=1, le=1000)
+    count: int = Field(
+        strict=True, ge=1, le=MAX_COUNT, description=f"nodes per deploy, 1-{MAX_COUNT}"
+    )
     server: ServerSpec = Field(default_factory=ServerSpec)
     template: str = Field(min_length=1, description="cloud-init template, relative to the spec")
     vars: dict[str, VarValue] = Field(default_factory=dict)
@@ -274,12 +434,21 @@ class Spec(_Strict):
     def _unique_regions(cls, regions: list[str]) -> list[str]:
         seen: set[str] = set()
         for region in regions:
-            if not region:
-                raise ValueError("a region name cannot be empty")
             if region in seen:
                 raise ValueError(f"region {region!r} is listed twice")
             seen.add(region)
         return regions
+
+    @model_validator(mode="after")
+    def _canary_fits(self) -> Spec:
+        size = self.rollout.canary.size
+        if isinstance(size, int) and size > self.count:
+            raise PydanticCustomError(
+                "out_of_range",
+                f"the canary cannot be larger than count ({self.count}), got {size}",
+                {"at": "rollout.canary.size"},
+            )
+        return self
 
     @property
     def path(self) -> Path | None:

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from phoenix.errors import SpecError
+from phoenix.input_files import InputFileError, read_var_file
 from phoenix.spec import SecretVar, Spec
 
 __all__ = ["load_spec", "spec_json_schema"]
@@ -40,16 +41,92 @@ KeyPath = tuple[Any, ...]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
-# A spec is a few hundred nodes; this only stops alias bombs from hanging the line map.
-_MAX_NODES = 100_000
+_INT_TAG = "tag:yaml.org,2002:int"
+# A spec is a few hundred values and a few kilobytes. These bounds keep a hostile or
+# broken file (an alias bomb, thousands of nested brackets, a huge file) from hanging or
+# crashing a command: each is refused fast, with its place, as a spec error.
+_MAX_BYTES = 1024 * 1024
+_MAX_NODES = 100_000  # values after expanding every alias
+_MAX_DEPTH = 64  # nested mappings and lists
+_MAX_INT_DIGITS = 100
 # Echoing a long input back makes a message harder to read, not easier.
 _MAX_ECHO = 60
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """A document past one of the loader's bounds (reported without "syntax error")."""
+
+
 class _SpecYamlLoader(yaml.SafeLoader):
-    """SafeLoader without timestamp resolution (dates stay strings)."""
+    """SafeLoader without timestamp resolution (dates stay strings), and with bounds.
+
+    PyYAML composes recursively and expands aliases only when the data is built (and
+    every walk of that data then pays the expansion again), so the composer counts
+    while it composes: the nesting depth, and the number of values the document stands
+    for once each alias is replaced by what it names. An alias to its own anchor's
+    unfinished node (recursive data) is refused too.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._expanded = 0  # values so far, each alias counted as its whole target
+        self._sizes: dict[int, int] = {}  # id(finished node) -> its expanded size
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        mark: Any = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node))
+            if size is None:
+                raise _Refused(
+                    None,
+                    None,
+                    f"the alias *{event.anchor} is inside its own anchor (recursive data"
+                    " is not supported)",
+                    mark,
+                )
+            self._count(size, mark, f"the alias *{event.anchor}")
+            return node
+        if self._depth >= _MAX_DEPTH:
+            raise _Refused(
+                None,
+                None,
+                f"nested more than {_MAX_DEPTH} levels deep; a spec needs only a few",
+                mark,
+            )
+        self._depth += 1
+        start = self._expanded
+        try:
+            self._count(1, mark, "this value")
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._sizes[id(node)] = self._expanded - start
+        return node
+
+    def _count(self, size: int, mark: Any, what: str) -> None:
+        self._expanded += size
+        if self._expanded > _MAX_NODES:
+            raise _Refused(
+                None,
+                None,
+                f"{what} takes the document past {_MAX_NODES} values once aliases are"
+                " expanded; a spec needs far fewer (an alias bomb?)",
+                mark,
+            )
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        # Python refuses to convert very long digit strings with a bare ValueError.
+        if len(str(node.value)) > _MAX_INT_DIGITS:
+            raise _Refused(
+                None, None, f"a number longer than {_MAX_INT_DIGITS} digits", node.start_mark
+            )
+        return int(super().construct_yaml_int(node))
 
 
+_SpecYamlLoader.add_constructor(_INT_TAG, _SpecYamlLoader.construct_yaml_int)
 _SpecYamlLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -66,7 +143,16 @@ def load_spec(path: str | Path, *, environ: Mapping[str, str] | None = None) -> 
     file = str(path)
     spec_path = Path(path)
     try:
-        text = spec_path.read_text(encoding="utf-8")
+        with spec_path.open("rb") as stream:
+            raw = stream.read(_MAX_BYTES + 1)
+        if len(raw) > _MAX_BYTES:
+            raise SpecError(
+                [
+                    f"{file}: the file is larger than {_MAX_BYTES // 1024} KiB; a spec is a"
+                    " few kilobytes (is this the right file?)"
+                ]
+            )
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError([f"{file}: cannot read: not UTF-8 text"]) from None
     except OSError as exc:
@@ -173,6 +259,8 @@ def _yaml_problem(exc: yaml.MarkedYAMLError, file: str) -> str:
     mark = exc.problem_mark or exc.context_mark
     where = f"{file}:{mark.line + 1}" if mark is not None else file
     what = exc.problem or exc.context or "invalid YAML"
+    if isinstance(exc, _Refused):
+        return f"{where}: {what}"
     if isinstance(exc, yaml.constructor.ConstructorError):
         return f"{where}: YAML error: {what}"
     return f"{where}: YAML syntax error: {what}"
@@ -273,6 +361,10 @@ def _validation_problems(exc: ValidationError, document: _Document, file: str) -
     union_misses: dict[tuple[int, str], list[str]] = {}
     for error in exc.errors():
         loc = error["loc"]
+        # A cross-field check on a model names the field it is about (``Spec._canary_fits``).
+        at = (error.get("ctx") or {}).get("at")
+        if isinstance(at, str):
+            loc = (*loc, *at.split("."))
         present = _present_path(loc[:-1] if error["type"] == "missing" else loc, document)
         line = document.lines[present]
         if error["type"] == "missing":
@@ -401,22 +493,11 @@ def _resolve_vars(
                     )
                 )
         elif var.file is not None:
-            var_path = (base_dir / Path(var.file).expanduser()).resolve()
+            # Inside the spec's folder only, a regular file, bounded (input_files.py).
             try:
-                content = var_path.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                problems.append(_problem(file, line, field_name, f"{var_path} is not UTF-8 text"))
-            except OSError as exc:
-                problems.append(
-                    _problem(
-                        file,
-                        line,
-                        field_name,
-                        f"cannot read file {var_path}: {exc.strerror or type(exc).__name__}",
-                    )
-                )
-            else:
-                resolved[name] = _strip_one_newline(content)
+                resolved[name] = _strip_one_newline(read_var_file(base_dir, var.file))
+            except InputFileError as exc:
+                problems.append(_problem(file, line, field_name, str(exc)))
         else:
             resolved[name] = var.value
     return resolved, secret_names

@@ -105,6 +105,7 @@ _ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20  # forced, inherited, config, resolutio
 _ADMIN_DRAIN = 0x08 | 0x10  # forced, inherited
 
 _SAFE_NAME_CHARS = re.compile(r"[A-Za-z0-9.-]")
+_CONFIG_WORD = re.compile(r"[A-Za-z0-9._~/%?=&:@+,;-]+")
 _ESCAPE = re.compile(r"_([0-9a-f]{2})")
 _VERSION = re.compile(r"version (\d+)\.(\d+)(?:\.(\d+))?")
 _BIND_ERROR = re.compile(r"cannot bind socket \(([^)]*)\) for \[([^\]]*)\]")
@@ -184,13 +185,34 @@ def _check_options(config: BalancerConfig) -> str:
     )
 
 
+def _config_word(value: str, what: str) -> str:
+    """``value`` if it is one plain word in HAProxy's config language, else InputError.
+
+    The spec validates names and the check path already; this is the last line of
+    defence, so no whitespace, quote, ``#``, ``$`` or backslash can end a line or start
+    a directive (an injected ``stats socket ... level admin``) in a written config.
+    """
+    if not _CONFIG_WORD.fullmatch(value):
+        raise errors.InputError(
+            f"{what} {value[:80]!r} cannot go into an HAProxy config: use only letters,"
+            " digits and ._~/%?=&:@+,;- (no spaces, quotes or line breaks)"
+        )
+    return value
+
+
 def render_config(config: BalancerConfig) -> str:
-    """The ``haproxy.cfg`` for a pool: a frontend and an empty backend (pure)."""
+    """The ``haproxy.cfg`` for a pool: a frontend and an empty backend (pure).
+
+    Raises ``errors.InputError`` when a path, host or check path holds anything that
+    HAProxy's config parser would read as more than one plain word.
+    """
     pool_dir = config.pool_dir.resolve()
+    _config_word(str(pool_dir), "the pool directory")
+    _config_word(config.listen_host, "the listen host")
     if config.check_path is None:
         check = "    # no check_path: plain TCP connect checks"
     else:
-        check = f"    option httpchk GET {config.check_path}"
+        check = f"    option httpchk GET {_config_word(config.check_path, 'the check path')}"
     return f"""\
 # Written by Phoenix (phoenix.providers.local.haproxy) on every start; do not edit.
 # Members are dynamic servers added over the admin socket, restored from members.json.

@@ -21,6 +21,7 @@ the record names (the local stand-in for DNS failover).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -61,6 +62,20 @@ from phoenix.providers.local.supervisor import stopped_on_purpose, supervisor_ru
 DEFAULT_STATE_DIR = Path(".phoenix") / "local"
 _OPTIONS = ("state_dir", "balancer", "lb_port", "max_nodes", "flavors")
 LB_HOST_OCTETS = (255, 254)
+# One path component that stays put: no separator, no "..", nothing a shell or a config
+# file would read as syntax (the spec holds names to this already; this is the backstop).
+_STATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def state_child(parent: Path, name: str, what: str) -> Path:
+    """``parent / name`` for a region, app or pool name, or ``InputError`` when ``name``
+    is not one plain path component (``/some/dir`` or ``..`` would leave the state dir)."""
+    if not _STATE_NAME.fullmatch(name):
+        raise InputError(
+            f"{what} {name[:80]!r}: not usable as a name here; use letters, digits, dots,"
+            " dashes and underscores, starting with a letter or digit"
+        )
+    return parent / name
 
 
 class LocalCloud:
@@ -105,7 +120,7 @@ class LocalCloud:
             return numbers[region]
 
     def region_dir(self, region: str) -> Path:
-        return self.state_dir / "regions" / region
+        return state_child(self.state_dir / "regions", region, "region")
 
     def check_available(self, region: str) -> None:
         """``RegionUnavailable`` while the region has a simulated outage (``outage.py``).
@@ -119,7 +134,7 @@ class LocalCloud:
         key = f"{region}/{app}"
         with self._lock:
             if key not in self._nodes:
-                directory = self.region_dir(region) / "apps" / app
+                directory = state_child(self.region_dir(region) / "apps", app, "app")
                 directory.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._nodes[key] = LocalNodes(directory, region=region)
             return self._nodes[key]
@@ -127,7 +142,8 @@ class LocalCloud:
     def all_nodes(self, region: str) -> list[LocalNodes]:
         apps = self.region_dir(region) / "apps"
         names = sorted(p.name for p in apps.iterdir()) if apps.is_dir() else []
-        return [self.nodes(region, name) for name in names]
+        # A stray entry (an editor's .swp, a hand-made dir) is not an app.
+        return [self.nodes(region, name) for name in names if _STATE_NAME.fullmatch(name)]
 
     def owner_of(self, region: str, node_id: str) -> LocalNodes | None:
         for nodes in self.all_nodes(region):
@@ -153,7 +169,7 @@ class LocalCloud:
         """The region pool's balancer; its supervisor leaves it down during an outage."""
         return self.make_balancer(
             BalancerConfig(
-                pool_dir=self.region_dir(region) / "pools" / pool,
+                pool_dir=state_child(self.region_dir(region) / "pools", pool, "pool"),
                 listen_host=self.lb_host(region),
                 listen_port=self.lb_port,
                 check_path=self.check_path,
@@ -179,7 +195,9 @@ class LocalCloud:
 
     def pools(self, region: str) -> list[str]:
         directory = self.region_dir(region) / "pools"
-        return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+        if not directory.is_dir():
+            return []
+        return sorted(p.name for p in directory.iterdir() if _STATE_NAME.fullmatch(p.name))
 
 
 def _node(record: NodeRecord, region: str) -> Node:
@@ -423,10 +441,11 @@ def open_local_provider(
             )
     lb_port = options.get("lb_port", 8080)
     max_nodes = options.get("max_nodes", 64)
-    if not isinstance(lb_port, int) or not 1 <= lb_port <= 65535:
+    # bool is an int subclass; ``lb_port: true`` is a mistake, not port 1.
+    if isinstance(lb_port, bool) or not isinstance(lb_port, int) or not 1 <= lb_port <= 65535:
         raise InputError("provider.options.lb_port: a TCP port number (1-65535)")
-    if not isinstance(max_nodes, int) or max_nodes < 1:
-        raise InputError("provider.options.max_nodes: a positive whole number")
+    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or not 1 <= max_nodes <= 64516:
+        raise InputError("provider.options.max_nodes: a whole number from 1 to 64516")
     flavors = options.get("flavors", ["local"])
     if not isinstance(flavors, list) or not all(isinstance(f, str) and f for f in flavors):
         raise InputError("provider.options.flavors: a list of flavor names, e.g. [local]")
