@@ -637,6 +637,59 @@ BAD_INPUTS = [
         file="app.yaml.j2", line="// 0", says="ZeroDivisionError"),
     Bad("template-renders-a-list", template=_const("#cloud-config\n- a\n- b\n"),
         file="app.yaml.j2", says="not a mapping"),
+    # --- hostile (issue 12): numbers, names, paths, sizes, encodings
+    Bad("count-true", _sub("count: 3", "count: true"), line="count:", says="count"),
+    Bad("count-float", _sub("count: 3", "count: 3.0"), line="count:", says="count"),
+    Bad("count-huge", _sub("count: 3", "count: 1000000"), line="count:", says="count"),
+    Bad("deadline-inf", _sub("deadline: 5s", "deadline: .inf"), line="deadline: .inf",
+        says="deadline"),
+    Bad("deadline-nan", _sub("deadline: 5s", "deadline: .nan"), line="deadline: .nan",
+        says="deadline"),
+    Bad("deadline-absurd", _sub("deadline: 5s", "deadline: 99999999999999999999d"),
+        line="deadline: 9", says="deadline"),
+    Bad("deadline-zero", _sub("deadline: 5s", "deadline: 0s"), line="deadline: 0s",
+        says="deadline"),
+    Bad("interval-inf", _sub("interval: 0.1s", "interval: .inf"), line="interval:",
+        says="interval"),
+    Bad("interval-zero", _sub("interval: 0.1s", "interval: 0s"), line="interval:",
+        says="interval"),
+    Bad("rollout-deadline-inf", _sub("  drain_timeout: 0.1s", "  drain_timeout: 0.1s\n"
+                                     "  deadline: .inf"), line="deadline: .inf",
+        says="deadline"),
+    Bad("negative-drain", _sub("drain_timeout: 0.1s", "drain_timeout: -5s"),
+        line="drain_timeout:", says="drain_timeout"),
+    Bad("canary-above-count", _sub("strategy: blue-green",
+                                   "strategy: canary\n  canary: {size: 9}"),
+        line="canary:", says="canary"),
+    Bad("region-shell", _sub("[region-a, region-b]", """[region-a, 'r1"; touch X; echo "']"""),
+        line="regions:", says="regions"),
+    Bad("region-newline", _sub("[region-a, region-b]", '[region-a, "r\\nstats socket x"]'),
+        line="regions:", says="regions"),
+    Bad("pool-absolute-path", _sub("pool: demo-pool", "pool: /etc"), line="pool: /etc",
+        says="pool"),
+    Bad("pool-dotdot", _sub("pool: demo-pool", "pool: ../../x"), line="pool:", says="pool"),
+    Bad("app-dotdot", _sub("app: demo", "app: ../demo"), line="app:", says="app"),
+    Bad("var-file-absolute", _sub("file: secrets/token.txt", "file: /etc/hostname"),
+        line="  token:", says="token"),
+    Bad("var-file-dotdot", _sub("file: secrets/token.txt", "file: ../../../etc/hostname"),
+        line="  token:", says="token"),
+    Bad("var-file-dev-zero", _sub("file: secrets/token.txt", "file: /dev/zero"),
+        line="  token:", says="token"),
+    Bad("var-file-directory", _sub("file: secrets/token.txt", "file: secrets"),
+        line="  token:", says="token"),
+    Bad("alias-bomb", _sub("vars:\n", "vars:\n" + "".join(
+        f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}" if i else "x"] * 9) + "]\n"
+        for i in range(9))), says="alias", anywhere_line=True),
+    Bad("deep-nesting", _sub("vars:\n", "vars:\n  deep: " + "[" * 5000 + "]" * 5000 + "\n"),
+        says="nest", anywhere_line=True),
+    Bad("spec-not-utf8", lambda text: text.replace("greeting: hello", "greeting: h\udcffllo"),
+        says="UTF-8"),
+    Bad("template-include-absolute", template=_sub("write_files:",
+                                                   "{% include '/etc/hostname' %}\nwrite_files:"),
+        file="app.yaml.j2", line="include"),
+    Bad("template-include-dotdot", template=_sub(
+        "write_files:", "{% if false %}{% include '../../x.j2' %}{% endif %}\nwrite_files:"),
+        file="app.yaml.j2", line="include"),
 ]
 
 
@@ -646,7 +699,7 @@ def test_bad_input_exits_2_naming_file_and_line_before_any_provider_call(
 ) -> None:
     spec_text = bad.spec(project.spec.read_text(encoding="utf-8"))
     template_text = bad.template(project.template.read_text(encoding="utf-8"))
-    project.spec.write_text(spec_text, encoding="utf-8")
+    project.spec.write_bytes(spec_text.encode("utf-8", "surrogateescape"))
     project.template.write_text(template_text, encoding="utf-8")
 
     for command in ("validate", "plan", "deploy"):
@@ -671,8 +724,8 @@ def test_bad_input_exits_2_naming_file_and_line_before_any_provider_call(
         assert took < 5, f"{command} took {took:.1f}s"
 
 
-def test_there_are_at_least_20_bad_inputs() -> None:
-    assert len(BAD_INPUTS) >= 20
+def test_there_are_at_least_60_bad_inputs() -> None:
+    assert len(BAD_INPUTS) >= 60
 
 
 # --- secrets ----------------------------------------------------------------------------
