@@ -564,3 +564,20 @@ def test_json_schema_forbids_unknown_top_level_keys() -> None:
     assert "rollout" in schema["properties"]
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) >= {"app", "regions", "image", "health", "load_balancer"}
+
+
+@pytest.mark.parametrize(("path", "suggested"), [
+    (("colour",), None), (("regoins",), "regions"), (("flavour",), "flavor"),
+    (("health", "intervall"), "interval"),
+])
+def test_did_you_mean_only_for_a_likely_typo(
+    path: tuple[str, ...], suggested: str | None
+) -> None:
+    """Issue 12: the unknown key `colour` suggested `rollout`."""
+    from phoenix.spec_loader import _unknown_key_message
+
+    message = _unknown_key_message(path)
+    if suggested is None:
+        assert "did you mean" not in message and "rollout" in message  # listed, not guessed
+    else:
+        assert f"did you mean {suggested!r}" in message
