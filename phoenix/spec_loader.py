@@ -415,9 +415,9 @@ def _message(error: ErrorDetails, path: KeyPath) -> str:
 def _unknown_key_message(path: KeyPath) -> str:
     key = path[-1] if path else ""
     allowed = sorted(_field_names(path[:-1]))
-    # 0.75: a typo ("intervall", "regoins") is suggested, an unrelated word ("colour" for
-    # "rollout", 0.62 alike) is not.
-    suggestion = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.75)
+    # 0.65: a typo ("evn" 0.67 alike to "env", "intervall" 0.94) is suggested, an
+    # unrelated word ("colour", 0.62 alike to "rollout") is not.
+    suggestion = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.65)
     if suggestion:
         return f"unknown key; did you mean {suggestion[0]!r}?"
     if allowed:

@@ -568,7 +568,7 @@ def test_json_schema_forbids_unknown_top_level_keys() -> None:
 
 @pytest.mark.parametrize(("path", "suggested"), [
     (("colour",), None), (("regoins",), "regions"), (("flavour",), "flavor"),
-    (("health", "intervall"), "interval"),
+    (("health", "intervall"), "interval"), (("vars", "token", "evn"), "env"),
 ])
 def test_did_you_mean_only_for_a_likely_typo(
     path: tuple[str, ...], suggested: str | None
