@@ -439,8 +439,20 @@ def _group_and_markers(
 def _stop_processes(node_dir: Path, status: Mapping[str, Any], grace: float) -> None:
     """SIGTERM the node's processes, SIGKILL what is left after ``grace`` seconds."""
     group, markers = _group_and_markers(node_dir, status)
+    # Every process found once is followed by pid and start time until it is gone: a
+    # process that is exiting has no readable environ any more (its memory is torn down)
+    # while it still runs, so a fresh scan by marker alone would miss it.
+    seen: dict[int, int] = {}
+
+    def remaining() -> set[int]:
+        for pid in _node_processes(markers, group):
+            ticks = process_start_ticks(pid)
+            if ticks is not None:  # None: already gone
+                seen.setdefault(pid, ticks)
+        return {pid for pid, ticks in seen.items() if process_alive(pid, ticks)}
+
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 3.0)):
-        found = _node_processes(markers, group)
+        found = remaining()
         if not found:
             return
         if group is not None:
@@ -449,9 +461,9 @@ def _stop_processes(node_dir: Path, status: Mapping[str, Any], grace: float) -> 
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(other, sig)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _node_processes(markers, group):
+        while time.monotonic() < deadline and remaining():
             time.sleep(_POLL_SECONDS)
-    left = _node_processes(markers, group)
+    left = remaining()
     if left:
         raise Transient(
             f"processes of node {node_dir.name} survived SIGKILL (pids"
