@@ -141,8 +141,8 @@ def find_image(
     call: Caller = _direct,
 ) -> Image:
     """The spec's golden image in ``region``; ``image.path`` is imported first."""
-    if spec.image.path is not None:
-        source = (spec.base_dir / spec.image.path).resolve()
+    source = spec.image_dir
+    if source is not None:
         if not source.is_dir():
             raise InputError(f"image.path: {source} is not a directory")
         compute = provider.compute

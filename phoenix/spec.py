@@ -27,6 +27,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from phoenix.input_files import resolve_inside
+from phoenix.provider_options import (
+    LibcloudOptions,
+    LocalOptions,
+    MemoryOptions,
+    OpenStackOptions,
+    memory_region_problems,
+)
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
@@ -143,16 +152,59 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ProviderSpec(_Strict):
-    """Which backend to use and how to connect to it (credentials never go here)."""
+class MemoryProvider(_Strict):
+    """The in-memory cloud: tests, demos and fault campaigns."""
 
-    name: Literal["memory", "local", "openstack", "libcloud"] = "local"
+    name: Literal["memory"]
+    options: MemoryOptions = Field(default_factory=MemoryOptions)
+
+
+class LocalProvider(_Strict):
+    """Real processes on loopback addresses behind a real balancer (the default)."""
+
+    name: Literal["local"] = "local"
+    options: LocalOptions = Field(default_factory=LocalOptions)
+
+
+class OpenStackProvider(_Strict):
+    """OpenStack through openstacksdk (credentials come from clouds.yaml or OS_*)."""
+
+    name: Literal["openstack"]
     cloud: str | None = Field(
-        default=None, description="OpenStack: the cloud's name in clouds.yaml"
+        default=None, max_length=255, description="the cloud's name in clouds.yaml"
     )
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="provider-specific settings"
-    )
+    options: OpenStackOptions = Field(default_factory=OpenStackOptions)
+
+
+class LibcloudProvider(_Strict):
+    """Any cloud apache-libcloud drives (credentials come from env vars or a file)."""
+
+    name: Literal["libcloud"]
+    options: LibcloudOptions
+
+
+_PROVIDERS = ("memory", "local", "openstack", "libcloud")
+
+
+def _provider_name(value: Any) -> str | None:
+    """The tag of ``provider:``; a missing name is the local provider (the default)."""
+    name = value.get("name", "local") if isinstance(value, dict) else getattr(value, "name", None)
+    return name if isinstance(name, str) and name in _PROVIDERS else None
+
+
+ProviderSpec = Annotated[
+    Annotated[MemoryProvider, Tag("memory")]
+    | Annotated[LocalProvider, Tag("local")]
+    | Annotated[OpenStackProvider, Tag("openstack")]
+    | Annotated[LibcloudProvider, Tag("libcloud")],
+    Discriminator(
+        _provider_name,
+        custom_error_type="provider_name",
+        custom_error_message=f"unknown provider; use one of {', '.join(_PROVIDERS)}",
+        custom_error_context={"at": "name"},
+    ),
+]
+"""Which backend to use and its options, typed per provider (credentials never go here)."""
 
 
 class ImageSpec(_Strict):
@@ -395,7 +447,11 @@ class Spec(_Strict):
     """A validated ``phoenix.yaml``."""
 
     app: str = Field(description="lowercase letters, digits and dashes; names every server")
-    provider: ProviderSpec = Field(default_factory=ProviderSpec)
+    provider: ProviderSpec = Field(
+        default_factory=LocalProvider,
+        description="the backend (memory, local, openstack, libcloud) and its options;"
+        " local by default",
+    )
     regions: list[RegionName] = Field(
         min_length=1,
         max_length=100,
@@ -450,6 +506,36 @@ class Spec(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _provider_fits(self) -> Spec:
+        """Options that name the spec's other parts must agree with them."""
+        provider = self.provider
+        if isinstance(provider, MemoryProvider):
+            problems = memory_region_problems(provider.options, self.regions)
+            if problems:
+                at, problem = problems[0]
+                raise PydanticCustomError(
+                    "provider_options", problem, {"at": f"provider.options.{at}"}
+                )
+        if (
+            isinstance(provider, LibcloudProvider)
+            and self.dns is not None
+            and provider.options.dns is None
+        ):
+            raise PydanticCustomError(
+                "provider_options",
+                "missing: failover (dns:) needs a DNS driver, e.g. `dns: {driver: route53}`",
+                {"at": "provider.options.dns"},
+            )
+        if self.image.path is not None and not isinstance(provider, LocalProvider):
+            raise PydanticCustomError(
+                "provider_options",
+                f"the {provider.name} provider cannot import a directory as an image; give"
+                " image.name or image.id of an image in the cloud",
+                {"at": "image.path"},
+            )
+        return self
+
     @property
     def path(self) -> Path | None:
         """The file this spec was loaded from (None when built in code)."""
@@ -462,7 +548,13 @@ class Spec(_Strict):
 
     @property
     def template_path(self) -> Path:
-        return (self.base_dir / self.template).resolve()
+        """The template, which must be inside the spec's folder (``InputFileError``)."""
+        return resolve_inside(self.base_dir, self.template)
+
+    @property
+    def image_dir(self) -> Path | None:
+        """``image.path``, which must be inside the spec's folder (``InputFileError``)."""
+        return None if self.image.path is None else resolve_inside(self.base_dir, self.image.path)
 
     @property
     def resolved_vars(self) -> dict[str, Any]:

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
 from phoenix.errors import SpecError
-from phoenix.input_files import InputFileError, read_var_file
+from phoenix.input_files import InputFileError, read_var_file, resolve_inside
 from phoenix.spec import SecretVar, Spec
 
 __all__ = ["load_spec", "spec_json_schema"]
@@ -172,18 +172,35 @@ def load_spec(path: str | Path, *, environ: Mapping[str, str] | None = None) -> 
     resolved, secret_names = _resolve_vars(
         spec, base_dir, os.environ if environ is None else environ, document, file, problems
     )
-    template = (base_dir / spec.template).resolve()
-    if not template.exists():
-        problems.append(
-            _problem(file, document.line_of(("template",)), "template", f"no such file {template}")
-        )
-    elif not template.is_file():
-        problems.append(
-            _problem(file, document.line_of(("template",)), "template", f"not a file: {template}")
-        )
+    problems.extend(_folder_problems(spec, base_dir, document, file))
     if problems:
         raise SpecError(_in_line_order(problems))
     return spec.attach(spec_path, resolved, frozenset(secret_names))
+
+
+def _folder_problems(
+    spec: Spec, base_dir: Path, document: _Document, file: str
+) -> list[_Problem]:
+    """The template and ``image.path`` must be inside the spec's folder: a spec from a
+    pull request must not make Phoenix read (and ship to nodes) a file of the machine."""
+    problems: list[_Problem] = []
+    named: list[tuple[KeyPath, str, str]] = [(("template",), spec.template, "file")]
+    if spec.image.path is not None:
+        named.append((("image", "path"), spec.image.path, "directory"))
+    for path, name, kind in named:
+        line, field = document.line_of(path), ".".join(map(str, path))
+        try:
+            target = resolve_inside(base_dir, name)
+        except InputFileError as exc:
+            problems.append(_problem(file, line, field, str(exc)))
+            continue
+        if not target.exists():
+            problems.append(_problem(file, line, field, f"no such {kind} {target}"))
+        elif kind == "file" and not target.is_file():
+            problems.append(_problem(file, line, field, f"not a file: {target}"))
+        elif kind == "directory" and not target.is_dir():
+            problems.append(_problem(file, line, field, f"not a directory: {target}"))
+    return problems
 
 
 def spec_json_schema() -> dict[str, Any]:
@@ -374,7 +391,7 @@ def _validation_problems(exc: ValidationError, document: _Document, file: str) -
             continue
         name = document.dotted(present) or "(top level)"
         if error["type"] == "extra_forbidden":
-            problems.append(_problem(file, line, name, _unknown_key_message(present)))
+            problems.append(_problem(file, line, name, _unknown_key_message(tuple(loc))))
         elif loc and loc[-1] == "[key]":
             problems.append(_problem(file, line, name, "invalid key: " + _message(error, present)))
         elif len(present) < len(loc):  # a union member's tag is in the location
@@ -412,9 +429,10 @@ def _message(error: ErrorDetails, path: KeyPath) -> str:
     return message
 
 
-def _unknown_key_message(path: KeyPath) -> str:
-    key = path[-1] if path else ""
-    allowed = sorted(_field_names(path[:-1]))
+def _unknown_key_message(loc: tuple[int | str, ...]) -> str:
+    """``loc`` is pydantic's location of the key: the file's path plus union tags."""
+    key = loc[-1] if loc else ""
+    allowed = sorted(_field_names(loc[:-1]))
     # 0.65: a typo ("evn" 0.67 alike to "env", "intervall" 0.94) is suggested, an
     # unrelated word ("colour", 0.62 alike to "rollout") is not.
     suggestion = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.65)
@@ -425,10 +443,15 @@ def _unknown_key_message(path: KeyPath) -> str:
     return "unknown key"
 
 
-def _field_names(path: KeyPath) -> set[str]:
-    """Field names of the model(s) that the mapping at ``path`` validates against."""
+def _field_names(loc: tuple[int | str, ...]) -> set[str]:
+    """Field names of the model(s) that the mapping at ``loc`` validates against; a
+    union's tag in ``loc`` (``provider.memory.options``) picks that member."""
     current: list[Any] = [Spec]
-    for part in path:
+    for part in loc:
+        tagged = _tagged(current, part)
+        if tagged:
+            current = tagged
+            continue
         following: list[Any] = []
         for kind in _flatten(current):
             if isinstance(kind, type) and issubclass(kind, BaseModel):
@@ -445,6 +468,22 @@ def _field_names(path: KeyPath) -> set[str]:
         if isinstance(kind, type) and issubclass(kind, BaseModel)
         for name in kind.model_fields
     }
+
+
+def _tagged(kinds: list[Any], tag: int | str) -> list[Any]:
+    """The members of a tagged union among ``kinds`` whose ``Tag`` is ``tag``."""
+    found: list[Any] = []
+    for kind in kinds:
+        origin = typing.get_origin(kind)
+        if origin is typing.Annotated:
+            inner, *metadata = typing.get_args(kind)
+            if any(isinstance(m, Tag) and m.tag == tag for m in metadata):
+                found.append(inner)
+            else:
+                found.extend(_tagged([inner], tag))
+        elif origin is typing.Union or origin is types.UnionType:
+            found.extend(_tagged(list(typing.get_args(kind)), tag))
+    return found
 
 
 def _flatten(kinds: list[Any]) -> Iterator[Any]:

@@ -47,7 +47,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from phoenix import errors
 from phoenix.clock import FakeClock
@@ -68,6 +68,15 @@ from phoenix.model import (
     NodeState,
     Quota,
 )
+from phoenix.provider_options import (
+    MEMORY_STATE_FILE,
+    MemoryFaults,
+    MemoryFlavor,
+    MemoryImage,
+    MemoryOptions,
+    memory_region_problems,
+    parse_options,
+)
 from phoenix.providers.base import Clock, ImageQuery, Provider
 
 __all__ = [
@@ -78,7 +87,7 @@ __all__ = [
     "open_memory_provider",
 ]
 
-DEFAULT_STATE_FILE = Path(".phoenix") / "memory-cloud.json"
+DEFAULT_STATE_FILE = Path(MEMORY_STATE_FILE)
 _STATE_VERSION = 1
 _DEFAULT_IMAGE = Image(id="img-golden", name="golden", created_at=datetime(2026, 1, 1, tzinfo=UTC))
 _DEFAULT_FLAVOR = Flavor(id="flv-m1.small", name="m1.small", vcpus=1, ram_mb=512)
@@ -1061,218 +1070,81 @@ def _state_from_json(data: Any) -> _State:
 
 # --- opening from a spec's provider.options ----------------------------------------------
 
-_OPTIONS = ("state_file", "boot_seconds", "seed", "images", "flavors", "quota", "faults")
-_FAULT_RATES = ("api_error_rate", "lost_response_rate", "lost_read_rate", "boot_fail_rate")
-_FAULT_SETS = (
-    "boot_fail_images",
-    "boot_fail_names",
-    "unhealthy_images",
-    "unhealthy_nodes",
-    "down_regions",
-    "no_host_regions",
-    "unhealthy_regions",
-)
-_FAULT_SECONDS = ("slow_boot_seconds",)
-
-
 def open_memory_provider(
-    options: Mapping[str, Any], regions: Sequence[str], *, clock: Clock
+    options: Mapping[str, Any] | MemoryOptions, regions: Sequence[str], *, clock: Clock
 ) -> Provider:
-    """The memory cloud as the CLI opens it, from the spec's ``provider.options``.
+    """The memory cloud as the CLI opens it, from the spec's ``provider.options``
+    (``phoenix.provider_options.MemoryOptions``; a plain mapping is validated first).
 
-    Options: ``state_file`` (default ``.phoenix/memory-cloud.json`` under the current
-    directory; ``null`` keeps the cloud in this process only), ``boot_seconds``, ``seed``,
-    ``images`` (``[{id?, name, properties?, created_at?}]``), ``flavors``
-    (``[{name, vcpus, ram_mb, id?}]``), ``quota`` (``{region: {instances, vcpus, ram_mb}}``)
-    and ``faults`` (the fields of ``Faults``). Without images, the image ``golden``
-    (id ``img-golden``) exists; without flavors, the flavor ``m1.small``.
-    Raises ``InputError`` naming the option when one is wrong.
+    Without images, the image ``golden`` (id ``img-golden``) exists; without flavors,
+    the flavor ``m1.small``. Raises ``InputError`` naming the option when one is wrong.
     """
     cloud = _cloud_from_options(options, regions, clock=clock)
     return cloud.provider()
 
 
 def _cloud_from_options(
-    options: Mapping[str, Any], regions: Sequence[str], *, clock: Clock
+    raw: Mapping[str, Any] | MemoryOptions, regions: Sequence[str], *, clock: Clock
 ) -> MemoryCloud:
-    if not isinstance(options, Mapping):
-        _bad("", "must be a mapping of option names to values")
-    for key in options:
-        if key not in _OPTIONS:
-            _bad(str(key), f"unknown option for the memory provider (known: {', '.join(_OPTIONS)})")
-
-    state_file: Path | None = Path.cwd() / DEFAULT_STATE_FILE
-    if "state_file" in options:
-        raw = options["state_file"]
-        if raw is None or raw == "":
-            state_file = None
-        elif isinstance(raw, str | os.PathLike):
-            state_file = Path.cwd() / Path(raw)
-        else:
-            _bad("state_file", f"expected a path, got {raw!r}")
-    boot_seconds = _number(options.get("boot_seconds", 1.0), "boot_seconds", minimum=0.0)
-    seed_raw = options.get("seed", 0)
-    if isinstance(seed_raw, bool) or not isinstance(seed_raw, int):
-        _bad("seed", f"expected an integer, got {seed_raw!r}")
-    faults = _faults(options.get("faults", {}), regions)
-    images = [_image(raw, f"images[{n}]") for n, raw in enumerate(_list(options, "images"))]
-    flavors = [_flavor(raw, f"flavors[{n}]") for n, raw in enumerate(_list(options, "flavors"))]
-    quotas = _quotas(options.get("quota", {}), regions)
-
+    options = parse_options(MemoryOptions, raw)
+    problems = memory_region_problems(options, regions)
+    if problems:
+        raise errors.InputError(
+            "\n".join(f"provider.options.{at}: {problem}" for at, problem in problems)
+        )
     cloud = MemoryCloud(
         regions,
         clock=clock,
-        boot_seconds=boot_seconds,
-        faults=faults,
-        seed=seed_raw,
-        state_file=state_file,
+        boot_seconds=options.boot_seconds,
+        faults=_faults(options.faults),
+        seed=options.seed,
+        state_file=Path.cwd() / options.state_file if options.state_file else None,
     )
-    for image in images or [_DEFAULT_IMAGE]:
+    for image in [_image(i) for i in options.images or []] or [_DEFAULT_IMAGE]:
         cloud.add_image(image)
-    for flavor in flavors or [_DEFAULT_FLAVOR]:
+    for flavor in [_flavor(f) for f in options.flavors or []] or [_DEFAULT_FLAVOR]:
         cloud.add_flavor(flavor)
-    for region, limits in quotas.items():
+    for region, limits in (options.quota or {}).items():
         cloud.set_quota(
             region, instances=limits.instances, vcpus=limits.vcpus, ram_mb=limits.ram_mb
         )
     return cloud
 
 
-def _bad(where: str, problem: str) -> NoReturn:
-    name = "provider.options" + (f".{where}" if where else "")
-    raise errors.InputError(f"{name}: {problem}")
-
-
-def _number(value: Any, where: str, *, minimum: float = 0.0, maximum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _bad(where, f"expected a number, got {value!r}")
-    number = float(value)
-    if number < minimum or (maximum is not None and number > maximum):
-        bounds = (
-            f"between {minimum:g} and {maximum:g}" if maximum is not None else f">= {minimum:g}"
-        )
-        _bad(where, f"must be {bounds}, got {value!r}")
-    return number
-
-
-def _int_or_none(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        _bad(where, f"expected a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        _bad(where, f"expected a non-empty string, got {value!r}")
-    return str(value)
-
-
-def _mapping(value: Any, where: str, allowed: Sequence[str]) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        _bad(where, f"expected a mapping, got {value!r}")
-    for key in value:
-        if key not in allowed:
-            _bad(f"{where}.{key}", f"unknown field (known: {', '.join(allowed)})")
-    return value
-
-
-def _list(options: Mapping[str, Any], where: str) -> list[Any]:
-    value = options.get(where, [])
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        _bad(where, f"expected a list, got {value!r}")
-    return list(value)
-
-
-def _image(raw: Any, where: str) -> Image:
-    item = _mapping(raw, where, ("id", "name", "properties", "created_at"))
-    if "name" not in item:
-        _bad(f"{where}.name", "missing; every image needs a name")
-    name = _text(item["name"], f"{where}.name")
-    image_id = _text(item.get("id", f"img-{name}"), f"{where}.id")
-    props_raw = item.get("properties") or {}
-    if not isinstance(props_raw, Mapping):
-        _bad(f"{where}.properties", f"expected a mapping, got {props_raw!r}")
-    properties: dict[str, str] = {}
-    for key, value in props_raw.items():
-        if isinstance(value, Mapping | list) or value is None:
-            _bad(f"{where}.properties.{key}", f"expected a scalar, got {value!r}")
-        properties[str(key)] = str(value)
-    created_raw = item.get("created_at")
-    created_at: datetime | None
-    if created_raw is None:
-        created_at = None
-    elif isinstance(created_raw, datetime):  # YAML parses timestamps itself
-        created_at = created_raw
-    else:
-        try:
-            created_at = datetime.fromisoformat(str(created_raw))
-        except ValueError:
-            _bad(f"{where}.created_at", f"expected an ISO 8601 time, got {created_raw!r}")
+def _image(option: MemoryImage) -> Image:
+    created_at = option.created_at
     if created_at is not None and created_at.tzinfo is None:
         created_at = created_at.replace(tzinfo=UTC)
-    return Image(id=image_id, name=name, created_at=created_at, properties=properties)
-
-
-def _flavor(raw: Any, where: str) -> Flavor:
-    item = _mapping(raw, where, ("id", "name", "vcpus", "ram_mb"))
-    if "name" not in item:
-        _bad(f"{where}.name", "missing; every flavor needs a name")
-    name = _text(item["name"], f"{where}.name")
-    vcpus = _int_or_none(item.get("vcpus", 1), f"{where}.vcpus")
-    ram_mb = _int_or_none(item.get("ram_mb", 512), f"{where}.ram_mb")
-    return Flavor(
-        id=_text(item.get("id", f"flv-{name}"), f"{where}.id"),
-        name=name,
-        vcpus=1 if vcpus is None else vcpus,
-        ram_mb=512 if ram_mb is None else ram_mb,
+    return Image(
+        id=option.id or f"img-{option.name}",
+        name=option.name,
+        created_at=created_at,
+        properties={key: str(value) for key, value in option.properties.items()},
     )
 
 
-def _quotas(raw: Any, regions: Sequence[str]) -> dict[str, _Limits]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        _bad("quota", f"expected a mapping of region to limits, got {raw!r}")
-    quotas: dict[str, _Limits] = {}
-    for region, limits_raw in raw.items():
-        where = f"quota.{region}"
-        if region not in regions:
-            _bad(where, f"not one of the spec's regions ({', '.join(regions)})")
-        limits = _mapping(limits_raw, where, ("instances", "vcpus", "ram_mb"))
-        quotas[str(region)] = _Limits(
-            instances=_int_or_none(limits.get("instances"), f"{where}.instances"),
-            vcpus=_int_or_none(limits.get("vcpus"), f"{where}.vcpus"),
-            ram_mb=_int_or_none(limits.get("ram_mb"), f"{where}.ram_mb"),
-        )
-    return quotas
+def _flavor(option: MemoryFlavor) -> Flavor:
+    return Flavor(
+        id=option.id or f"flv-{option.name}",
+        name=option.name,
+        vcpus=option.vcpus,
+        ram_mb=option.ram_mb,
+    )
 
 
-def _faults(raw: Any, regions: Sequence[str]) -> Faults:
-    if raw is None:
-        return Faults()
-    allowed = (*_FAULT_RATES, *_FAULT_SETS, *_FAULT_SECONDS, "retry_after")
-    item = _mapping(raw, "faults", allowed)
-    faults = Faults()
-    for name in _FAULT_RATES:
-        if name in item:
-            rate = _number(item[name], f"faults.{name}", minimum=0.0, maximum=1.0)
-            setattr(faults, name, rate)
-    for name in _FAULT_SECONDS:
-        if name in item:
-            setattr(faults, name, _number(item[name], f"faults.{name}", minimum=0.0))
-    for name in _FAULT_SETS:
-        if name in item:
-            values = item[name] or []
-            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                _bad(f"faults.{name}", f"expected a list of strings, got {values!r}")
-            setattr(faults, name, set(values))
-    if item.get("retry_after") is not None:
-        faults.retry_after = _number(item["retry_after"], "faults.retry_after", minimum=0.0)
-    unknown = faults.down_regions - set(regions)
-    if unknown:
-        _bad("faults.down_regions", f"not among the spec's regions: {', '.join(sorted(unknown))}")
-    return faults
+def _faults(option: MemoryFaults) -> Faults:
+    return Faults(
+        api_error_rate=option.api_error_rate,
+        lost_response_rate=option.lost_response_rate,
+        lost_read_rate=option.lost_read_rate,
+        boot_fail_rate=option.boot_fail_rate,
+        boot_fail_images=set(option.boot_fail_images),
+        boot_fail_names=set(option.boot_fail_names),
+        unhealthy_images=set(option.unhealthy_images),
+        unhealthy_nodes=set(option.unhealthy_nodes),
+        down_regions=set(option.down_regions),
+        no_host_regions=set(option.no_host_regions),
+        unhealthy_regions=set(option.unhealthy_regions),
+        slow_boot_seconds=option.slow_boot_seconds,
+        retry_after=option.retry_after,
+    )

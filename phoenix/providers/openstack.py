@@ -62,10 +62,11 @@ from phoenix.model import (
     NodeState,
     Quota,
 )
+from phoenix.provider_options import OpenStackOptions
 from phoenix.providers.base import Clock, ImageQuery, Provider, Store
 from phoenix.providers.http_errors import AuthHints, error_for_status
 from phoenix.providers.trusted_health import TrustedStateHealth
-from phoenix.spec import Spec
+from phoenix.spec import OpenStackProvider, Spec
 
 __all__ = [
     "OpenStackCloud",
@@ -81,15 +82,6 @@ __all__ = [
 
 log = get_logger("phoenix.providers.openstack")
 
-_OPTIONS = (
-    "interface",
-    "api_timeout",
-    "container",
-    "lb_wait_timeout",
-    "store_region",
-    "dns_region",
-    "store_dir",
-)
 DEFAULT_CONTAINER = "phoenix"
 DEFAULT_LB_WAIT_SECONDS = 120.0
 _MAX_TAG = 60  # Nova: tags are 1-60 characters without ',' or '/'
@@ -1205,74 +1197,41 @@ class SwiftStore(_Adapter):
 # --- opening from a spec ---------------------------------------------------------------------
 
 
-def _bad_option(name: str, problem: str) -> errors.InputError:
-    return errors.InputError(f"provider.options.{name}: {problem}")
-
-
-def _store(spec: Spec, cloud: OpenStackCloud) -> Store:
+def _store(options: OpenStackOptions, cloud: OpenStackCloud) -> Store:
     """Swift by default; ``options.store_dir`` keeps records and the lock in a directory
     instead, for clouds without Swift (then only this machine can resume or roll back)."""
-    store_dir = spec.provider.options.get("store_dir")
-    if store_dir is None:
+    if options.store_dir is None:
         return SwiftStore(cloud)
-    if not isinstance(store_dir, str) or not store_dir:
-        raise errors.InputError("provider.options.store_dir: a directory path")
     from phoenix.providers.local.store import DirectoryStore
 
-    return DirectoryStore(Path(store_dir).expanduser().resolve())
+    return DirectoryStore(Path(options.store_dir).expanduser().resolve())
 
 
 def open_openstack_provider(spec: Spec, *, clock: Clock) -> Provider:
     """The OpenStack provider for ``spec`` (``provider: {name: openstack, cloud: ...}``).
 
     Credentials come from clouds.yaml (``provider.cloud`` names the entry) or, without a
-    cloud name, from ``OS_*`` variables. Options: ``interface`` (public | internal |
-    admin), ``api_timeout`` (seconds), ``container`` (Swift container for records and the
-    lock; default ``phoenix``), ``lb_wait_timeout`` (seconds to wait for a PENDING_*
-    load balancer; default 120), ``store_region`` (default: the first region),
-    ``dns_region`` (default: the first region whose Designate answers).
+    cloud name, from ``OS_*`` variables. The options are
+    ``phoenix.provider_options.OpenStackOptions`` (interface, api_timeout, container,
+    lb_wait_timeout, store_region, dns_region, store_dir).
     The configuration is loaded for every region now (no network I/O), so a missing
     cloud or region raises ``InputError`` before anything is touched.
     """
-    options = dict(spec.provider.options)
-    for key in options:
-        if key not in _OPTIONS:
-            known = ", ".join(_OPTIONS)
-            raise _bad_option(
-                str(key), f"unknown option for the openstack provider (known: {known})"
-            )
-    interface = options.get("interface")
-    if interface is not None and interface not in ("public", "internal", "admin"):
-        raise _bad_option("interface", "use public, internal or admin")
-    api_timeout = options.get("api_timeout")
-    if api_timeout is not None and (
-        isinstance(api_timeout, bool)
-        or not isinstance(api_timeout, int | float)
-        or api_timeout <= 0
-    ):
-        raise _bad_option("api_timeout", f"a positive number of seconds, got {api_timeout!r}")
-    container = options.get("container", DEFAULT_CONTAINER)
-    if not isinstance(container, str) or not container or "/" in container:
-        raise _bad_option("container", f"a Swift container name without '/', got {container!r}")
-    lb_wait = options.get("lb_wait_timeout", DEFAULT_LB_WAIT_SECONDS)
-    if isinstance(lb_wait, bool) or not isinstance(lb_wait, int | float) or lb_wait < 0:
-        raise _bad_option("lb_wait_timeout", f"a number of seconds, got {lb_wait!r}")
-    store_region = options.get("store_region")
-    dns_region = options.get("dns_region")
-    for name, value in (("store_region", store_region), ("dns_region", dns_region)):
-        if value is not None and not (isinstance(value, str) and value):
-            raise _bad_option(name, f"a region name, got {value!r}")
-
+    if not isinstance(spec.provider, OpenStackProvider):
+        raise errors.InputError(f"provider.name: {spec.provider.name!r} is not openstack")
+    options = spec.provider.options
+    store_region = options.store_region
+    dns_region = options.dns_region
     regions = list(spec.regions)
     extra_regions = [r for r in (store_region, dns_region) if r and r not in regions]
     cloud = OpenStackCloud(
         spec.provider.cloud,
         regions + extra_regions,
         clock=clock,
-        interface=interface,
-        api_timeout=float(api_timeout) if api_timeout is not None else None,
-        container=container,
-        lb_wait_seconds=float(lb_wait),
+        interface=options.interface,
+        api_timeout=options.api_timeout,
+        container=options.container,
+        lb_wait_seconds=options.lb_wait_timeout,
         store_region=store_region,
         dns_region=dns_region,
     )
@@ -1283,7 +1242,7 @@ def open_openstack_provider(spec: Spec, *, clock: Clock) -> Provider:
         name="openstack",
         compute=OpenStackCompute(cloud),
         load_balancer=OpenStackLoadBalancer(cloud),
-        store=_store(spec, cloud),
+        store=_store(options, cloud),
         dns=OpenStackDns(cloud) if spec.dns is not None else None,
         health_source=TrustedStateHealth("Nova") if spec.health.mode == "provider" else None,
     )

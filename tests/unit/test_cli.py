@@ -300,6 +300,27 @@ def test_schema_prints_the_spec_json_schema() -> None:
     assert {"app", "regions", "template", "health"} <= set(schema["properties"])
 
 
+def test_schema_describes_each_providers_options() -> None:
+    """Editors and reviewers see what ``provider.options`` takes, per provider."""
+    schema = json.loads(run("schema").stdout)
+    defs = schema["$defs"]
+    members = {ref["$ref"].rsplit("/", 1)[1]
+               for ref in schema["properties"]["provider"]["oneOf"]}
+
+    assert members == {"MemoryProvider", "LocalProvider", "OpenStackProvider",
+                       "LibcloudProvider"}
+    options = {name: defs[defs[name]["properties"]["options"]["$ref"].rsplit("/", 1)[1]]
+               for name in members if "$ref" in defs[name]["properties"]["options"]}
+    assert {"lb_port", "max_nodes", "state_dir", "balancer", "flavors"} == set(
+        options["LocalProvider"]["properties"])
+    assert options["LocalProvider"]["properties"]["lb_port"]["maximum"] == 65535
+    assert options["LocalProvider"]["additionalProperties"] is False
+    assert "api_timeout" in options["OpenStackProvider"]["properties"]
+    assert {"credentials", "compute", "load_balancer", "storage"} <= set(
+        options["LibcloudProvider"]["required"])
+    assert "faults" in options["MemoryProvider"]["properties"]
+
+
 def test_version() -> None:
     result = run("--version")
 
@@ -562,6 +583,30 @@ def _sub(old: str, new: str) -> Callable[[str], str]:
     return change
 
 
+def _options(provider: str, options: str) -> Callable[[str], str]:
+    """The spec with another provider and these (indented) options."""
+
+    def change(text: str) -> str:
+        head, rest = text.split("  options:\n", 1)
+        return (
+            head.replace("name: memory", f"name: {provider}")
+            + f"  options:\n    {options}\n"
+            + rest[rest.index("regions:"):]
+        )
+
+    return change
+
+
+def _local(option: str) -> Callable[[str], str]:
+    """The spec on the local provider (its state where the memory cloud's was)."""
+
+    def change(text: str) -> str:
+        text = text.replace("name: memory", "name: local").replace("state_file:", "state_dir:")
+        return text.replace("boot_seconds: 0", option)
+
+    return change
+
+
 def _const(value: str) -> Callable[[str], str]:
     return lambda _text: value
 
@@ -690,6 +735,52 @@ BAD_INPUTS = [
     Bad("template-include-dotdot", template=_sub(
         "write_files:", "{% if false %}{% include '../../x.j2' %}{% endif %}\nwrite_files:"),
         file="app.yaml.j2", line="include"),
+    # --- provider options are typed per provider (issue 12 item 7)
+    Bad("memory-option-typo", _sub("boot_seconds: 0", "boot_secnds: 0"), line="boot_secnds",
+        says="did you mean 'boot_seconds'"),
+    Bad("memory-option-wrong-type", _sub("boot_seconds: 0", "boot_seconds: fast"),
+        line="boot_seconds: fast", says="provider.options.boot_seconds"),
+    Bad("memory-seed-bool", _sub("boot_seconds: 0", "boot_seconds: 0\n    seed: true"),
+        line="seed: true", says="provider.options.seed"),
+    Bad("memory-fault-rate-above-1", _sub("boot_seconds: 0", "boot_seconds: 0\n    faults:\n"
+                                          "      api_error_rate: 1.5"),
+        line="api_error_rate", says="less than or equal to 1"),
+    Bad("memory-quota-unknown-region", _sub("boot_seconds: 0", "boot_seconds: 0\n    quota:\n"
+                                            "      r9: {instances: 1}"),
+        line="r9:", says="not one of the spec's regions"),
+    Bad("memory-cloud-name", _sub("name: memory", "name: memory\n  cloud: mycloud"),
+        line="cloud: mycloud", says="unknown key"),
+    Bad("local-with-memory-option", _local("boot_seconds: 0"), line="boot_seconds",
+        says="provider.options.boot_seconds: unknown key"),
+    Bad("local-port-as-text", _local("lb_port: '8080'"), line="lb_port",
+        says="provider.options.lb_port"),
+    Bad("local-unknown-balancer", _local("balancer: nginx"), line="balancer: nginx",
+        says="provider.options.balancer"),
+    Bad("local-max-nodes-huge", _local("max_nodes: 1000000"), line="max_nodes",
+        says="provider.options.max_nodes"),
+    Bad("local-no-flavors", _local("flavors: []"), line="flavors", says="provider.options.flavors"),
+    Bad("openstack-unknown-option", _sub("name: memory", "name: openstack"),
+        line="state_file", says="provider.options.state_file: unknown key"),
+    Bad("openstack-container-slash", _options("openstack", "container: a/b"),
+        line="container: a/b", says="provider.options.container"),
+    Bad("openstack-timeout-inf", _options("openstack", "api_timeout: .inf"),
+        line="api_timeout", says="provider.options.api_timeout"),
+    Bad("libcloud-no-compute", _options("libcloud", "credentials: {key_env: K}"),
+        line="options:", says="provider.options.compute: required field missing"),
+    Bad("libcloud-secret-in-args", _options(
+        "libcloud", "credentials: {key_env: K}\n    compute: {driver: ec2, args: {secret: x}}\n"
+        "    load_balancer: {driver: elb}\n    storage: {driver: s3}"),
+        line="compute:", says="credentials never go in the spec"),
+    Bad("libcloud-inline-key", _options(
+        "libcloud", "credentials: {key: AKID}\n    compute: {driver: ec2}\n"
+        "    load_balancer: {driver: elb}\n    storage: {driver: s3}"),
+        line="credentials:", says="secrets never go in the spec"),
+    Bad("image-path-on-memory", _sub("  name: golden\n", "  path: templates\n"),
+        line="path: templates", says="cannot import a directory"),
+    Bad("template-absolute", _sub("templates/app.yaml.j2", "/etc/hostname"),
+        line="template:", says="template: '/etc/hostname' is not a path relative to"),
+    Bad("template-dotdot", _sub("templates/app.yaml.j2", "../../etc/hostname"),
+        line="template:", says="leaves its folder"),
 ]
 
 

@@ -379,3 +379,86 @@ def test_a_missing_var_file_keeps_its_message(project: Path) -> None:
 
     resolved = (project / "keys" / "tls.pem").resolve()
     assert str(caught.value) == f"cannot read file {resolved}: No such file or directory"
+
+
+# --- the template and image.path stay inside the spec's folder --------------------------
+
+
+def _edited_spec(project: Path, old: str, new: str) -> Path:
+    spec = project / "phoenix.yaml"
+    text = spec.read_text()
+    assert old in text
+    spec.write_text(text.replace(old, new, 1))
+    return spec
+
+
+def _line_of(spec: Path, needle: str) -> int:
+    return next(n for n, line in enumerate(spec.read_text().splitlines(), 1) if needle in line)
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("../outside.j2", "leaves its folder"),
+        ("{outside}", "is not a path relative to"),
+        ("~/outside.j2", "is not a path relative to"),
+        ("link.j2", "a symlink leads out"),
+    ],
+    ids=["dotdot", "absolute", "home", "symlink out"],
+)
+def test_a_template_outside_the_spec_folder_is_refused_at_its_line(
+    project: Path, name: str, says: str
+) -> None:
+    """A spec from a pull request must not make Phoenix render a file of the machine
+    (``template: /home/ci/.aws/credentials``) into user-data shipped to every node."""
+    outside = project.parent / "outside.j2"
+    (project / "link.j2").symlink_to(outside)
+    spec = _edited_spec(project, "template: web.yaml.j2",
+                        f"template: {name.format(outside=outside)}")
+
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{spec}:{_line_of(spec, 'template:')}: template: ")
+    assert says in problem
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("../outside-image", "leaves its folder"),
+        ("{outside}", "is not a path relative to"),
+        ("image-link", "a symlink leads out"),
+        ("missing-image", "no such directory"),
+        ("web.yaml.j2", "not a directory"),
+    ],
+)
+def test_an_image_path_outside_the_spec_folder_is_refused_at_its_line(
+    project: Path, name: str, says: str
+) -> None:
+    outside = project.parent / "outside-image"
+    outside.mkdir()
+    (outside / "app.py").write_text("print('stolen')\n")
+    (project / "image-link").symlink_to(outside)
+    spec = _edited_spec(project, "provider: {name: memory}", "provider: {name: local}")
+    spec = _edited_spec(project, "image: {name: golden}",
+                        f"image: {{path: {name.format(outside=outside)}}}")
+
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{spec}:{_line_of(spec, 'image:')}: image.path: ")
+    assert says in problem
+
+
+def test_an_image_path_inside_the_folder_loads(project: Path) -> None:
+    (project / "app").mkdir()
+    spec = _edited_spec(project, "provider: {name: memory}", "provider: {name: local}")
+    spec = _edited_spec(project, "image: {name: golden}", "image: {path: app}")
+
+    loaded = load_spec(spec)
+
+    assert loaded.image_dir == (project / "app").resolve()
+    assert loaded.template_path == (project / "web.yaml.j2").resolve()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from phoenix import errors
 from phoenix.clock import SystemClock
@@ -48,8 +49,10 @@ def test_good_options_build_every_driver_without_network() -> None:
 
 
 def test_dns_is_required_when_the_spec_has_dns() -> None:
+    with pytest.raises(ValidationError, match=r"failover \(dns:\) needs a DNS driver"):
+        _spec(GOOD, dns=True)
     with pytest.raises(errors.InputError, match=r"provider\.options\.dns: missing"):
-        open_libcloud_provider(_spec(GOOD, dns=True), clock=SystemClock(), environ=ENV)
+        parse_options(GOOD, want_dns=True, environ=ENV)
     with_dns = {**GOOD, "dns": {"driver": "route53"}}
     provider = open_libcloud_provider(_spec(with_dns, dns=True), clock=SystemClock(),
                                       environ=ENV)
@@ -59,25 +62,47 @@ def test_dns_is_required_when_the_spec_has_dns() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({**GOOD, "colour": 1}, r"provider\.options\.colour: unknown option"),
-        ({k: v for k, v in GOOD.items() if k != "compute"}, r"options\.compute: missing"),
-        ({**GOOD, "compute": {"driver": "no-such-cloud"}},
-         r"options\.compute\.driver: libcloud has no compute driver 'no-such-cloud'"),
+        ({**GOOD, "colour": 1}, r"provider\.options\.colour: unknown key"),
+        ({k: v for k, v in GOOD.items() if k != "compute"},
+         r"options\.compute: required option missing"),
         ({**GOOD, "compute": {"driver": "ec2", "args": {"secret": "x"}}},
          r"options\.compute\.args\.secret: credentials never go in the spec"),
         ({**GOOD, "compute": {"driver": "ec2", "flavour": 1}},
          r"options\.compute\.flavour: unknown key"),
         ({**GOOD, "credentials": {"key": "AKID", "secret": "x"}},
          r"options\.credentials\.key: unknown key \(secrets never go in the spec\)"),
+        ({**GOOD, "credentials": {}}, r"options\.credentials: give \{key_env"),
+        ({**GOOD, "storage": {"driver": "s3", "container": "a/b"}},
+         r"options\.storage\.container: a bucket/container name cannot contain '/'"),
+        ({**GOOD, "compute": {"driver": 5}}, r"options\.compute\.driver: .*string"),
+    ],
+)
+def test_options_of_the_wrong_shape_are_refused_with_the_spec(
+    options: dict[str, Any], message: str
+) -> None:
+    """Found by ``validate`` (the spec's model), and by ``parse_options`` for a library
+    caller that passes a plain mapping: the same model, the same option named."""
+    with pytest.raises(ValidationError):
+        _spec(options)
+    with pytest.raises(errors.InputError, match=message) as info:
+        parse_options(options, want_dns=False, environ=ENV)
+    assert ENV["LC_SECRET"] not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({**GOOD, "compute": {"driver": "no-such-cloud"}},
+         r"options\.compute\.driver: libcloud has no compute driver 'no-such-cloud'"),
         ({**GOOD, "credentials": {"key_env": "NOT_SET_ANYWHERE"}},
          r"credentials\.key_env: environment variable NOT_SET_ANYWHERE is not set"),
-        ({**GOOD, "storage": {"driver": "s3", "container": "a/b"}},
-         r"options\.storage\.container: a bucket/container name without '/'"),
         ({**GOOD, "compute": {"driver": "ec2", "args": {"no_such_argument": 1}}},
          r"options\.compute\.args\.no_such_argument: the ec2 driver does not take it"),
     ],
 )
-def test_bad_options_name_the_option(options: dict[str, Any], message: str) -> None:
+def test_what_depends_on_the_machine_is_refused_when_the_provider_opens(
+    options: dict[str, Any], message: str
+) -> None:
     with pytest.raises(errors.InputError, match=message) as info:
         open_libcloud_provider(_spec(options), clock=SystemClock(), environ=ENV)
     assert ENV["LC_SECRET"] not in str(info.value)

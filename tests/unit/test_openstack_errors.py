@@ -19,6 +19,7 @@ import pytest
 import requests
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1.exceptions.http import from_response as ks_from_response
+from pydantic import ValidationError
 
 from phoenix import errors
 from phoenix.clock import FakeClock
@@ -308,9 +309,9 @@ def test_open_with_region_unknown_to_the_cloud_is_input_error(clouds_yaml: Path)
     assert "Nowhere" in str(info.value)
 
 
-def test_open_with_unknown_option_is_input_error(clouds_yaml: Path) -> None:
-    with pytest.raises(errors.InputError, match=r"provider\.options\.bogus"):
-        open_openstack_provider(_spec("testcloud", ["RegionOne"], bogus=1), clock=FakeClock())
+def test_an_unknown_option_is_refused_with_the_spec(clouds_yaml: Path) -> None:
+    with pytest.raises(ValidationError, match=r"provider\.openstack\.options\.bogus"):
+        _spec("testcloud", ["RegionOne"], bogus=1)
 
 
 def test_open_is_offline_and_parts_satisfy_the_protocols(clouds_yaml: Path) -> None:

@@ -246,7 +246,7 @@ BAD_SPECS = [
     ),
     pytest.param(
         spec_text(append="provider: {name: aws}\n"),
-        9, "provider.name", "Input should be 'memory', 'local', 'openstack' or 'libcloud'",
+        9, "provider.name", "unknown provider; use one of memory, local, openstack, libcloud",
         id="bad-provider",
     ),
     pytest.param(

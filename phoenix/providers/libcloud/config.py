@@ -27,18 +27,14 @@ from typing import Any
 import yaml
 
 from phoenix import errors
+from phoenix.provider_options import (
+    LibcloudCredentials,
+    LibcloudOptions,
+    LibcloudService,
+)
+from phoenix.provider_options import parse_options as parse_typed
 
 SERVICES = ("compute", "load_balancer", "dns", "storage")
-_TOP_LEVEL = (*SERVICES, "credentials")
-_SERVICE_KEYS = {
-    "compute": ("driver", "args"),
-    "load_balancer": ("driver", "args"),
-    "dns": ("driver", "args"),
-    "storage": ("driver", "args", "container", "region"),
-}
-# Constructor arguments that carry secrets: they belong in env vars or the file.
-_SECRET_ARGS = frozenset({"key", "secret", "token", "password", "api_key", "secret_key"})
-DEFAULT_CONTAINER = "phoenix"
 
 
 @dataclass(frozen=True)
@@ -55,7 +51,9 @@ class ServiceOptions:
 
 
 @dataclass(frozen=True)
-class LibcloudOptions:
+class LibcloudSettings:
+    """The options with the credentials read and driver names normalised."""
+
     credentials: Credentials
     compute: ServiceOptions
     load_balancer: ServiceOptions
@@ -69,67 +67,30 @@ def _bad(path: str, problem: str) -> errors.InputError:
     return errors.InputError(f"provider.options.{path}: {problem}")
 
 
-def _service(name: str, raw: Any, *, required: bool) -> ServiceOptions | None:
-    if raw is None:
-        if required:
-            raise _bad(name, f"missing: name the libcloud driver, e.g. `{name}: {{driver: ...}}`")
-        return None
-    if not isinstance(raw, Mapping):
-        raise _bad(name, "a mapping with `driver` (and optional `args`)")
-    for key in raw:
-        if key not in _SERVICE_KEYS[name]:
-            raise _bad(f"{name}.{key}", f"unknown key (known: {', '.join(_SERVICE_KEYS[name])})")
-    driver = raw.get("driver")
-    if not isinstance(driver, str) or not driver:
-        raise _bad(f"{name}.driver", "the libcloud driver's name, e.g. ec2, elb, route53, s3")
-    args = raw.get("args", {})
-    if not isinstance(args, Mapping):
-        raise _bad(f"{name}.args", "a mapping of driver constructor arguments")
-    for arg in args:
-        if str(arg).lower() in _SECRET_ARGS:
-            raise _bad(
-                f"{name}.args.{arg}",
-                "credentials never go in the spec: use credentials.key_env/secret_env or"
-                " credentials.file",
-            )
-    return ServiceOptions(driver=driver.lower(), args=dict(args))
+def _service(option: LibcloudService) -> ServiceOptions:
+    return ServiceOptions(driver=option.driver.lower(), args=dict(option.args))
 
 
-def _credentials(raw: Any, environ: Mapping[str, str]) -> Credentials:
-    if not isinstance(raw, Mapping):
-        raise _bad(
-            "credentials",
-            "missing: give {key_env: VAR, secret_env: VAR} or {file: path} (never the"
-            " secret itself)",
-        )
-    known = ("key_env", "secret_env", "token_env", "file")
-    for key in raw:
-        if key not in known:
-            hint = " (secrets never go in the spec)" if key in _SECRET_ARGS else ""
-            raise _bad(f"credentials.{key}", f"unknown key{hint}; known: {', '.join(known)}")
-    if "file" in raw:
-        return _credentials_file(raw["file"])
+def _credentials(option: LibcloudCredentials, environ: Mapping[str, str]) -> Credentials:
+    if option.file is not None:
+        return _credentials_file(option.file)
     values: dict[str, str | None] = {}
-    for role in ("key", "secret", "token"):
-        var = raw.get(f"{role}_env")
+    for role, var in (("key", option.key_env), ("secret", option.secret_env),
+                      ("token", option.token_env)):
         if var is None:
             values[role] = None
             continue
-        if not isinstance(var, str) or not var:
-            raise _bad(f"credentials.{role}_env", "the name of an environment variable")
         value = environ.get(var)
         if not value:
             raise _bad(f"credentials.{role}_env", f"environment variable {var} is not set")
         values[role] = value
     key = values["key"]
-    if key is None:
+    if key is None:  # LibcloudCredentials requires key_env without a file
         raise _bad("credentials.key_env", "missing: the variable holding the access key")
     return Credentials(key=key, secret=values["secret"], token=values["token"])
 
 
-def _credentials_file(raw: Any) -> Credentials:
-    if not isinstance(raw, str) or not raw:
-        raise _bad("credentials.file", "a path to a YAML file with key and secret")
+def _credentials_file(raw: str) -> Credentials:
     path = Path(raw).expanduser()
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -148,33 +109,24 @@ def _credentials_file(raw: Any) -> Credentials:
 
 
 def parse_options(
-    options: Mapping[str, Any], *, want_dns: bool, environ: Mapping[str, str] | None = None
-) -> LibcloudOptions:
-    """Validate the options; raises ``InputError`` naming the option and the fix."""
-    for key in options:
-        if key not in _TOP_LEVEL:
-            raise _bad(str(key), f"unknown option (known: {', '.join(_TOP_LEVEL)})")
-    compute = _service("compute", options.get("compute"), required=True)
-    balancer = _service("load_balancer", options.get("load_balancer"), required=True)
-    storage = _service("storage", options.get("storage"), required=True)
-    dns = _service("dns", options.get("dns"), required=want_dns)
-    assert compute is not None and balancer is not None and storage is not None
-    raw_storage = options["storage"]
-    container = raw_storage.get("container", DEFAULT_CONTAINER)
-    if not isinstance(container, str) or not container or "/" in container:
-        raise _bad("storage.container", f"a bucket/container name without '/', got {container!r}")
-    region = raw_storage.get("region")
-    if region is not None and not (isinstance(region, str) and region):
-        raise _bad("storage.region", f"a region name, got {region!r}")
-    credentials = _credentials(
-        options.get("credentials"), os.environ if environ is None else environ
-    )
-    return LibcloudOptions(
-        credentials=credentials,
-        compute=compute,
-        load_balancer=balancer,
-        storage=storage,
-        container=container,
-        storage_region=region,
-        dns=dns,
+    options: Mapping[str, Any] | LibcloudOptions,
+    *,
+    want_dns: bool,
+    environ: Mapping[str, str] | None = None,
+) -> LibcloudSettings:
+    """Validate the options (``phoenix.provider_options.LibcloudOptions``) and read the
+    credentials; raises ``InputError`` naming the option and the fix."""
+    typed = parse_typed(LibcloudOptions, options)
+    if want_dns and typed.dns is None:
+        raise _bad(
+            "dns", "missing: failover (dns:) needs a DNS driver, e.g. `dns: {driver: route53}`"
+        )
+    return LibcloudSettings(
+        credentials=_credentials(typed.credentials, os.environ if environ is None else environ),
+        compute=_service(typed.compute),
+        load_balancer=_service(typed.load_balancer),
+        storage=_service(typed.storage),
+        container=typed.storage.container,
+        storage_region=typed.storage.region,
+        dns=_service(typed.dns) if typed.dns is not None else None,
     )

@@ -14,7 +14,7 @@ from phoenix.providers.libcloud.config import Credentials, ServiceOptions, parse
 from phoenix.providers.libcloud.dns import LibcloudDns
 from phoenix.providers.libcloud.store import LibcloudStore
 from phoenix.providers.trusted_health import TrustedStateHealth
-from phoenix.spec import Spec
+from phoenix.spec import LibcloudProvider, Spec
 
 
 def _driver_class(kind: str, name: str) -> Any:
@@ -98,6 +98,8 @@ def open_libcloud_provider(
     spec: Spec, *, clock: Clock, environ: Mapping[str, str] | None = None
 ) -> Provider:
     """The libcloud provider for ``spec``; bad options raise ``InputError`` now."""
+    if not isinstance(spec.provider, LibcloudProvider):
+        raise errors.InputError(f"provider.name: {spec.provider.name!r} is not libcloud")
     options = parse_options(spec.provider.options, want_dns=spec.dns is not None,
                             environ=environ)
     creds = options.credentials

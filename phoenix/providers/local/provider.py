@@ -48,6 +48,7 @@ from phoenix.model import (
     NodeState,
     Quota,
 )
+from phoenix.provider_options import LocalOptions, parse_options
 from phoenix.providers.base import Clock, ImageQuery, Provider
 from phoenix.providers.local.balancer import Balancer, BalancerConfig, saved_members
 from phoenix.providers.local.frontend import LocalDns
@@ -59,8 +60,6 @@ from phoenix.providers.local.store import file_lock as _file_lock
 from phoenix.providers.local.supervisor import LOG_FILE as SUPERVISOR_LOG
 from phoenix.providers.local.supervisor import stopped_on_purpose, supervisor_running
 
-DEFAULT_STATE_DIR = Path(".phoenix") / "local"
-_OPTIONS = ("state_dir", "balancer", "lb_port", "max_nodes", "flavors")
 LB_HOST_OCTETS = (255, 254)
 # One path component that stays put: no separator, no "..", nothing a shell or a config
 # file would read as syntax (the spec holds names to this already; this is the backstop).
@@ -409,28 +408,20 @@ class LocalLoadBalancer:
 
 
 def open_local_provider(
-    options: Mapping[str, Any],
+    raw_options: Mapping[str, Any] | LocalOptions,
     regions: Sequence[str],
     *,
     clock: Clock,
     check_path: str | None = "/healthz",
 ) -> Provider:
-    """The local provider from the spec's ``provider.options``.
+    """The local provider from the spec's ``provider.options``
+    (``phoenix.provider_options.LocalOptions``; a plain mapping is validated first).
 
-    Options: ``state_dir`` (default ``.phoenix/local``), ``balancer`` (auto | haproxy |
-    builtin; auto picks HAProxy when installed), ``lb_port`` (default 8080),
-    ``max_nodes`` per region (default 64), ``flavors`` (names; default ``[local]``).
-    DNS is ``LocalDns``: record sets in dns.json, each served by a front-end balancer.
+    ``balancer: auto`` picks HAProxy when installed. DNS is ``LocalDns``: record sets in
+    dns.json, each served by a front-end balancer.
     """
-    for key in options:
-        if key not in _OPTIONS:
-            raise InputError(
-                f"provider.options.{key}: unknown option for the local provider"
-                f" (known: {', '.join(_OPTIONS)})"
-            )
-    balancer = str(options.get("balancer", "auto"))
-    if balancer not in ("auto", "haproxy", "builtin"):
-        raise InputError("provider.options.balancer: use auto, haproxy or builtin")
+    options = parse_options(LocalOptions, raw_options)
+    balancer = options.balancer
     if balancer == "haproxy":
         from phoenix.providers.local.haproxy import haproxy_available
 
@@ -439,17 +430,10 @@ def open_local_provider(
                 "provider.options.balancer: haproxy is not installed (apt-get install -y"
                 " haproxy), or use balancer: builtin"
             )
-    lb_port = options.get("lb_port", 8080)
-    max_nodes = options.get("max_nodes", 64)
-    # bool is an int subclass; ``lb_port: true`` is a mistake, not port 1.
-    if isinstance(lb_port, bool) or not isinstance(lb_port, int) or not 1 <= lb_port <= 65535:
-        raise InputError("provider.options.lb_port: a TCP port number (1-65535)")
-    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or not 1 <= max_nodes <= 64516:
-        raise InputError("provider.options.max_nodes: a whole number from 1 to 64516")
-    flavors = options.get("flavors", ["local"])
-    if not isinstance(flavors, list) or not all(isinstance(f, str) and f for f in flavors):
-        raise InputError("provider.options.flavors: a list of flavor names, e.g. [local]")
-    state_dir = Path(str(options.get("state_dir", DEFAULT_STATE_DIR))).expanduser()
+    lb_port = options.lb_port
+    max_nodes = options.max_nodes
+    flavors = list(options.flavors)
+    state_dir = Path(options.state_dir).expanduser()
     cloud = LocalCloud(
         state_dir.resolve(),
         clock=clock,
