@@ -20,6 +20,7 @@ from phoenix.clock import SystemClock
 from phoenix.engine import DeployResult, Engine, EventSink
 from phoenix.errors import BadRequest, InputError, PhoenixError, TemplateError
 from phoenix.health import build_tracker
+from phoenix.lease import DeployLock
 from phoenix.log import get_logger
 from phoenix.model import Health, Image, Member, MemberState, Node, NodeState
 from phoenix.planner import Observed
@@ -36,7 +37,7 @@ from phoenix.providers.base import (
     RecordProblems,
 )
 from phoenix.providers.registry import open_provider
-from phoenix.records import DeployLock, DeployRecord, Records
+from phoenix.records import DeployRecord, Records
 from phoenix.regions import RegionMover, dns_managed
 from phoenix.release import PLACEHOLDER_RELEASE, resolve_release
 from phoenix.render import RenderContext, render_user_data, template_sources
@@ -488,7 +489,7 @@ def destroy(
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
         lock = DeployLock(opened.store, spec.app, f"destroy-{id(spec):x}")
-        lock.acquire(clock.now())
+        lock.acquire(clock)
         try:
             deleted: list[str] = []
             removed: list[str] = []
@@ -497,6 +498,7 @@ def destroy(
             pool = spec.load_balancer.pool
             compute, lb = opened.compute, opened.load_balancer
             for region in spec.regions:
+                lock.heartbeat(clock.now())
                 nodes = call(partial(compute.list_nodes, region, spec.app))
                 names = {n.name for n in nodes}
                 for member in call(partial(lb.list_members, region, pool)):
@@ -520,35 +522,41 @@ def destroy(
                             f"servers of {spec.app} still listed in {region} after {timeout:g}s;"
                             " run `phoenix destroy` again"
                         )
-                    clock.sleep(0.5)
+                    lock.wait(clock, 0.5)
             # Nothing is left half-done: a later deploy must not restore what ran before.
             for region in spec.regions:
                 engine_retry.records.clear_attempt(region)
             purged = 0
             if purge_records:
                 for key in opened.store.list(f"apps/{spec.app}/"):
-                    if not key.endswith("/lock"):
+                    if not key.startswith(lock.prefix):  # the lease outlives the records
                         opened.store.delete(key)
                         purged += 1
             return DestroyResult(spec.app, tuple(sorted(deleted)), tuple(sorted(removed)), purged)
         finally:
-            lock.release()
+            lock.release(clock.now())
 
 
 def unlock(
-    spec: Spec, *, provider: Provider | None = None, clock: Clock | None = None
+    spec: Spec,
+    *,
+    force: bool = False,
+    by: str | None = None,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
 ) -> str | None:
-    """Break the app's deploy lock (after making sure its holder is dead); returns the owner.
+    """Break the app's lease; returns whom it broke (None: nobody held it).
 
-    Only for a deploy that died on another machine before its lease lapsed: a holder on
-    this host that is gone is taken over automatically by the next deploy.
+    Refuses (``LockHeld``) a holder that looks alive: a process on this host that still
+    runs, or one elsewhere whose lease has not expired. ``force`` breaks it anyway (a
+    person who knows the holder is dead, or wants it stopped): the holder's next poll
+    finds the newer generation and stops without touching anything more.
     """
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
         lock = DeployLock(opened.store, spec.app, "unlock")
-        holder = lock.holder()
-        if holder is not None:
-            opened.store.delete(lock.key)
+        who = by or f"phoenix unlock{' --force' if force else ''} by {lock.owner}"
+        holder = lock.break_lease(clock.now(), force=force, by=who)
         return holder.owner if holder else None
 
 

@@ -43,7 +43,14 @@ from rich.status import Status
 from phoenix import api
 from phoenix import log as plog
 from phoenix.engine import DeployResult, Event, EventSink
-from phoenix.errors import ExitCode, InputError, OutcomeError, PhoenixError, SpecError
+from phoenix.errors import (
+    ExitCode,
+    InputError,
+    LeaseLost,
+    OutcomeError,
+    PhoenixError,
+    SpecError,
+)
 from phoenix.records import DeployRecord
 from phoenix.release import PLACEHOLDER_RELEASE
 from phoenix.render import RenderContext, mask_secrets, render_user_data
@@ -272,6 +279,10 @@ def _session(
         raise
     except PhoenixError as exc:
         raise typer.Exit(session.fail(exc)) from None
+    except LeaseLost as exc:
+        raise typer.Exit(
+            session.fail_other(type(exc).__name__, str(exc), ExitCode.LOCKED)
+        ) from None
     except KeyboardInterrupt:
         raise typer.Exit(
             session.fail_other("Interrupted", "interrupted", ExitCode.INTERRUPTED)
@@ -579,22 +590,29 @@ def unlock(
     ctx: typer.Context,
     spec_file: SpecArg = "phoenix.yaml",
     yes: YesOpt = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="break it even if the holder looks alive (it stops at its next poll)"
+    )] = False,
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
 ) -> None:
-    """Break the app's deploy lock, left by a deploy that died on another machine."""
+    """Break the app's deploy lock, left by a deploy that died on another machine.
+
+    Refuses a holder that looks alive (a process on this host that runs, or a lease
+    elsewhere that has not expired) unless --force."""
     with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
         spec = session.load(spec_file)
         _confirm(
             "unlock",
-            f"Break the deploy lock of {spec.app}? Only if the deploy holding it is dead.",
+            f"Break the deploy lock of {spec.app}? Only if the deploy holding it is dead"
+            + (" (--force: even if it looks alive)." if force else "."),
             yes=yes,
         )
-        holder = api.unlock(spec)
+        holder = api.unlock(spec, force=force)
         session.done(
             {"app": spec.app, "removed_holder": holder},
-            f"unlocked {spec.app}: removed the lock held by {holder}" if holder
+            f"unlocked {spec.app}: broke the lock held by {holder}" if holder
             else f"{spec.app} was not locked; nothing to do",
         )
 

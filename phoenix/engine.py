@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -36,13 +35,13 @@ from phoenix.errors import (
 )
 from phoenix.executor import Executor, RetryingStore, RetryPolicy
 from phoenix.health import HealthTracker, build_tracker
+from phoenix.lease import DeployLock
 from phoenix.model import MemberState, NodeRequest, NodeState, ResourceNeeds
 from phoenix.planner import Observed, Target, boot_base, plan
 from phoenix.providers.base import Clock, PoolEndpoint, PoolKeeper, Provider
 from phoenix.records import (
     NO_RELEASE,
     AttemptRecord,
-    DeployLock,
     DeployRecord,
     Records,
     ReleaseRecord,
@@ -133,7 +132,6 @@ class Engine:
         self.store = RetryingStore(provider.store, self._executor(None))
         self.records = Records(self.store, spec.app)
         self._lock: DeployLock | None = None
-        self._lock_renewed: datetime | None = None
         # A lock the caller holds (a multi-region run): renewed here, never released.
         self._held_lock = lock
         self.tracker: HealthTracker = build_tracker(
@@ -190,7 +188,7 @@ class Engine:
             if now >= deadline:
                 return Plan(Phase.FAILED, failure=_deadline_failure(last_wait, last_steps))
             try:
-                self._renew_lock(now)
+                self._heartbeat(now)
                 if first_look and isinstance(lb := self.provider.load_balancer, PoolKeeper):
                     # Reads never start a local balancer; a deploy is an actor, and its
                     # pool must be up to take members and report them online.
@@ -241,14 +239,11 @@ class Engine:
                 pause = min(pause, max(0.01, (current.wake_at - now).total_seconds()))
             self.clock.sleep(pause)
 
-    def _renew_lock(self, now: datetime) -> None:
-        """Keep the lease alive; a dead deploy's lease lapses within its ttl."""
-        lock = self._lock
-        if lock is None or self._lock_renewed is None:
-            return
-        if (now - self._lock_renewed).total_seconds() >= lock.ttl / 4:
-            lock.renew(now)
-            self._lock_renewed = now
+    def _heartbeat(self, now: datetime) -> None:
+        """Once per poll, before its mutations: stop if the lease was lost (one GET),
+        and renew it when due; a dead deploy's lease lapses within its ttl."""
+        if self._lock is not None:
+            self._lock.heartbeat(now)
 
     # --- public actions --------------------------------------------------------------
 
@@ -294,19 +289,19 @@ class Engine:
     def _locked(self, body: Callable[[], T]) -> T:
         plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)
         if self._held_lock is not None:
-            self._lock, self._lock_renewed = self._held_lock, self.clock.now()
+            self._lock = self._held_lock
             try:
                 return body()
             finally:
                 self._lock = None
         lock = self.new_lock()
-        lock.acquire(self.clock.now())
-        self._lock, self._lock_renewed = lock, self.clock.now()
+        lock.acquire(self.clock)
+        self._lock = lock
         try:
             return body()
         finally:
             self._lock = None
-            lock.release()
+            lock.release(self.clock.now())
             plog.unbind_deploy()
 
     def _deploy(self) -> DeployResult:
@@ -403,12 +398,9 @@ class Engine:
                 " in the history (phoenix history lists them)"
             )
         release = self._recorded_release(wanted)
-        try:
-            target = self._target(release.id, self.spec.count, fast=True)
-            previous = (serving, self.spec.count) if serving and serving != wanted else None
-            return self._run("rollback", release, target, previous, started)
-        finally:
-            shutil.rmtree(release.template_dir, ignore_errors=True)
+        target = self._target(release.id, self.spec.count, fast=True)
+        previous = (serving, self.spec.count) if serving and serving != wanted else None
+        return self._run("rollback", release, target, previous, started)
 
     def _deploy_recorded(self, release_id: str, action: str) -> DeployResult:
         started = self.clock.now()
@@ -418,14 +410,11 @@ class Engine:
         plog.bind_deploy(
             app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=release.id
         )
-        try:
-            target = self._target(release.id, self.spec.count, fast=True, restore=False)
-            previous = self._previous(observed, release.id, adopted)
-            self._preflight_quota(release, observed)
-            log.info(f"{action} started", previous=previous[0] if previous else None)
-            return self._run(action, release, target, previous, started)
-        finally:
-            shutil.rmtree(release.template_dir, ignore_errors=True)
+        target = self._target(release.id, self.spec.count, fast=True, restore=False)
+        previous = self._previous(observed, release.id, adopted)
+        self._preflight_quota(release, observed)
+        log.info(f"{action} started", previous=previous[0] if previous else None)
+        return self._run(action, release, target, previous, started)
 
     def _run(
         self,
@@ -521,6 +510,7 @@ class Engine:
             previous_release=previous[0] if previous else None,
             previous_count=previous[1] if previous else 0,
             state=state,
+            lease=self._generation(),
         ))
 
     def _clear_attempt(self) -> None:
@@ -560,9 +550,6 @@ class Engine:
         except (ProviderError, InputError) as exc:
             log.error("rollback failed", reason=str(exc))
             return False
-        finally:
-            if release is not None:
-                release.discard()
 
     def _recorded_release(self, which: str | ReleaseRecord) -> Release:
         """A recorded release (by id, or its record), to be built in this region: its
@@ -687,7 +674,7 @@ class Engine:
             resolved = release.get() if isinstance(release, _LazyRelease) else release
             return resolved.node_request(
                 step, region=self.region, spec_digest=self.spec_digest,
-                deploy_id=self.deploy_id,
+                deploy_id=self.deploy_id, lease=self._generation(),
             )
 
         return Executor(
@@ -765,8 +752,13 @@ class Engine:
                     steps=result.steps,
                     provider_calls=result.provider_calls,
                     events=list(result.history[-200:]),
+                    lease=self._generation(),
                 )
         )
+
+    def _generation(self) -> int | None:
+        """The lease generation this run acts under (tagged on what it writes)."""
+        return self._lock.generation if self._lock is not None else None
 
 
 class _LazyRelease:
@@ -783,10 +775,6 @@ class _LazyRelease:
             if self._release is None:
                 self._release = self._load()
             return self._release
-
-    def discard(self) -> None:
-        if self._release is not None:
-            shutil.rmtree(self._release.template_dir, ignore_errors=True)
 
 
 def _deadline_failure(waiting: tuple[str, ...], steps: tuple[Step, ...]) -> str:

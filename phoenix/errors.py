@@ -144,12 +144,33 @@ class LockHeld(PhoenixError):
 
     exit_code = ExitCode.LOCKED
 
-    def __init__(self, app: str, owner: str, expires_at: str) -> None:
+    def __init__(self, app: str, owner: str, expires_at: str, *, hint: str | None = None
+                 ) -> None:
         self.app = app
         self.owner = owner
         super().__init__(
             f"another deploy of {app!r} holds the lock (owner {owner}, expires {expires_at});"
-            " wait for it to finish, or run `phoenix unlock` if that deploy is dead"
+            + (f" {hint}" if hint else " wait for it to finish, or run `phoenix unlock` if"
+               " that deploy is dead")
+        )
+
+
+class LeaseLost(BaseException):
+    """This actor's lease was taken over (it stalled past its TTL) or broken by
+    ``phoenix unlock``: it must stop acting at once.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no recovery code (a
+    rollback, a restore, a retire, a record) catches it and touches the cloud on behalf
+    of an actor that no longer holds the app: the new holder owns what happens next."""
+
+    exit_code = ExitCode.LOCKED
+
+    def __init__(self, app: str, taken_by: str) -> None:
+        self.app = app
+        self.taken_by = taken_by
+        super().__init__(
+            f"lost the lock on {app!r} to {taken_by}; stopped without touching anything"
+            " more: that actor now owns the app (see `phoenix status`)"
         )
 
 

@@ -19,6 +19,7 @@ TAG_INDEX = "phoenix:index"
 TAG_ATTEMPT = "phoenix:attempt"
 TAG_SPEC_DIGEST = "phoenix:spec-digest"
 TAG_DEPLOY_ID = "phoenix:deploy-id"
+TAG_LEASE = "phoenix:lease"  # the lease generation of the actor that created the server
 # Timestamps the executor writes so that waits survive a crash of the engine.
 META_SERVING_SINCE = "phoenix:serving-since"
 META_DRAIN_SINCE = "phoenix:drain-since"

@@ -79,4 +79,6 @@ def python_child_env() -> dict[str, str]:
     env = minimal_env()
     root = str(Path(__file__).resolve().parents[1])  # the directory holding ``phoenix``
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    # Phoenix writes only inside its state dir: not bytecode into its own source tree.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env

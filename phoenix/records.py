@@ -9,18 +9,24 @@ a rollback re-reads the secret values from the spec's env/files.
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
-from phoenix.errors import LockHeld
-from phoenix.processes import pid_alive
 from phoenix.providers.base import Store
 
 NO_RELEASE = "none"  # the "release" of a region the app was taken out of
+SCHEMA_VERSION = 1
+"""Written into every record. A reader ignores fields it does not know, so the records
+of a newer Phoenix never break an older one's ``history`` or ``rollback``."""
+
+
+def _known_fields(cls: type, data: bytes) -> dict[str, Any]:
+    raw = json.loads(data)
+    if not isinstance(raw, dict):
+        raise TypeError(f"a {cls.__name__} is a JSON object")
+    fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    return {key: value for key, value in raw.items() if key in fields}
 
 
 @dataclass(frozen=True)
@@ -41,13 +47,14 @@ class ReleaseRecord:
     vars: dict[str, Any]
     secret_names: list[str]
     created_at: str
+    schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> ReleaseRecord:
-        return cls(**json.loads(data))
+        return cls(**_known_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -68,13 +75,15 @@ class DeployRecord:
     steps: int = 0
     provider_calls: int | None = None
     events: list[str] = field(default_factory=list)
+    lease: int | None = None  # the lease generation of the actor that wrote it
+    schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> DeployRecord:
-        return cls(**json.loads(data))
+        return cls(**_known_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -97,13 +106,15 @@ class AttemptRecord:
     # running: the run was alive when last seen; restore-failed: it ended (and is in the
     # history) but could not bring the previous release back.
     state: str = "running"
+    lease: int | None = None
+    schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> AttemptRecord:
-        return cls(**json.loads(data))
+        return cls(**_known_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -117,13 +128,14 @@ class ServingRecord:
     release: str
     values: list[str]
     since: str
+    schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> ServingRecord:
-        return cls(**json.loads(data))
+        return cls(**_known_fields(cls, data))
 
 
 class Records:
@@ -224,78 +236,3 @@ class Records:
             return ServingRecord.from_json(data)
         except (ValueError, TypeError):
             return None
-
-
-@dataclass(frozen=True)
-class LockInfo:
-    owner: str
-    host: str
-    pid: int
-    deploy_id: str
-    expires_at: str
-
-
-class DeployLock:
-    """A lease on the app in the store; renewed while the deploy loops.
-
-    A lease held by a dead process on this host is taken over at once (so ``kill -9``
-    then rerun works); one held elsewhere is taken over after it expires.
-    """
-
-    def __init__(self, store: Store, app: str, deploy_id: str, ttl: float = 120.0) -> None:
-        self.store = store
-        self.app = app
-        self.key = f"apps/{app}/lock"
-        self.deploy_id = deploy_id
-        self.ttl = ttl
-        self.host = socket.gethostname()
-        self.pid = os.getpid()
-
-    def _info(self, now: datetime) -> bytes:
-        info = LockInfo(
-            owner=f"{self.deploy_id}@{self.host}:{self.pid}",
-            host=self.host,
-            pid=self.pid,
-            deploy_id=self.deploy_id,
-            expires_at=(now + timedelta(seconds=self.ttl)).isoformat(),
-        )
-        return json.dumps(asdict(info)).encode()
-
-    def acquire(self, now: datetime) -> None:
-        for _ in range(3):
-            if self.store.create_exclusive(self.key, self._info(now)):
-                return
-            held = self.holder()
-            if held is None:
-                continue
-            if held.deploy_id == self.deploy_id:
-                # Our own create whose response was lost (the retry found it): it is ours.
-                return
-            if self._stale(held, now):
-                self.store.delete(self.key)
-                continue
-            raise LockHeld(self.app, held.owner, held.expires_at)
-        held = self.holder()
-        raise LockHeld(self.app, held.owner if held else "?", held.expires_at if held else "?")
-
-    def renew(self, now: datetime) -> None:
-        self.store.put(self.key, self._info(now))
-
-    def release(self) -> None:
-        held = self.holder()
-        if held is None or held.deploy_id == self.deploy_id:
-            self.store.delete(self.key)
-
-    def holder(self) -> LockInfo | None:
-        data = self.store.get(self.key)
-        if data is None:
-            return None
-        try:
-            return LockInfo(**json.loads(data))
-        except (ValueError, TypeError):
-            return None
-
-    def _stale(self, held: LockInfo, now: datetime) -> bool:
-        if datetime.fromisoformat(held.expires_at) <= now:
-            return True
-        return held.host == self.host and held.pid != self.pid and not pid_alive(held.pid)

@@ -43,9 +43,10 @@ from phoenix.errors import (
     ProviderError,
     RestoreFailed,
 )
+from phoenix.lease import DeployLock
 from phoenix.model import Health, MemberState
 from phoenix.providers.base import Clock, Dns, PoolEndpoint, Provider
-from phoenix.records import NO_RELEASE, DeployLock, DeployRecord, Records, ServingRecord
+from phoenix.records import NO_RELEASE, DeployRecord, Records, ServingRecord
 from phoenix.spec import DnsSpec, Spec
 
 log = plog.get_logger("phoenix.regions")
@@ -201,6 +202,7 @@ class RegionMover:
     ) -> DeployResult:
         """The release converged in ``region``: gate, point DNS at it, retire the old."""
         moved = serving is not None and serving != region
+        lock.heartbeat(self.clock.now())  # only the holder may move traffic
         try:
             changed = self._point_dns(region, result.release, engine)
         except ProviderError as exc:
@@ -230,7 +232,7 @@ class RegionMover:
             self.on_event(Event("waiting", "waiting for", (
                 f"resolvers to drop the old answer ({where.ttl}s TTL) before retiring"
                 f" {', '.join(left)}",)))
-            self.clock.sleep(where.ttl)
+            lock.wait(self.clock, where.ttl)  # renewed meanwhile: the TTL may be a day
         for other in left:
             notes.append(self._retire_noted(other, lock=lock))
         dns_text = self.dns_text()
@@ -485,11 +487,11 @@ class RegionMover:
     def _lock(self) -> Iterator[DeployLock]:
         plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id)
         lock = self._home.new_lock()
-        lock.acquire(self.clock.now())
+        lock.acquire(self.clock)
         try:
             yield lock
         finally:
-            lock.release()
+            lock.release(self.clock.now())
             plog.unbind_deploy()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from phoenix.errors import InputError, NotFound, UnknownResource
-from phoenix.input_files import resolve_inside
 from phoenix.log import get_logger
 from phoenix.model import (
     TAG_APP,
     TAG_ATTEMPT,
     TAG_DEPLOY_ID,
     TAG_INDEX,
+    TAG_LEASE,
     TAG_RELEASE,
     TAG_SPEC_DIGEST,
     Flavor,
@@ -33,7 +32,7 @@ from phoenix.model import (
 )
 from phoenix.providers.base import ImageImporter, ImageQuery, Provider
 from phoenix.records import ReleaseRecord
-from phoenix.render import RenderContext, render_user_data, template_sources
+from phoenix.render import RenderContext, render_recorded, render_user_data, template_sources
 from phoenix.spec import Spec
 from phoenix.steps import CreateNode
 
@@ -47,7 +46,7 @@ class Release:
     """A resolved release: its record plus where to render user-data from."""
 
     record: ReleaseRecord
-    template_dir: Path
+    template_dir: Path | None  # the spec's template folder; None: render from the record
     vars: Mapping[str, Any]  # secrets included; never persisted
     flavor: Flavor | None = None
     # The release's golden image as this region knows it, when its id differs from the
@@ -62,12 +61,17 @@ class Release:
         context = RenderContext(
             app=self.record.app, release=self.id, region=region, index=index, vars=self.vars
         )
+        if self.template_dir is None:  # a recorded release: its templates, from memory
+            return render_recorded(self.record.templates, self.record.template_name, context,
+                                   shown=f"{self.record.template_name} (release {self.id})")
         return render_user_data(self.template_dir / self.record.template_name, context)
 
     def node_request(
-        self, step: CreateNode, *, region: str, spec_digest: str, deploy_id: str
+        self, step: CreateNode, *, region: str, spec_digest: str, deploy_id: str,
+        lease: int | None = None,
     ) -> NodeRequest:
         server = self.record.server
+        fenced = {TAG_LEASE: str(lease)} if lease is not None else {}
         return NodeRequest(
             name=step.name,
             image_id=self.image_id or self.record.image_id,
@@ -81,6 +85,7 @@ class Release:
                 TAG_ATTEMPT: str(step.attempt),
                 TAG_SPEC_DIGEST: spec_digest,
                 TAG_DEPLOY_ID: deploy_id,
+                **fenced,
             },
             key_name=server.get("key_name"),
             security_groups=tuple(server.get("security_groups") or ()),
@@ -273,8 +278,8 @@ def release_from_record(record: ReleaseRecord, spec: Spec) -> Release:
         )
     values = dict(record.vars)
     values.update({name: spec.resolved_vars[name] for name in record.secret_names})
-    # A record comes from a store that may have been tampered with: every name is checked
-    # before anything is written, and every write must land inside the fresh directory.
+    # A record comes from a store that may have been tampered with: every name must be
+    # one the loader could have recorded. Nothing is written: it renders from memory.
     for name in [record.template_name, *record.templates]:
         if not _is_plain_relative(name):
             raise InputError(
@@ -287,18 +292,7 @@ def release_from_record(record: ReleaseRecord, spec: Spec) -> Release:
             f"release {record.id}: its record lacks the text of its template"
             f" {record.template_name!r}; deploy the release from its spec instead"
         )
-    directory = Path(tempfile.mkdtemp(prefix=f"phoenix-{record.id}-"))
-    for name, text in record.templates.items():
-        target = resolve_inside(directory, name)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        except OSError as exc:  # e.g. both "a" and "a/b" named: the record is damaged
-            raise InputError(
-                f"release {record.id}: cannot restore its template {name!r} in {directory}:"
-                f" {exc.strerror or exc}; deploy the release from its spec instead"
-            ) from None
-    return Release(record, directory, values)
+    return Release(record, None, values)
 
 
 def _is_plain_relative(name: str) -> bool:

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 from jinja2 import (
+    DictLoader,
     FileSystemLoader,
     StrictUndefined,
     Template,
@@ -83,6 +84,39 @@ def render_user_data(template_path: Path, context: RenderContext) -> str:
         raise _render_failure(exc, path, shown) from exc
     check_user_data(text, template=shown)
     return text
+
+
+def render_recorded(
+    sources: Mapping[str, str], name: str, context: RenderContext, *, shown: str
+) -> str:
+    """Render template ``name`` of a release record's ``sources`` (name -> text) for one
+    node, from memory: a rollback writes no file anywhere (``shown`` names it in
+    errors). Includes resolve among ``sources`` only."""
+    items = tuple(sorted(sources.items()))
+    try:
+        template = _compile_recorded(items, name)
+        text = template.render(
+            app=context.app,
+            release=context.release,
+            region=context.region,
+            index=context.index,
+            vars=_scoped(context.vars, "vars"),
+        )
+    except Exception as exc:  # the template is user code: any failure is the template's
+        raise _render_failure(exc, Path(name), shown) from exc
+    check_user_data(text, template=shown)
+    return text
+
+
+@functools.lru_cache(maxsize=16)
+def _compile_recorded(items: tuple[tuple[str, str], ...], name: str) -> Template:
+    environment = _configured(SandboxedEnvironment(
+        loader=DictLoader(dict(items)),
+        undefined=_Undefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    ))
+    return environment.get_template(name)
 
 
 def check_user_data(text: str, *, template: str) -> None:
@@ -326,17 +360,22 @@ def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
 @functools.lru_cache(maxsize=16)
 def _environment(directory: str) -> tuple[SandboxedEnvironment, _Utf8Loader]:
     loader = _Utf8Loader(directory, encoding="utf-8")
-    environment = SandboxedEnvironment(
+    environment = _configured(SandboxedEnvironment(
         loader=loader,
         undefined=_Undefined,
         keep_trailing_newline=True,
         autoescape=False,
         auto_reload=True,  # an included file edited between deploys is re-read
-    )
+    ))
+    return environment, loader
+
+
+def _configured(environment: SandboxedEnvironment) -> SandboxedEnvironment:
+    """What every template sees, from the spec's folder or from a release record."""
     environment.policies["json.dumps_function"] = _dumps_defined
     # ``{{ vars.x | quote }}``: one shell word whatever the value holds (runcmd, bootcmd).
     environment.filters["quote"] = lambda value: shlex.quote(str(value))
-    return environment, loader
+    return environment
 
 
 def _dumps_defined(value: Any, **kwargs: Any) -> str:

@@ -55,10 +55,10 @@ from phoenix import executor as executor_module
 from phoenix import log as plog
 from phoenix.engine import DeployResult, Event
 from phoenix.errors import LockHeld, OutcomeError, PhoenixError
+from phoenix.lease import DeployLock
 from phoenix.model import Image, MemberState, Node, NodeState
 from phoenix.providers.base import Provider
 from phoenix.providers.memory import Faults, FaultWindow
-from phoenix.records import DeployLock
 from phoenix.spec import Spec
 
 from .conftest import POOL, SimulatedCrash, World, make_world
@@ -624,7 +624,7 @@ class Scenario:
     def _after_kill(self) -> None:
         """What kill -9 leaves: the lease as it was, held by a process that is now dead."""
         for key, data in self.cloud.objects().items():
-            if not key.endswith("/lock"):
+            if "/lease/" not in key:
                 continue
             with contextlib.suppress(ValueError, TypeError, AttributeError):
                 info = json.loads(data)

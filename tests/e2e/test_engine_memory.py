@@ -219,11 +219,11 @@ def test_quota_preflight_refuses_before_creating_anything(world: World) -> None:
 def test_a_held_lock_refuses_with_exit_code_4(world: World) -> None:
     spec = world.spec()
     provider = world.provider()
-    from phoenix.records import DeployLock
+    from phoenix.lease import DeployLock
 
     other = DeployLock(provider.store, "web", "d-other")
     other.pid = 1  # a live process that is not us
-    other.acquire(world.clock.now())
+    other.acquire(world.clock)
     with pytest.raises(LockHeld) as held:
         deploy(world, spec)
     assert held.value.exit_code == ExitCode.LOCKED

@@ -133,7 +133,11 @@ def test_deploy_rolling_forced_rollback_and_destroy_through_the_cli(deployer: De
         assert f"one {r1} {tags['phoenix:index']}" in deployer.user_data(instance["InstanceId"])
     assert deployer.registered() == {i["InstanceId"] for i in instances}
     assert f"apps/shop/releases/{r1}.json" in deployer.records()
-    assert "apps/shop/lock" not in deployer.records()
+    # The lease: one generation in S3, released when the deploy ended.
+    leases = [k for k in deployer.records() if k.startswith("apps/shop/lease/")]
+    assert leases == ["apps/shop/lease/000000000001"]
+    lease = deployer.moto.client("s3").get_object(Bucket=BUCKET, Key=leases[0])
+    assert json.loads(lease["Body"].read())["released"] is True
 
     # A rolling deploy of a second image.
     second = deployer.image("golden-2")

@@ -33,14 +33,15 @@ from phoenix.errors import (
     ExitCode,
     InputError,
     Interrupted,
+    LeaseLost,
     LockHeld,
     PhoenixError,
     RestoreFailed,
     SpecError,
     TemplateError,
 )
+from phoenix.lease import DeployLock
 from phoenix.providers.memory import open_memory_provider
-from phoenix.records import DeployLock
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "memory-hello" / "phoenix.yaml"
@@ -422,7 +423,9 @@ def test_a_held_lock_exits_4(project: Project) -> None:
     provider = open_memory_provider(
         {"state_file": str(project.state)}, ["region-a", "region-b"], clock=SystemClock()
     )
-    DeployLock(provider.store, "demo", "d-someone-else").acquire(SystemClock().now())
+    elsewhere = DeployLock(provider.store, "demo", "d-someone-else")
+    elsewhere.host = "ci-runner-7"  # alive as far as anyone here can tell: not expired
+    elsewhere.acquire(SystemClock())
 
     result = run("deploy", project.spec)
 
@@ -430,10 +433,17 @@ def test_a_held_lock_exits_4(project: Project) -> None:
     assert "error: another deploy of 'demo' holds the lock" in result.stderr
     assert "lock: held by d-someone-else@" in run("status", project.spec).stdout
 
-    unlocked = run("unlock", project.spec, "--yes")
+    refused = run("unlock", project.spec, "--yes")
+
+    assert refused.exit_code == ExitCode.LOCKED, refused.stdout
+    assert "looks alive" in refused.stderr and "--force" in refused.stderr
+
+    unlocked = run("unlock", project.spec, "--yes", "--force")
 
     assert unlocked.exit_code == 0, unlocked.stderr
-    assert unlocked.stdout.startswith("unlocked demo: removed the lock held by d-someone-else@")
+    assert unlocked.stdout.startswith("unlocked demo: broke the lock held by d-someone-else@")
+    with pytest.raises(LeaseLost, match="phoenix unlock --force"):
+        elsewhere.fence()  # the holder's next poll stops it
     assert run("deploy", project.spec).exit_code == 0
     assert run("unlock", project.spec, "--yes").stdout.strip() == (
         "demo was not locked; nothing to do"

@@ -230,7 +230,9 @@ def test_a_tampered_record_is_refused_before_anything_is_written(
     assert list(sandbox.iterdir()) == []
 
 
-def test_an_honest_record_is_restored_inside_its_directory(project: Path, sandbox: Path) -> None:
+def test_an_honest_record_renders_from_memory_writing_nothing(
+    project: Path, sandbox: Path
+) -> None:
     spec = load_spec(project / "phoenix.yaml")
     # "./sub/a.j2": records written before names were normalised keep tags as written.
     record = _record(templates={"web.yaml.j2": HEADER + '{% include "./sub/a.j2" %}\n',
@@ -239,8 +241,22 @@ def test_an_honest_record_is_restored_inside_its_directory(project: Path, sandbo
 
     release = release_from_record(record, spec)
 
-    assert release.template_dir.parent == sandbox
+    assert release.template_dir is None
     assert release.user_data(0, REGION) == HEADER + "a: hello\n\n"
+    assert list(sandbox.iterdir()) == []  # no temporary directory, nothing written
+
+
+def test_a_recorded_template_includes_only_what_the_record_holds(
+    project: Path, sandbox: Path
+) -> None:
+    """From a record, an include resolves among the recorded sources, never on disk."""
+    (project / "sub").mkdir()
+    (project / "sub" / "a.j2").write_text("stolen: from-disk\n")
+    record = _record(templates={"web.yaml.j2": HEADER + '{% include "sub/a.j2" %}\n'})
+    release = release_from_record(record, load_spec(project / "phoenix.yaml"))
+
+    with pytest.raises(TemplateError, match="not found"):
+        release.user_data(0, REGION)
 
 
 def test_rollback_to_a_tampered_record_writes_nothing_outside(

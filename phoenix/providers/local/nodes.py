@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from phoenix.errors import BadRequest, NotFound, Transient
+from phoenix.processes import python_child_env
 from phoenix.providers.local.agent import (
     ACTIVE,
     BUILD,
@@ -504,17 +505,7 @@ def _signal_group(group: int, sig: int) -> None:
 def _agent_environment(node_dir: Path) -> dict[str, str]:
     """The agent gets what it needs to run Phoenix's code, not the deployer's environment
     (which may hold cloud credentials); the node's commands get a cleaner one still."""
-    package_parent = str(Path(__file__).resolve().parents[3])  # holds the phoenix package
-    python_path = os.pathsep.join(
-        part for part in (package_parent, os.environ.get("PYTHONPATH", "")) if part
-    )
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": python_path,
-        "LANG": "C.UTF-8",
-        NODE_DIR_VARIABLE: str(node_dir),
-    }
-    return env
+    return {**python_child_env(), NODE_DIR_VARIABLE: str(node_dir)}
 
 
 # --- files and validation ---------------------------------------------------------------
