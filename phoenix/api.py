@@ -372,7 +372,8 @@ def status(
             app=spec.app,
             regions=tuple(regions),
             dns=dns_text,
-            lock_holder=holder.owner if holder else None,
+            lock_holder=f"{holder.owner} (lease generation {holder.generation})"
+            if holder else None,
             problems=tuple(problems),
             serving_region=serving_region,
             last_move=_last_move(Records(opened.store, spec.app).deploys()),
@@ -488,7 +489,8 @@ def destroy(
     """
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
-        lock = DeployLock(opened.store, spec.app, f"destroy-{id(spec):x}")
+        lock = DeployLock(opened.store, spec.app, f"destroy-{id(spec):x}",
+                          ttl=spec.rollout.lease_ttl)
         lock.acquire(clock)
         try:
             deleted: list[str] = []
@@ -528,8 +530,11 @@ def destroy(
                 engine_retry.records.clear_attempt(region)
             purged = 0
             if purge_records:
+                # All but the lease's newest generation (this destroy's): generation
+                # numbers must keep growing, or a stalled actor's fence could pass again.
+                keep = lock.key(lock.generation) if lock.generation is not None else None
                 for key in opened.store.list(f"apps/{spec.app}/"):
-                    if not key.startswith(lock.prefix):  # the lease outlives the records
+                    if key != keep:
                         opened.store.delete(key)
                         purged += 1
             return DestroyResult(spec.app, tuple(sorted(deleted)), tuple(sorted(removed)), purged)

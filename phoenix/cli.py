@@ -959,11 +959,15 @@ def _history_text(app_name: str, records: Sequence[DeployRecord]) -> list[str]:
             record.region,
             record.outcome,
             record.previous_release or "-",
+            str(record.lease) if record.lease is not None else "-",
             record.reason or "",
         ]
         for record in records
     ]
-    headers = ["STARTED (UTC)", "ACTION", "RELEASE", "REGION", "OUTCOME", "PREVIOUS", "REASON"]
+    # LEASE: the lease generation the actor held, so that who did what is plain even
+    # when two actors overlapped.
+    headers = ["STARTED (UTC)", "ACTION", "RELEASE", "REGION", "OUTCOME", "PREVIOUS", "LEASE",
+               "REASON"]
     return _table(headers, rows, indent="")
 
 

@@ -284,7 +284,7 @@ class Engine:
     def new_lock(self) -> DeployLock:
         """The app's deploy lock for this deploy id (a lease renewed while it loops)."""
         return DeployLock(self.store, self.spec.app, self.deploy_id,
-                          ttl=max(120.0, self.poll * 20))
+                          ttl=self.spec.rollout.lease_ttl)
 
     def _locked(self, body: Callable[[], T]) -> T:
         plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)

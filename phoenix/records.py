@@ -8,6 +8,7 @@ a rollback re-reads the secret values from the spec's env/files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,8 +22,15 @@ SCHEMA_VERSION = 1
 of a newer Phoenix never break an older one's ``history`` or ``rollback``."""
 
 
+HISTORY_LIMIT = 2000
+"""Records kept in the history index (each whole record also has its own object)."""
+
+
 def _known_fields(cls: type, data: bytes) -> dict[str, Any]:
-    raw = json.loads(data)
+    return _known(cls, json.loads(data))
+
+
+def _known(cls: type, raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise TypeError(f"a {cls.__name__} is a JSON object")
     fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
@@ -165,15 +173,41 @@ class Records:
         found = [ReleaseRecord.from_json(data) for data in self._objects("releases")]
         return sorted(found, key=lambda r: r.seq)
 
+    @property
+    def _history_key(self) -> str:
+        return f"apps/{self.app}/history.json"
+
     def save_deploy(self, record: DeployRecord) -> None:
+        """Append ``record`` to the app's history index (written under the lease: one
+        actor at a time), and keep it whole in its own object too (events included)."""
+        index = self.deploys()
+        index.append(dataclasses.replace(record, events=[]))
+        kept = index[-HISTORY_LIMIT:]
+        self.store.put(self._history_key, json.dumps({
+            "schema_version": SCHEMA_VERSION,
+            "records": [asdict(r) for r in kept],
+        }, sort_keys=True).encode())
         # One deploy id may act in several regions (a failover): each has its record.
         key = (f"apps/{self.app}/deploys/{record.started_at}-{record.deploy_id}"
                f"-{record.region}-{record.action}.json")
         self.store.put(key, record.to_json())
 
     def deploys(self) -> list[DeployRecord]:
-        found = [DeployRecord.from_json(data) for data in self._objects("deploys")]
+        """The history, oldest first: one GET of the index (a store written by an older
+        Phoenix, without one, is read record by record once)."""
+        data = self.store.get(self._history_key)
+        if data is not None:
+            try:
+                raw = json.loads(data)
+                found = [DeployRecord(**_known(DeployRecord, r)) for r in raw["records"]]
+            except (ValueError, TypeError, KeyError):
+                found = self._deploys_one_by_one()  # a damaged index: rebuilt on next save
+        else:
+            found = self._deploys_one_by_one()
         return sorted(found, key=lambda r: (r.started_at, r.finished_at))
+
+    def _deploys_one_by_one(self) -> list[DeployRecord]:
+        return [DeployRecord.from_json(data) for data in self._objects("deploys")]
 
     def recent_good_releases(self, *, excluding: str, limit: int) -> list[str]:
         """The newest ``limit`` distinct releases that deployed successfully, newest first."""

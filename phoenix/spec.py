@@ -392,6 +392,11 @@ class RolloutSpec(_Strict):
     deadline: Annotated[Duration, _within(1.0, 7 * DAY)] = Field(
         default=1800.0, description="the whole deploy's deadline; 1s to 7d"
     )
+    lease_ttl: Annotated[Duration, _within(5.0, DAY)] = Field(
+        default=120.0,
+        description="how long an actor holding the app's lease may go without renewing it"
+        " (it renews every quarter of this) before another may take over; 5s to 1d",
+    )
 
 
 class LoadBalancerSpec(_Strict):

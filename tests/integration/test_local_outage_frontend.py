@@ -175,7 +175,8 @@ def node_pids(state_dir: Path) -> set[int]:
 def balancer_pids(pool_dir: Path) -> set[int]:
     pids = set()
     for name in ("haproxy.pid", "proxy.pid"):
-        with contextlib.suppress(FileNotFoundError):
+        # ValueError: caught while HAProxy writes its pid file (truncated, not yet written).
+        with contextlib.suppress(FileNotFoundError, ValueError):
             pids.add(int((pool_dir / name).read_text()))
     return {pid for pid in pids if alive(pid)}
 

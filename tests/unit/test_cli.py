@@ -290,6 +290,12 @@ def test_destroy_removes_every_server(project: Project) -> None:
     again = run("destroy", project.spec, "--yes", "--purge-records")
     assert again.stdout.startswith("destroyed demo: 0 server(s) deleted")
     assert run_json("history", project.spec)[1]["records"] == []
+    # Purged, but for the lease's newest generation: generation numbers never go back.
+    store = open_memory_provider({"state_file": str(project.state)}, ["region-a"],
+                                 clock=SystemClock()).store
+    [kept] = store.list("apps/demo/")
+    newest = DeployLock(store, "demo", "check").newest()[0]
+    assert kept == f"apps/demo/lease/{newest:012d}" and newest >= 3
 
 
 def test_schema_prints_the_spec_json_schema() -> None:

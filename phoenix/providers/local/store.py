@@ -79,12 +79,20 @@ class DirectoryStore:
         self._path(key).unlink(missing_ok=True)
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
+        """The whole object appears at once or not at all (``link`` of a finished temp
+        file fails if the name exists), so a reader never sees a half-written lease."""
+        path = self._path(key)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".new")
         try:
-            fd = os.open(self._path(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(tmp, path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         return True
 
 
