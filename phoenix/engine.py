@@ -348,8 +348,8 @@ class Engine:
             and d.action == attempt.action
             for d in self.records.deploys()
         ):
-            reason = (f"stopped before it finished (killed or crashed); {self.deploy_id}"
-                      " took over")
+            reason = (f"stopped before it finished (killed, crashed, or stalled and fenced);"
+                      f" {self.deploy_id} took over")
             log.warning("an earlier run stopped half-way", deploy_id_stopped=attempt.deploy_id,
                         release=attempt.release)
             self._save_history(DeployRecord(
@@ -364,6 +364,7 @@ class Engine:
                 outcome="interrupted",
                 previous_release=attempt.previous_release,
                 reason=reason,
+                lease=attempt.lease,  # the generation that run held, not ours
             ))
         return attempt
 

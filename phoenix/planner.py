@@ -17,6 +17,7 @@ Vocabulary used below:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -376,8 +377,10 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
                     continue
                 healthy_budget -= 1
             chosen.append(node)
+    elif fully_serving and bake_done:
+        chosen = victims
     else:
-        chosen = victims if fully_serving and bake_done else []
+        chosen = _strays(view, outgoing_serving, serving_ready, count)
     for node in chosen:
         sick = view.health_of(node) is Health.UNHEALTHY
         why = "unhealthy, " if sick else ""
@@ -440,6 +443,27 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
         waiting_for=tuple(waiting) or ("the cloud to settle",),
         wake_at=min(wake) if wake else None,
     )
+
+
+def _strays(
+    view: _View, outgoing_serving: list[Node], serving_ready: list[Node], count: int
+) -> list[Node]:
+    """Members of a release other than the one that mostly serves (what an interrupted
+    run left: its canary, say), while the rest still serve ``count`` healthy nodes.
+
+    A blue-green or canary deploy keeps the old fleet whole until the new one serves,
+    and builds at most ``count`` nodes beyond it; a stray third release would take that
+    room for good (the deploy waits for room it never gets). Draining strays first
+    costs no capacity."""
+    releases = Counter(n.release for n in outgoing_serving)
+    if len(releases) < 2:
+        return []
+    main = max(releases, key=lambda release: (releases[release], release))
+    healthy_main = [n for n in outgoing_serving
+                    if n.release == main and view.health_of(n) is not Health.UNHEALTHY]
+    if len(healthy_main) + len(serving_ready) < count:
+        return []
+    return [n for n in outgoing_serving if n.release != main]
 
 
 def _inherited(target: Target, node: Node) -> bool:

@@ -537,3 +537,31 @@ def test_a_quota_refusal_after_a_crash_restores_the_previous_release(world: Worl
     assert set(world.serving().values()) == {first.release}
     assert len(world.serving()) == 3
     assert {s.release for s in world.live_servers()} == {first.release}
+
+
+@pytest.mark.parametrize(("strategy", "extra"), STRATEGIES, ids=[s for s, _ in STRATEGIES])
+def test_a_new_release_after_a_killed_canary_of_another_converges(
+    world: World, strategy: str, extra: str
+) -> None:
+    """A canary deploy killed while its canary serves leaves a third release in the pool.
+    Found by the issue 13 SIGSTOP test on moto: the next blue-green deploy counted that
+    stray against its room (2 x count) and waited for room it never got, until its
+    deadline. A stray goes first, while the old fleet still serves ``count``."""
+    first = deploy(world, world.spec(count=2))
+    canary = world.spec(count=2, greeting="v2", strategy="canary",
+                        extra_rollout="  canary: {size: 1, bake: 10m}")
+    world.mutations = 0
+    world.crash_after = 4  # created, joined, stamped: the canary serves beside the old
+    with pytest.raises(SimulatedCrash):
+        deploy(world, canary)
+    world.crash_after = None
+    assert len(set(world.serving().values())) == 2  # the old release and the canary
+    world.watch.reset()
+
+    result = deploy(world, spec_of(world, strategy, extra, dns=False, count=2, greeting="v3"))
+
+    assert result.outcome == "succeeded", result.reason
+    assert set(world.serving().values()) == {result.release}
+    assert len(world.serving()) == 2
+    assert result.previous_release == first.release
+    assert world.watch.min_serving is not None and world.watch.min_serving >= 2  # no dip

@@ -45,7 +45,8 @@ class Deployer:
                                        SourceRegion=REGION)["ImageId"])
 
     def write(self, *, image: str = "golden", greeting: str = "one", count: int = 3,
-              strategy: str = "blue-green", deadline: str = "5m") -> None:
+              strategy: str = "blue-green", deadline: str = "5m",
+              rollout: dict[str, Any] | None = None) -> None:
         spec: dict[str, Any] = {
             "app": self.app,
             "provider": {
@@ -61,18 +62,24 @@ class Deployer:
             "health": {"mode": "provider", "interval": "1s", "timeout": "0.5s",
                        "healthy_threshold": 1, "deadline": "60s"},
             "rollout": {"strategy": strategy, "max_surge": 1, "max_unavailable": 0,
-                        "deadline": deadline, "drain_timeout": "1s"},
+                        "deadline": deadline, "drain_timeout": "1s", **(rollout or {})},
             "load_balancer": {"pool": POOL, "member_port": 8080},
         }
         (self.tmp / "phoenix.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
-    def phoenix(self, *args: str, debug: bool = False) -> subprocess.CompletedProcess[str]:
+    def command(self, *args: str, debug: bool = False) -> list[str]:
         logging = ["--log-level", "debug"] if debug else []
+        return [sys.executable, str(REPO / "tests" / "libcloud" / "phoenix_cli.py"),
+                "--output", "json", *logging, *args, "phoenix.yaml"]
+
+    @property
+    def environ(self) -> dict[str, str]:
+        return {**os.environ, **self.moto.environ()}
+
+    def phoenix(self, *args: str, debug: bool = False) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, str(REPO / "tests" / "libcloud" / "phoenix_cli.py"),
-             "--output", "json", *logging, *args, "phoenix.yaml"],
-            cwd=self.tmp, capture_output=True, text=True, timeout=300, check=False,
-            env={**os.environ, **self.moto.environ()},
+            self.command(*args, debug=debug), cwd=self.tmp, capture_output=True, text=True,
+            timeout=300, check=False, env=self.environ,
         )
 
     def instances(self) -> list[dict[str, Any]]:

@@ -39,7 +39,7 @@ count: {count}
 vars: {{greeting: {greeting}}}
 health: {{mode: provider, interval: 1s, timeout: 0.5s, healthy_threshold: 1, deadline: 120s}}
 rollout: {{strategy: {strategy}, max_surge: 1, max_unavailable: 0, deadline: {deadline},
-  drain_timeout: 3s}}
+  drain_timeout: 3s{rollout}}}
 load_balancer: {{pool: {pool}, member_port: 8080}}
 """
 
@@ -61,19 +61,20 @@ class Cloud:
 
     def write(self, *, image: str = "golden", greeting: str = "one",
               strategy: str = "blue-green", deadline: str = "10m", count: int = 3,
-              server_group: str | None = None) -> None:
+              server_group: str | None = None, rollout: str = "") -> None:
         (self.tmp / "phoenix.yaml").write_text(SPEC.format(
             app=self.app, image=image, greeting=greeting, strategy=strategy,
             deadline=deadline, pool=self.pool, count=count, options="",
+            rollout=f", {rollout}" if rollout else "",
             server=f"server: {{server_group: {server_group}}}\n" if server_group else "",
         ))
 
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "phoenix", "--output", "json", *args, "phoenix.yaml"]
+
     def phoenix(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "phoenix", "--output", "json", *args, "phoenix.yaml"],
-            cwd=self.tmp, capture_output=True, text=True, timeout=600, check=False,
-            env={**os.environ},
-        )
+        return subprocess.run(self.command(*args), cwd=self.tmp, capture_output=True,
+                              text=True, timeout=600, check=False, env={**os.environ})
 
     def records(self) -> dict[str, bytes]:
         """The objects Phoenix keeps for this app in its Swift container."""

@@ -136,10 +136,51 @@ class DeletingRelease(CheckedLock):
             self.generation = None
 
 
+class DeleteThenCreate(CheckedLock):
+    """The old takeover: delete the stale lease, then create it again under the same
+    name (two contenders can each delete the other's and both create)."""
+
+    def acquire(self, clock: Any) -> int:
+        for _ in range(5):
+            generation, data = self.newest()
+            now = clock.now()
+            if data is None:
+                if self.store.create_exclusive(self.key(1), self._info(now, 1)):
+                    return self._hold(1, now)
+                continue
+            info = LockInfo.parse(data, generation)
+            if info is not None and info.deploy_id == self.deploy_id:
+                return self._hold(generation, now)
+            if (info is not None and info.released) or self._takeover_allowed(
+                    info, generation, data, clock):
+                self.store.delete(self.key(generation))
+                if self.store.create_exclusive(self.key(generation),
+                                               self._info(clock.now(), generation)):
+                    return self._hold(generation, clock.now())
+                continue
+            raise LockHeld(self.app, "?", "?")
+        raise LockHeld(self.app, "?", "?")
+
+
+class UnconditionalRenew(CheckedLock):
+    """The old renew: write the lease (the newest generation) whoever holds it."""
+
+    def heartbeat(self, now: Any) -> None:
+        self.renew(now)
+
+    def renew(self, now: Any) -> None:
+        newest, _ = self.newest()
+        self.generation = newest
+        self.store.put(self.key(newest), self._info(now, newest))
+        self.turnstile.fence_passed(self.actor)  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("broken", "actors"),
-    [(NoFence, two), (NotExclusive, two), (NoProof, two_skewed), (DeletingRelease, three)],
-    ids=["no-fence", "not-exclusive", "no-proof-of-death", "deleting-release"],
+    [(NoFence, two), (NotExclusive, two), (NoProof, two_skewed), (DeletingRelease, three),
+     (DeleteThenCreate, two), (UnconditionalRenew, two)],
+    ids=["no-fence", "not-exclusive", "no-proof-of-death", "deleting-release",
+         "delete-then-create", "unconditional-renew"],
 )
 def test_the_explorer_catches_a_broken_lease(
     broken: type[DeployLock], actors: Callable[[], list[Actor]]
