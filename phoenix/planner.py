@@ -380,7 +380,7 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
     elif fully_serving and bake_done:
         chosen = victims
     else:
-        chosen = _strays(view, outgoing_serving, serving_ready, count)
+        chosen = _strays(view, target.release, outgoing_serving, serving_ready, count)
     for node in chosen:
         sick = view.health_of(node) is Health.UNHEALTHY
         why = "unhealthy, " if sick else ""
@@ -446,24 +446,27 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
 
 
 def _strays(
-    view: _View, outgoing_serving: list[Node], serving_ready: list[Node], count: int
+    view: _View, release: str, outgoing_serving: list[Node], serving_ready: list[Node],
+    count: int,
 ) -> list[Node]:
-    """Members of a release other than the one that mostly serves (what an interrupted
-    run left: its canary, say), while the rest still serve ``count`` healthy nodes.
+    """Members of an old release other than the one that mostly serves (what an
+    interrupted run left: its canary, say), while the rest still serve ``count`` healthy
+    nodes.
 
     A blue-green or canary deploy keeps the old fleet whole until the new one serves,
     and builds at most ``count`` nodes beyond it; a stray third release would take that
     room for good (the deploy waits for room it never gets). Draining strays first
     costs no capacity."""
-    releases = Counter(n.release for n in outgoing_serving)
-    if len(releases) < 2:
-        return []
-    main = max(releases, key=lambda release: (releases[release], release))
-    healthy_main = [n for n in outgoing_serving
-                    if n.release == main and view.health_of(n) is not Health.UNHEALTHY]
+    older = [n for n in outgoing_serving if n.release != release]
+    ranked = Counter(n.release for n in older).most_common()
+    if len(ranked) < 2 or ranked[0][1] == ranked[1][1]:
+        return []  # one old release, or no clear main one: nothing is a stray
+    main = ranked[0][0]
+    healthy_main = [n for n in older
+                    if n.release == main and view.health_of(n) is Health.HEALTHY]
     if len(healthy_main) + len(serving_ready) < count:
         return []
-    return [n for n in outgoing_serving if n.release != main]
+    return [n for n in older if n.release != main]
 
 
 def _inherited(target: Target, node: Node) -> bool:
