@@ -22,7 +22,7 @@ from phoenix.errors import BadRequest, InputError, PhoenixError, TemplateError
 from phoenix.health import build_tracker
 from phoenix.lease import DeployLock
 from phoenix.log import get_logger
-from phoenix.model import Health, Image, Member, MemberState, Node, NodeState
+from phoenix.model import TAG_LEASE, Health, Image, Member, MemberState, Node, NodeState
 from phoenix.planner import Observed
 from phoenix.planner import plan as plan_steps
 from phoenix.providers.base import (
@@ -267,6 +267,7 @@ class NodeStatus:
     health_detail: str
     member: str | None  # SERVING | DRAINING | None (not in the pool)
     fault: str | None = None
+    lease: int | None = None  # the lease generation of the actor that created it
 
 
 @dataclass(frozen=True)
@@ -342,6 +343,7 @@ def status(
                         health_detail=known.detail if known else "not checked",
                         member=member.state.value if member else None,
                         fault=node.fault,
+                        lease=_lease_of(node),
                     )
                 )
                 if member is not None and member.state is MemberState.SERVING and (
@@ -651,6 +653,11 @@ def validate_region(spec: Spec, region: str | None) -> None:
         raise InputError(
             f"--region {region}: not one of the spec's regions ({', '.join(spec.regions)})"
         )
+
+
+def _lease_of(node: Node) -> int | None:
+    tag = node.metadata.get(TAG_LEASE)
+    return int(tag) if tag is not None and tag.isdigit() else None
 
 
 def _single_probe(spec: Spec) -> HealthSpec:

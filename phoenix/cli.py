@@ -916,11 +916,13 @@ def _status_text(spec: Spec, report: api.StatusReport, checked: bool) -> list[st
                     node.address or "-",
                     _health_cell(node, checked),
                     node.member or "-",
+                    str(node.lease) if node.lease is not None else "-",
                     node.fault or "-",
                 ]
                 for node in region.nodes
             ]
-            headers = ["NAME", "RELEASE", "STATE", "ADDRESS", "HEALTH", "POOL", "FAULT"]
+            headers = ["NAME", "RELEASE", "STATE", "ADDRESS", "HEALTH", "POOL", "LEASE",
+                       "FAULT"]
             lines.extend(_table(headers, rows))
         for member in region.stray_members:
             lines.append(f"  stray pool member without a server: {member}")

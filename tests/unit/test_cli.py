@@ -963,3 +963,22 @@ def test_commands_that_change_nothing_create_no_cloud_state(project: Project) ->
     assert project.state.exists()
     again = run("--output", "json", "status", project.spec)
     assert again.exit_code == 0 and '"serving_release": "r1-' in again.output
+
+
+def test_status_and_history_say_which_lease_generation_did_what(project: Project) -> None:
+    """Servers and history records carry the lease generation of the actor that made
+    them (issue 13): after two deploys, the second's nodes and record name a newer one."""
+    assert run("deploy", project.spec).exit_code == 0
+    project.write_spec(greeting="v2")
+    assert run("deploy", project.spec).exit_code == 0
+
+    history = run_json("history", project.spec)[1]["records"]
+    status = run_json("status", project.spec)[1]
+    nodes = [n for r in status["regions"] for n in r["nodes"]]
+
+    first, second = (r["lease"] for r in history)
+    assert isinstance(first, int) and second > first
+    assert {n["lease"] for n in nodes if n["release"] == history[1]["release"]} == {second}
+    assert {n["lease"] for n in nodes if n["release"] == history[0]["release"]} <= {first}
+    assert "LEASE" in run("status", project.spec).stdout
+    assert "LEASE" in run("history", project.spec).stdout
