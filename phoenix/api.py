@@ -197,6 +197,24 @@ def rollback(
         return engine.rollback(to_release)
 
 
+def repave(
+    spec: Spec,
+    *,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+    region: str | None = None,
+    on_event: EventSink | None = None,
+) -> DeployResult:
+    """Replace every node of the serving release with a fresh boot of the same release
+    (rolling, health-gated; the old nodes are put back if a replacement fails)."""
+    validate(spec, region=region)
+    clock = clock or SystemClock()
+    with _provider(spec, provider, clock) as opened:
+        region = region or _serving_region(spec, opened, clock)
+        engine = Engine(spec, opened, clock=clock, region=region, on_event=on_event)
+        return engine.repave()
+
+
 @dataclass(frozen=True)
 class PlanReport:
     """A dry run: which release the spec means and what the next steps would be."""

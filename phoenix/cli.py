@@ -544,6 +544,30 @@ def rollback(
 
 
 @app.command()
+def repave(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    region: ServingRegionOpt = None,
+    yes: YesOpt = False,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Replace every node of the serving release with a fresh one from the same image
+    (rolling, health-gated, rolled back on failure): rebuild everything now, e.g. after
+    a suspected compromise."""
+    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        spec = session.load(spec_file)
+        where = _given_region(spec, region)
+        place = f" in {where}" if where else ""
+        _confirm("repave", f"Replace every node of {spec.app}{place} with a fresh one?",
+                 yes=yes)
+        with _progress(session, f"repaving {spec.app}{place}") as on_event:
+            result = api.repave(spec, region=where, on_event=on_event)
+        session.done(dataclasses.asdict(result), _deploy_text(result))
+
+
+@app.command()
 def history(
     ctx: typer.Context,
     spec_file: SpecArg = "phoenix.yaml",

@@ -37,7 +37,7 @@ from phoenix.executor import Executor, RetryingStore, RetryPolicy
 from phoenix.health import HealthTracker, build_tracker
 from phoenix.lease import DeployLock
 from phoenix.model import MemberState, NodeRequest, NodeState, ResourceNeeds
-from phoenix.planner import Observed, Target, boot_base, plan
+from phoenix.planner import Observed, Target, boot_base, incoming_nodes, plan
 from phoenix.providers.base import Clock, PoolEndpoint, PoolKeeper, Provider
 from phoenix.records import (
     NO_RELEASE,
@@ -260,6 +260,13 @@ class Engine:
         failback): unlike a rollback, members already in the pool must prove healthy."""
         return self._locked(lambda: self._deploy_recorded(release_id, action))
 
+    def repave(self) -> DeployResult:
+        """Replace every node of the serving release with a fresh boot of the same
+        release (the answer to a suspected compromise): rolling, within max_surge and
+        max_unavailable, each replacement health-gated; a failure puts the old nodes
+        back as they served."""
+        return self._locked(self._repave)
+
     def retire(self) -> bool:
         """Take the app out of this region: drain, remove and delete every node.
 
@@ -402,6 +409,30 @@ class Engine:
         target = self._target(release.id, self.spec.count, fast=True)
         previous = (serving, self.spec.count) if serving and serving != wanted else None
         return self._run("rollback", release, target, previous, started)
+
+    def _repave(self) -> DeployResult:
+        started = self.clock.now()
+        observed = self.observe()
+        self._adopt_interrupted(started)
+        serving = _serving_release(observed)
+        if serving is None:
+            raise InputError(
+                f"nothing to repave: no release of {self.spec.app} serves in {self.region}"
+                " (`phoenix deploy` first)"
+            )
+        release = self._recorded_release(serving)
+        plog.bind_deploy(
+            app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=serving
+        )
+        rolling = self.spec.rollout.model_copy(update={"strategy": "rolling"})
+        base = self._target(serving, self.spec.count)
+        current = incoming_nodes(base, observed)
+        target = dataclasses.replace(
+            base, rollout=rolling, restore=False,
+            replace=frozenset(n.name for n in current if n.state is NodeState.ACTIVE),
+        )
+        log.info("repave started", nodes=sorted(target.replace))
+        return self._run("repave", release, target, (serving, self.spec.count), started)
 
     def _deploy_recorded(self, release_id: str, action: str) -> DeployResult:
         started = self.clock.now()

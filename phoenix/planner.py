@@ -82,6 +82,13 @@ class Target:
     # ``max_boot_retries`` (see ``boot_base``).
     boot_base: Mapping[int, int] = field(default_factory=dict)
     deploy_id: str | None = None  # the run acting (nodes carry their creator's id)
+    # Nodes to replace by a fresh boot of the same release and index (a repave: by age,
+    # or everything after a suspected compromise). Built within the surge budget; the
+    # node they replace is drained once its replacement serves, as in any rollout.
+    replace: frozenset[str] = frozenset()
+    # At most this many sick serving nodes are replaced at once (watch's heal policy);
+    # None: every sick one (a deploy finishing its own work).
+    heal_parallel: int | None = None
 
     def gate_deadline(self, node: Node) -> datetime:
         """When ``node`` must have passed its health gate."""
@@ -99,6 +106,11 @@ class Observed:
     nodes: tuple[Node, ...]
     members: tuple[Member, ...]
     health: Mapping[str, NodeHealth] = field(default_factory=dict)
+
+
+def incoming_nodes(target: Target, observed: Observed) -> list[Node]:
+    """The node of each index ``0..count-1`` that counts for ``target`` (its latest boot)."""
+    return [node for _, node in sorted(_View(target, observed).incoming.items())]
 
 
 def boot_base(target: Target, observed: Observed) -> dict[int, int]:
@@ -137,6 +149,17 @@ class _View:
             if node.release == target.release and 0 <= node.index < target.count:
                 held = latest.get(node.index)
                 if held is None or node.attempt > held.attempt:
+                    latest[node.index] = node
+        if target.restore:
+            # Putting the release back as it was: an index whose newest boot never
+            # joined the pool (a repave or heal that failed) keeps the older boot that
+            # still serves; the newer one is outgoing and goes.
+            for node in self.nodes:
+                held = latest.get(node.index)
+                if (held is not None and node.release == target.release
+                        and node.attempt < held.attempt and held.name not in self.members
+                        and node.name in self.members
+                        and self.members[node.name].state is MemberState.SERVING):
                     latest[node.index] = node
         self.incoming = latest
         incoming_names = {n.name for n in latest.values()}
@@ -218,6 +241,10 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
     #    *all* of them failed decides the blast radius (a bad region, or a bad node).
     gate_failures: list[str] = []
     undecided: list[Node] = []
+    heal_slots = (
+        None if target.heal_parallel is None
+        else target.heal_parallel - len(_replacements_in_flight(view))
+    )
     for index, node in sorted(view.incoming.items()):
         health = view.health_of(node)
         # A boot an earlier run started that is still not done after this attempt's own
@@ -237,6 +264,11 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
                 failure=f"no capacity in {target.region} for {node.name}: {node.fault}",
                 radius=BlastRadius.REGION,
             )
+        if sick_in_service and not broken and heal_slots is not None:
+            if heal_slots <= 0:
+                waiting.append(f"a heal slot to replace {node.name} (heal.max_parallel)")
+                continue
+            heal_slots -= 1
         if broken or sick_in_service:
             why = (
                 f"still BUILD {target.health.deadline:g}s after this attempt started" if stuck
@@ -433,6 +465,22 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
         steps.append(CreateNode(name, index, 0))
     if len(missing) > budget:
         waiting.append(f"room to build {len(missing) - budget} more node(s)")
+    budget = max(0, budget - len(missing))
+
+    # 9. Repave: fresh boots of the nodes to replace, oldest first, within what is left
+    #    of the budget (the node replaced is outgoing from then on, drained as usual).
+    repave = sorted(
+        (n for n in view.incoming.values() if n.name in target.replace),
+        key=lambda n: (n.created_at, n.index),
+    )
+    for node in repave[:budget]:
+        name = node_name(target.app, target.release, node.index, node.attempt + 1)
+        if name in view.deleting:
+            waiting.append(f"the old {name} to finish deleting")
+            continue
+        steps.append(CreateNode(name, node.index, node.attempt + 1, f"repaves {node.name}"))
+    if len(repave) > budget:
+        waiting.append(f"room to repave {len(repave) - budget} more node(s)")
 
     if steps:
         return Plan(Phase.PROGRESSING, tuple(steps), tuple(waiting))
@@ -467,6 +515,17 @@ def _strays(
     if len(healthy_main) + len(serving_ready) < count:
         return []
     return [n for n in older if n.release != main]
+
+
+def _replacements_in_flight(view: _View) -> list[Node]:
+    """Nodes of the target release superseded by a newer boot of their index that are
+    still there (serving, draining or waiting to be deleted): a replacement under way."""
+    return [
+        n for n in view.outgoing
+        if n.release == view.target.release
+        and (latest := view.incoming.get(n.index)) is not None
+        and latest.attempt > n.attempt
+    ]
 
 
 def _inherited(target: Target, node: Node) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -398,6 +399,13 @@ def situations(draw: st.DrawFn) -> tuple[Target, Observed]:
                            draw(st.sampled_from([None, True, False])))
                 )
             health[n.name] = NodeHealth(draw(st.sampled_from(list(Health))))
+    # A watch's heal limit, a repave's replacement set, a restore: the same invariants.
+    t = dataclasses.replace(
+        t,
+        heal_parallel=draw(st.sampled_from([None, 0, 1, 2])),
+        replace=frozenset(n.name for n in nodes if draw(st.booleans())),
+        restore=draw(st.sampled_from([False, False, True])),
+    )
     return t, Observed("r", tuple(nodes), tuple(members), health)
 
 
@@ -409,9 +417,9 @@ def _available(t: Target, obs: Observed, drained: set[str]) -> int:
         if n.name in drained:
             continue
         status = obs.health[n.name].status
-        if n.release == t.release and n.index < t.count:
+        if n.release == t.release and n.index < t.count and not t.restore:
             count += status is Health.HEALTHY
-        else:
+        else:  # old members, and a restore's members, count unless known sick
             count += status is not Health.UNHEALTHY
     return count
 
@@ -472,7 +480,7 @@ def test_invariants_hold_for_any_observed_state(situation: tuple[Target, Observe
                 and n.state is NodeState.ACTIVE
                 and n.name in members and members[n.name].state is MemberState.SERVING
                 and members[n.name].online is not False
-                and obs.health[n.name].status is Health.HEALTHY
+                and (t.restore or obs.health[n.name].status is Health.HEALTHY)
             ]
             by_name = {n.name: n for n in obs.nodes}
             old_serving = [n for n in obs.nodes if n.release != t.release
@@ -509,3 +517,55 @@ def test_a_gate_deadline_names_the_last_failed_check_too() -> None:
     assert result.phase is Phase.FAILED
     assert "HTTP 200 (1/2 successes); the last failed check: connect refused" in (
         result.failure or "")
+
+
+# --- heal and repave (issue 14) ---------------------------------------------------------
+
+
+def test_heal_replaces_at_most_heal_parallel_sick_nodes_at_once() -> None:
+    nodes, members = serving_fleet(NEW, 3)
+    sick = {n.name: Health.UNHEALTHY for n in nodes[:2]}
+    healing = dataclasses.replace(target(), heal_parallel=1)
+
+    first = plan(healing, observed(nodes, members, sick), NOW)
+
+    assert [s.name for s in first.steps if isinstance(s, CreateNode)] == [f"web-{NEW}-0-b1"]
+    assert any("heal.max_parallel" in w for w in first.waiting_for)
+    # While that replacement is under way (the sick node still there), no second one.
+    booting = node(NEW, 0, NodeState.BUILD, attempt=1, age=1)
+    second = plan(healing, observed([*nodes, booting], members, sick), NOW)
+    assert not [s for s in second.steps if isinstance(s, CreateNode)]
+    # Without a limit (a deploy), every sick node is replaced at once.
+    every = plan(target(), observed(nodes, members, sick), NOW)
+    assert len([s for s in every.steps if isinstance(s, CreateNode)]) == 2
+
+
+def test_repave_builds_fresh_boots_oldest_first_within_the_surge() -> None:
+    nodes = [node(NEW, i, serving_since=600, age=age) for i, age in enumerate((50, 300, 200))]
+    members = [member(n) for n in nodes]
+    repave = dataclasses.replace(
+        target(strategy="rolling", max_surge=1, max_unavailable=0),
+        replace=frozenset(n.name for n in nodes),
+    )
+
+    result = plan(repave, observed(nodes, members), NOW)
+
+    assert result.steps == (CreateNode(f"web-{NEW}-1-b1", 1, 1, f"repaves {nodes[1].name}"),)
+    assert "room to repave 2 more node(s)" in result.waiting_for
+    # The replacement serves: the node it replaces is drained, the next one waits.
+    fresh = node(NEW, 1, attempt=1, serving_since=5, age=10)
+    after = plan(repave, observed([*nodes, fresh], [*members, member(fresh)]), NOW)
+    assert [s.name for s in after.steps if isinstance(s, DrainMember)] == [nodes[1].name]
+    assert not [s for s in after.steps if isinstance(s, CreateNode)]
+
+
+def test_restore_keeps_the_old_boot_that_serves_over_a_replacement_that_never_joined() -> None:
+    nodes, members = serving_fleet(NEW, 2)
+    failed = node(NEW, 0, attempt=1, age=30)  # a repave's replacement, never in the pool
+    restore = dataclasses.replace(target(count=2), restore=True)
+
+    result = plan(restore, observed([*nodes, failed], members, {failed.name: Health.UNHEALTHY}),
+                  NOW)
+
+    assert [s.name for s in result.steps] == [failed.name]  # deleted; the old ones stay
+    assert isinstance(result.steps[0], DeleteNode)
