@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,7 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from phoenix.clock import SystemClock
-from phoenix.engine import DeployResult, Engine, EventSink
+from phoenix.engine import DeployResult, Engine, EventSink, serving_release
 from phoenix.errors import BadRequest, InputError, PhoenixError, TemplateError
 from phoenix.health import build_tracker
 from phoenix.lease import DeployLock
@@ -119,7 +118,7 @@ def deploy(
         return engine.deploy()
 
 
-def _serving_region(spec: Spec, opened: Provider, clock: Clock) -> str | None:
+def serving_region_of(spec: Spec, opened: Provider, clock: Clock) -> str | None:
     """Where the DNS record points (None: the primary). A DNS service that does not answer
     must not stand in the way of a rollback: the primary is assumed, and said so."""
     if not dns_managed(spec, opened):
@@ -192,7 +191,7 @@ def rollback(
     validate(spec, region=region)
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
-        region = region or _serving_region(spec, opened, clock)
+        region = region or serving_region_of(spec, opened, clock)
         engine = Engine(spec, opened, clock=clock, region=region, on_event=on_event)
         return engine.rollback(to_release)
 
@@ -210,7 +209,7 @@ def repave(
     validate(spec, region=region)
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
-        region = region or _serving_region(spec, opened, clock)
+        region = region or serving_region_of(spec, opened, clock)
         engine = Engine(spec, opened, clock=clock, region=region, on_event=on_event)
         return engine.repave()
 
@@ -240,7 +239,7 @@ def plan(
     validate(spec, region=region)
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
-        region = region or _serving_region(spec, opened, clock)
+        region = region or serving_region_of(spec, opened, clock)
         engine = Engine(spec, opened, clock=clock, region=region)
         # One look, no history: judge health on a single probe, as `status` does.
         engine.tracker = build_tracker(
@@ -267,7 +266,7 @@ def plan(
             region=engine.region,
             release=release.id,
             new_release=all(r.id != release.id for r in known),
-            serving_release=_serving_release(observed),
+            serving_release=serving_release(observed),
             steps=tuple(first.describe()),
             waiting_for=first.waiting_for,
             converged=first.converged,
@@ -381,7 +380,7 @@ def status(
             endpoint = lb.url(region, spec.load_balancer.pool) if isinstance(
                 lb, PoolEndpoint) else None
             regions.append(
-                RegionStatus(region, _serving_release(observed), tuple(rows), stray,
+                RegionStatus(region, serving_release(observed), tuple(rows), stray,
                              endpoint=endpoint)
             )
         dns_text, serving_region = None, None
@@ -683,9 +682,3 @@ def _single_probe(spec: Spec) -> HealthSpec:
     return spec.health.model_copy(
         update={"healthy_threshold": 1, "unhealthy_threshold": 1, "grace": 0.0}
     )
-
-
-def _serving_release(observed: Observed) -> str | None:
-    serving = {m.name for m in observed.members if m.state is MemberState.SERVING}
-    counts = Counter(n.release for n in observed.nodes if n.name in serving)
-    return counts.most_common(1)[0][0] if counts else None

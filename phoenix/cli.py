@@ -27,6 +27,7 @@ import io
 import json
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -42,6 +43,7 @@ from rich.status import Status
 
 from phoenix import api
 from phoenix import log as plog
+from phoenix import watch as watch_module
 from phoenix.engine import DeployResult, Event, EventSink
 from phoenix.errors import (
     ExitCode,
@@ -54,7 +56,7 @@ from phoenix.errors import (
 from phoenix.records import DeployRecord
 from phoenix.release import PLACEHOLDER_RELEASE
 from phoenix.render import RenderContext, mask_secrets, render_user_data
-from phoenix.spec import Spec
+from phoenix.spec import Spec, parse_duration
 from phoenix.spec_loader import load_spec, spec_json_schema
 
 __all__ = ["app", "main"]
@@ -181,6 +183,23 @@ class _Session:
         plog.register_secrets(self.secrets)
         return spec
 
+    def load_many(self, paths: Sequence[str]) -> list[Spec]:
+        """Every spec named (a folder: every ``*.yaml`` in it); all their secrets masked."""
+        files: list[str] = []
+        for path in paths:
+            folder = Path(path)
+            if folder.is_dir():
+                found = sorted(str(p) for p in folder.glob("*.y*ml") if p.is_file())
+                if not found:
+                    raise InputError(f"{path}: a folder with no *.yaml spec in it")
+                files += found
+            else:
+                files.append(path)
+        specs = [load_spec(file) for file in files]
+        self.secrets = [value for spec in specs for value in spec.secret_values]
+        plog.register_secrets(self.secrets)
+        return specs
+
     def mask(self, text: str) -> str:
         return mask_secrets(text, self.secrets) if self.secrets else text
 
@@ -192,6 +211,10 @@ class _Session:
 
     def emit(self, data: dict[str, Any], *, masked: bool = True) -> None:
         typer.echo(json.dumps(self._masked(data) if masked else data, indent=2, default=str))
+
+    def emit_line(self, data: dict[str, Any]) -> None:
+        """One JSON document on one line (a stream of them: ``watch``)."""
+        typer.echo(json.dumps(self._masked(data), default=str))
 
     def done(
         self, data: dict[str, Any], text: str | Sequence[str], *, masked: bool = True
@@ -565,6 +588,55 @@ def repave(
         with _progress(session, f"repaving {spec.app}{place}") as on_event:
             result = api.repave(spec, region=where, on_event=on_event)
         session.done(dataclasses.asdict(result), _deploy_text(result))
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    spec_files: Annotated[
+        list[str],
+        typer.Argument(metavar="SPEC...", help="Specs (or folders of specs) of the apps to"
+                       " keep healthy."),
+    ],
+    interval: Annotated[
+        str, typer.Option("--interval", help="Time between rounds (e.g. 10s, 1m).")
+    ] = "10s",
+    once: Annotated[
+        bool, typer.Option("--once", help="One round, then exit (cron, tests).")
+    ] = False,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Keep the apps' serving releases healthy between deploys: replace sick or vanished
+    nodes, repave nodes older than max_node_age, open the circuit when too much of a
+    fleet is sick. Never deploys a newer spec; waits while a deploy holds the lease."""
+    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        specs = session.load_many(spec_files)
+        try:
+            seconds = parse_duration(interval)
+        except ValueError as exc:
+            raise InputError(f"--interval {interval}: {exc}") from None
+        if not 0.1 <= seconds <= 86400:
+            raise InputError(f"--interval {interval}: use 100ms to 1d")
+
+        def show(reports: list[watch_module.AppReport]) -> None:
+            for report in reports:
+                if session.json:
+                    session.emit_line(dataclasses.asdict(report))
+                else:
+                    acted = f" [{report.action}: {report.outcome}]" if report.action else ""
+                    session.out(f"{report.at} {report.app} {report.region} {report.state}"
+                                f"{acted}: {report.detail}")
+
+        with watch_module.Watcher(specs) as watcher:
+            if once:
+                show(watcher.round())
+                return
+            stop = threading.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+            watcher.run(interval=seconds, stop=stop, on_round=show)
 
 
 @app.command()

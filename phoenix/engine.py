@@ -34,9 +34,10 @@ from phoenix.errors import (
     Transient,
 )
 from phoenix.executor import Executor, RetryingStore, RetryPolicy
+from phoenix.heal import Verdict, judge
 from phoenix.health import HealthTracker, build_tracker
 from phoenix.lease import DeployLock
-from phoenix.model import MemberState, NodeRequest, NodeState, ResourceNeeds
+from phoenix.model import Health, MemberState, NodeRequest, NodeState, ResourceNeeds
 from phoenix.planner import Observed, Target, boot_base, incoming_nodes, plan
 from phoenix.providers.base import Clock, PoolEndpoint, PoolKeeper, Provider
 from phoenix.records import (
@@ -267,6 +268,29 @@ class Engine:
         back as they served."""
         return self._locked(self._repave)
 
+    def verdict(self, *, probes: int = 1) -> Verdict:
+        """Watch's look at the region: observe (``probes`` probe rounds, ``health.interval``
+        apart; the health tracker's counts go on from one call to the next) and judge."""
+        observed = self.observe()
+        for _ in range(probes - 1):
+            if all(h.status is Health.HEALTHY for h in observed.health.values()):
+                break  # nothing in doubt: no need to probe again
+            self.clock.sleep(self.spec.health.interval)
+            observed = self.observe()
+        serving = serving_release(observed)
+        if serving is None:
+            return Verdict(None)
+        target = self._target(serving, self.spec.count)
+        return judge(self.spec, target, observed, self.clock.now())
+
+    def heal(self, verdict: Verdict) -> DeployResult:
+        """Act on watch's verdict: replace sick nodes of the serving release (at most
+        ``heal.max_parallel`` at once) and repave the one ``verdict.repave`` names,
+        health-gated like a deploy, under the app's lease (``LockHeld`` while a deploy
+        holds it: watch then waits for its next round); a failure puts the old boots
+        back."""
+        return self._locked(lambda: self._heal(verdict))
+
     def retire(self) -> bool:
         """Take the app out of this region: drain, remove and delete every node.
 
@@ -398,7 +422,7 @@ class Engine:
         started = self.clock.now()
         observed = self.observe()
         self._adopt_interrupted(started)
-        serving = _serving_release(observed)
+        serving = serving_release(observed)
         wanted = to_release or self.records.last_good_release(excluding=serving)
         if wanted is None:
             raise InputError(
@@ -414,7 +438,7 @@ class Engine:
         started = self.clock.now()
         observed = self.observe()
         self._adopt_interrupted(started)
-        serving = _serving_release(observed)
+        serving = serving_release(observed)
         if serving is None:
             raise InputError(
                 f"nothing to repave: no release of {self.spec.app} serves in {self.region}"
@@ -433,6 +457,25 @@ class Engine:
         )
         log.info("repave started", nodes=sorted(target.replace))
         return self._run("repave", release, target, (serving, self.spec.count), started)
+
+    def _heal(self, verdict: Verdict) -> DeployResult:
+        started = self.clock.now()
+        observed = self.observe()
+        serving = serving_release(observed)
+        if serving is None or serving != verdict.release:
+            raise InputError(f"{self.spec.app}: the serving release changed; judged again"
+                             " next round")
+        release = self._recorded_release(serving)
+        plog.bind_deploy(
+            app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=serving
+        )
+        target = dataclasses.replace(
+            self._target(serving, self.spec.count),
+            heal_parallel=self.spec.heal.max_parallel, replace=verdict.repave,
+        )
+        action = "heal" if verdict.sick or verdict.in_flight else "repave-age"
+        log.info(f"{action} started", reason=verdict.describe())
+        return self._run(action, release, target, (serving, self.spec.count), started)
 
     def _deploy_recorded(self, release_id: str, action: str) -> DeployResult:
         started = self.clock.now()
@@ -826,7 +869,8 @@ def _serving_counts(observed: Observed) -> Counter[str]:
     return Counter(node.release for node in observed.nodes if node.name in serving)
 
 
-def _serving_release(observed: Observed) -> str | None:
+def serving_release(observed: Observed) -> str | None:
+    """The release most serving members run (None: nothing serves)."""
     counts = _serving_counts(observed)
     return counts.most_common(1)[0][0] if counts else None
 

@@ -234,7 +234,13 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
             steps.append(RemoveMember(name, "its server is gone"))
 
     outgoing_serving = [n for n in view.outgoing if view.serving(n)]
-    deploying = bool(outgoing_serving)
+    # A rollout is under way while another release (or a surplus) still serves. When
+    # healing, the nodes being replaced serve until their replacements do: that is not
+    # a rollout, and the other sick nodes wait for a slot rather than fail a gate.
+    deploying = (
+        bool(outgoing_serving) if target.heal_parallel is None
+        else any(n.release != target.release or n.index >= count for n in outgoing_serving)
+    )
 
     # 2. Boot failures and health gate of the incoming release. A node that fails the
     #    gate fails the plan, but only once every other new node is judged too: whether

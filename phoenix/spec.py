@@ -367,6 +367,21 @@ class CanarySpec(_Strict):
     )
 
 
+class HealSpec(_Strict):
+    """What ``phoenix watch`` does about sick nodes of the serving release."""
+
+    max_parallel: int = Field(
+        default=1, strict=True, ge=1, le=MAX_COUNT,
+        description="sick nodes replaced at once; 1-1000",
+    )
+    max_unhealthy: CountOrPercent = Field(
+        default="34%",
+        description="when more of the fleet than this is sick at once, nothing is replaced"
+        " (an outage or a bad release, not a sick node): the circuit opens and watch alerts;"
+        " a count or 0%-100% of count",
+    )
+
+
 class RolloutSpec(_Strict):
     strategy: Literal["blue-green", "rolling", "canary"] = "blue-green"
     max_surge: CountOrPercent = Field(
@@ -476,6 +491,12 @@ class Spec(_Strict):
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     load_balancer: LoadBalancerSpec
     dns: DnsSpec | None = None
+    heal: HealSpec = Field(default_factory=HealSpec)
+    max_node_age: Annotated[Duration, _within(60.0, 3650 * DAY)] | None = Field(
+        default=None,
+        description="phoenix watch replaces nodes older than this, one at a time, oldest"
+        " first (e.g. 7d); 1m to 3650d",
+    )
 
     _path: Path | None = PrivateAttr(default=None)
     _resolved_vars: dict[str, Any] = PrivateAttr(default_factory=dict)

@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "memory-hello" / "phoenix.yaml"
 COMMANDS = (
     "validate", "render", "plan", "deploy", "status", "rollback", "history", "destroy",
-    "unlock", "schema",
+    "unlock", "schema", "repave", "watch",
 )
 
 SECRET = "pl4nted-s3cret-do-not-print"
@@ -982,3 +982,40 @@ def test_status_and_history_say_which_lease_generation_did_what(project: Project
     assert {n["lease"] for n in nodes if n["release"] == history[0]["release"]} <= {first}
     assert "LEASE" in run("status", project.spec).stdout
     assert "LEASE" in run("history", project.spec).stdout
+
+
+def test_watch_once_reports_each_app_and_heals(project: Project) -> None:
+    assert run("deploy", project.spec).exit_code == 0
+    healthy = run("watch", "--once", str(project.spec))
+    assert healthy.exit_code == 0, healthy.stderr
+    assert " demo region-a healthy: healthy" in healthy.stdout
+
+    project.write_spec(faults="    faults: {unhealthy_nodes: [demo-RELEASE-0]}\n".replace(
+        "RELEASE", run_json("status", project.spec)[1]["regions"][0]["serving_release"]))
+    for _ in range(4):  # the health tracker needs its threshold of failed probes
+        result = run("--output", "json", "watch", "--once", str(project.spec))
+        assert result.exit_code == 0, result.stderr
+        reports = [json.loads(line) for line in result.stdout.splitlines()]
+        if reports[0]["action"]:
+            break
+    assert reports[0]["action"] == "heal" and reports[0]["outcome"] == "succeeded", reports
+
+
+@pytest.mark.parametrize("interval", ["soon", "0s", "2d"])
+def test_watch_refuses_a_bad_interval(project: Project, interval: str) -> None:
+    result = run("watch", "--once", "--interval", interval, str(project.spec))
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert f"--interval {interval}" in result.stderr
+
+
+def test_repave_replaces_every_node(project: Project) -> None:
+    assert run("deploy", project.spec).exit_code == 0
+    before = {n["name"] for r in run_json("status", project.spec)[1]["regions"] for n in r["nodes"]}
+
+    result, data = run_json("repave", "--yes", project.spec)
+
+    assert result.exit_code == 0, result.stderr
+    assert data["action"] == "repave" and data["outcome"] == "succeeded"
+    after = {n["name"] for r in run_json("status", project.spec)[1]["regions"] for n in r["nodes"]
+             if n["member"] == "SERVING"}
+    assert len(after) == 3 and after.isdisjoint(before)

@@ -1,0 +1,172 @@
+"""``phoenix watch``: the always-on reconciler between deploys.
+
+Every round it looks at each app in the region its DNS points to (or the primary), keeps
+the health tracker's counts going from round to round, and judges (``phoenix.heal``):
+sick nodes of the serving release are replaced, a node older than ``max_node_age`` is
+repaved, and a fleet sicker than ``heal.max_unhealthy`` opens the circuit instead of
+churning. It never deploys a newer spec (that stays ``deploy``'s job).
+
+Coordination is the app's lease and nothing else: watch takes it only to act, for one
+heal, and a deploy, rollback or failover that holds it makes watch wait for its next
+round. Two watchers of the same apps need no election: whichever takes the lease acts,
+the other finds it held; if the acting one dies, its lease proves dead within two TTLs
+and the other acts. A crash or SIGKILL at any point leaves what a killed deploy leaves,
+which the next round (or deploy) finishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from phoenix import log as plog
+from phoenix.api import serving_region_of
+from phoenix.clock import SystemClock
+from phoenix.engine import Engine
+from phoenix.errors import InputError, LeaseLost, LockHeld, OutcomeError, PhoenixError
+from phoenix.heal import Verdict
+from phoenix.providers.base import Clock, Provider
+from phoenix.providers.registry import open_provider
+from phoenix.spec import Spec
+
+log = plog.get_logger("phoenix.watch")
+
+
+@dataclass(frozen=True)
+class AppReport:
+    """What one round saw and did for one app."""
+
+    app: str
+    region: str
+    at: str
+    state: str  # healthy | acting | circuit-open | nothing-serves | waiting | failed
+    detail: str
+    action: str | None = None  # heal | repave-age, when it acted
+    outcome: str | None = None  # the action's outcome
+    release: str | None = None
+
+
+@dataclass
+class _App:
+    spec: Spec
+    provider: Provider
+    engines: dict[str, Engine] = field(default_factory=dict)
+
+
+class Watcher:
+    """Watches ``specs`` (one app each); ``providers`` maps an app to an already open
+    provider (tests, the library); otherwise each spec's provider is opened once."""
+
+    def __init__(
+        self,
+        specs: Sequence[Spec],
+        *,
+        clock: Clock | None = None,
+        providers: Mapping[str, Provider] | None = None,
+    ) -> None:
+        names = [spec.app for spec in specs]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise InputError(f"watch: app {', '.join(twice)} is named by more than one spec")
+        self.clock: Clock = clock or SystemClock()
+        self.deploy_id = "watch-" + plog.new_deploy_id().removeprefix("d-")
+        self._stack = contextlib.ExitStack()
+        given = providers or {}
+        self.apps = [
+            _App(spec, given[spec.app] if spec.app in given
+                 else self._stack.enter_context(_opened(spec, self.clock)))
+            for spec in specs
+        ]
+        self.last_round: datetime | None = None
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- one round -------------------------------------------------------------------------
+
+    def round(self) -> list[AppReport]:
+        """Look at every app once and act where the verdict says so."""
+        reports = [self._tend(app) for app in self.apps]
+        self.last_round = self.clock.now()
+        return reports
+
+    def run(self, *, interval: float, stop: threading.Event,
+            on_round: Callable[[list[AppReport]], None] | None = None) -> None:
+        """Rounds every ``interval`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            started = self.clock.now()
+            reports = self.round()
+            if on_round is not None:
+                on_round(reports)
+            spent = (self.clock.now() - started).total_seconds()
+            stop.wait(max(0.0, interval - spent))
+
+    def _tend(self, app: _App) -> AppReport:
+        spec = app.spec
+        region = serving_region_of(spec, app.provider, self.clock) or spec.regions[0]
+        engine = app.engines.get(region)
+        # A first look has no probe history: it probes up to unhealthy_threshold times,
+        # so that one round (``watch --once`` from cron) can tell a sick node.
+        probes = 1 if engine is not None else spec.health.unhealthy_threshold
+        if engine is None:
+            engine = Engine(spec, app.provider, clock=self.clock, region=region,
+                            deploy_id=self.deploy_id)
+            app.engines[region] = engine
+        now = self.clock.now().isoformat()
+        try:
+            verdict = engine.verdict(probes=probes)
+        except PhoenixError as exc:
+            return AppReport(spec.app, region, now, "failed", f"cannot look: {exc}")
+        report = _idle_report(spec.app, region, now, verdict)
+        if report is not None:
+            return report
+        try:
+            result = engine.heal(verdict)
+        except LockHeld as held:
+            return AppReport(spec.app, region, now, "waiting",
+                             f"{verdict.describe()}; the lease is held ({held.owner}):"
+                             " acting next round", release=verdict.release)
+        except LeaseLost as lost:
+            return AppReport(spec.app, region, now, "waiting", str(lost),
+                             release=verdict.release)
+        except OutcomeError as failed:
+            outcome = getattr(failed.result, "outcome", "failed")
+            return AppReport(spec.app, region, now, "failed", str(failed), "heal", outcome,
+                             verdict.release)
+        except PhoenixError as exc:
+            return AppReport(spec.app, region, now, "failed", str(exc), release=verdict.release)
+        log.info("acted", app=spec.app, action=result.action, outcome=result.outcome)
+        return AppReport(spec.app, region, now, "acting", verdict.describe(), result.action,
+                         result.outcome, verdict.release)
+
+
+def _idle_report(app: str, region: str, now: str, verdict: Verdict) -> AppReport | None:
+    if verdict.release is None:
+        return AppReport(app, region, now, "nothing-serves", verdict.describe())
+    if verdict.circuit_open:
+        log.warning("circuit open", app=app, region=region, detail=verdict.describe())
+        return AppReport(app, region, now, "circuit-open", verdict.describe(),
+                         release=verdict.release)
+    if verdict.idle:
+        return AppReport(app, region, now, "healthy", verdict.describe(),
+                         release=verdict.release)
+    return None
+
+
+
+@contextlib.contextmanager
+def _opened(spec: Spec, clock: Clock) -> Iterator[Provider]:
+    provider = open_provider(spec, clock=clock)
+    try:
+        yield provider
+    finally:
+        provider.close()

@@ -1,0 +1,148 @@
+"""`phoenix watch` (issue 14) on the memory cloud with the fake clock: sick and vanished
+nodes are replaced, never below ``count`` serving; a fleet sicker than
+``heal.max_unhealthy`` opens the circuit and nothing churns; ``max_node_age`` repaves
+the oldest node, one at a time; a deploy holding the lease makes watch wait."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import phoenix
+from phoenix.lease import DeployLock
+from phoenix.spec import Spec
+from phoenix.watch import AppReport, Watcher
+
+from .conftest import POOL, REGION, World
+
+ROLLING = "  max_surge: 1\n  max_unavailable: 0"
+INTERVAL = 5.0
+
+
+def spec_of(world: World, extra: str = "", **overrides: Any) -> Spec:
+    text = world.spec(extra_rollout=ROLLING, **overrides)
+    if not extra:
+        return text
+    path = world.tmp / "phoenix.yaml"
+    path.write_text(path.read_text() + extra)
+    from phoenix.spec_loader import load_spec
+
+    return load_spec(path)
+
+
+def rounds(world: World, watcher: Watcher, n: int) -> list[AppReport]:
+    seen: list[AppReport] = []
+    for _ in range(n):
+        seen += watcher.round()
+        world.clock.advance(INTERVAL)
+    return seen
+
+
+def test_a_sick_node_is_replaced_and_the_pool_is_whole_again(world: World) -> None:
+    spec = spec_of(world)
+    phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    sick = sorted(world.serving())[1]
+    world.cloud.faults.unhealthy_nodes = {sick}
+    world.watch.reset()
+
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as watcher:
+        seen = rounds(world, watcher, 6)
+
+    acted = [r for r in seen if r.state == "acting"]
+    assert [(r.action, r.outcome) for r in acted] == [("heal", "succeeded")], seen
+    assert sick in acted[0].detail
+    serving = world.serving()
+    assert sick not in serving and len(serving) == 3
+    assert {m.name for m in world.cloud.members(REGION, POOL)} == set(serving)
+    assert world.watch.min_serving is not None and world.watch.min_serving >= 2
+    assert seen[-1].state == "healthy"
+    history = phoenix.history(spec, provider=world.provider(), clock=world.clock)
+    assert [r.action for r in history] == ["deploy", "heal"]
+
+
+def test_a_vanished_server_is_rebuilt(world: World) -> None:
+    spec = spec_of(world)
+    phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    gone = next(s for s in world.live_servers() if s.index == 2)
+    world.cloud.provider().compute.delete_node(REGION, gone.id)  # behind Phoenix's back
+    world.settle()
+
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as watcher:
+        seen = rounds(world, watcher, 3)
+
+    assert any(r.action == "heal" and r.outcome == "succeeded" for r in seen), seen
+    assert len(world.serving()) == 3
+    assert sorted(s.index for s in world.live_servers()) == [0, 1, 2]
+
+
+def test_a_fleet_sicker_than_max_unhealthy_opens_the_circuit_and_nothing_churns(
+    world: World,
+) -> None:
+    spec = spec_of(world)
+    phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    world.cloud.faults.unhealthy_nodes = set(sorted(world.serving())[:2])  # 2 of 3 > 34%
+    world.mutations = 0
+
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as watcher:
+        seen = rounds(world, watcher, 6)
+
+    assert world.mutations == 0
+    assert seen[-1].state == "circuit-open"
+    assert "circuit open" in seen[-1].detail
+    assert not any(r.state == "acting" for r in seen)
+
+
+def test_max_parallel_bounds_replacements_under_way(world: World) -> None:
+    spec = spec_of(world, count=4, extra="heal: {max_parallel: 1, max_unhealthy: 50%}\n")
+    phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    world.cloud.faults.unhealthy_nodes = set(sorted(world.serving())[:2])
+    world.watch.reset()
+
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as watcher:
+        seen = rounds(world, watcher, 8)
+
+    assert any(r.action == "heal" for r in seen), seen
+    assert len(world.serving()) == 4
+    assert not world.cloud.faults.unhealthy_nodes & set(world.serving())
+    assert world.watch.max_nodes <= 5  # one replacement at a time
+
+
+def test_max_node_age_repaves_the_oldest_node_one_at_a_time(world: World) -> None:
+    spec = spec_of(world, extra="max_node_age: 1h\n")
+    phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    first = {s.name: s.created_at for s in world.live_servers()}
+    world.clock.advance(3600 + 60)
+    world.watch.reset()
+
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as watcher:
+        seen = rounds(world, watcher, 5)
+
+    repaved = [r for r in seen if r.action == "repave-age"]
+    assert len(repaved) == 3, seen
+    assert set(first).isdisjoint(world.serving())  # every old node replaced
+    assert world.watch.min_serving is not None and world.watch.min_serving >= 3
+    assert world.watch.max_nodes <= 4
+    # Oldest first: the order nodes were repaved follows their creation.
+    order = sorted(first, key=lambda name: (first[name], name))
+    assert [r.detail.rsplit(": ", 1)[1] for r in repaved] == order
+
+
+def test_watch_waits_while_a_deploy_holds_the_lease(world: World) -> None:
+    spec = spec_of(world)
+    phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    world.cloud.faults.unhealthy_nodes = {sorted(world.serving())[0]}
+    deploying = DeployLock(world.cloud.provider().store, "web", "d-ci-deploy")
+    deploying.host = "ci-runner"
+    deploying.acquire(world.clock)
+    world.mutations = 0
+
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as watcher:
+        for _ in range(4):
+            seen = watcher.round()
+            deploying.heartbeat(world.clock.now())
+            world.clock.advance(INTERVAL)
+        assert seen[-1].state == "waiting" and "d-ci-deploy" in seen[-1].detail
+        assert world.mutations == 0  # no fight
+        deploying.release(world.clock.now())
+        after = rounds(world, watcher, 3)
+
+    assert any(r.action == "heal" and r.outcome == "succeeded" for r in after), after
