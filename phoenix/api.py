@@ -510,7 +510,7 @@ def destroy(
     with _provider(spec, provider, clock) as opened:
         lock = DeployLock(opened.store, spec.app, f"destroy-{id(spec):x}",
                           ttl=spec.rollout.lease_ttl)
-        lock.acquire(clock)
+        lock.acquire(clock, patience=spec.rollout.deadline)  # a heal under way finishes
         try:
             deleted: list[str] = []
             removed: list[str] = []

@@ -53,6 +53,7 @@ from phoenix.errors import (
     PhoenixError,
     SpecError,
 )
+from phoenix.metrics import Endpoints
 from phoenix.records import DeployRecord
 from phoenix.release import PLACEHOLDER_RELEASE
 from phoenix.render import RenderContext, mask_secrets, render_user_data
@@ -604,6 +605,11 @@ def watch(
     once: Annotated[
         bool, typer.Option("--once", help="One round, then exit (cron, tests).")
     ] = False,
+    listen: Annotated[
+        str, typer.Option("--listen", metavar="HOST:PORT",
+                          help="Serve /metrics and /healthz here (loopback by default;"
+                          " 'off': not at all).")
+    ] = "127.0.0.1:9464",
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
@@ -629,14 +635,36 @@ def watch(
                     session.out(f"{report.at} {report.app} {report.region} {report.state}"
                                 f"{acted}: {report.detail}")
 
+        address = None if listen == "off" else _host_port(listen)
         with watch_module.Watcher(specs) as watcher:
             if once:
                 show(watcher.round())
                 return
+            endpoints = None
+            if address is not None:
+                try:
+                    endpoints = Endpoints(*address, watcher.metrics,
+                                          lambda: watcher.alive(seconds))
+                except OSError as exc:
+                    raise InputError(f"--listen {listen}: {exc.strerror or exc}") from None
+                endpoints.start()
+                host, port = endpoints.address
+                session.err(f"watch: metrics at http://{host}:{port}/metrics")
             stop = threading.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
-            watcher.run(interval=seconds, stop=stop, on_round=show)
+            try:
+                watcher.run(interval=seconds, stop=stop, on_round=show)
+            finally:
+                if endpoints is not None:
+                    endpoints.stop()
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InputError(f"--listen {text}: use HOST:PORT, e.g. 127.0.0.1:9464, or off")
+    return host.strip("[]"), int(port)
 
 
 @app.command()

@@ -36,7 +36,7 @@ from phoenix.errors import (
 from phoenix.executor import Executor, RetryingStore, RetryPolicy
 from phoenix.heal import Verdict, judge
 from phoenix.health import HealthTracker, build_tracker
-from phoenix.lease import DeployLock
+from phoenix.lease import WATCH_PREFIX, DeployLock
 from phoenix.model import Health, MemberState, NodeRequest, NodeState, ResourceNeeds
 from phoenix.planner import Observed, Target, boot_base, incoming_nodes, plan
 from phoenix.providers.base import Clock, PoolEndpoint, PoolKeeper, Provider
@@ -143,6 +143,7 @@ class Engine:
         )
         self.spec_digest = spec_digest(spec)
         self.steps_done = 0
+        self.last_observed: Observed | None = None  # by verdict(), for watch's metrics
         self.history: list[str] = []
         self._tracked: set[str] = set()
         plog.register_secrets(spec.secret_values)
@@ -277,6 +278,7 @@ class Engine:
                 break  # nothing in doubt: no need to probe again
             self.clock.sleep(self.spec.health.interval)
             observed = self.observe()
+        self.last_observed = observed
         serving = serving_release(observed)
         if serving is None:
             return Verdict(None)
@@ -326,7 +328,9 @@ class Engine:
             finally:
                 self._lock = None
         lock = self.new_lock()
-        lock.acquire(self.clock)
+        # A deploy waits for watch's heal to finish; watch never waits for anyone.
+        patience = 0.0 if self.deploy_id.startswith(WATCH_PREFIX) else self.spec.rollout.deadline
+        lock.acquire(self.clock, patience=patience)
         self._lock = lock
         try:
             return body()

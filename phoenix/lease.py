@@ -47,6 +47,8 @@ from phoenix.processes import pid_alive
 from phoenix.providers.base import Store
 
 SCHEMA_VERSION = 1
+WATCH_PREFIX = "watch-"
+"""Deploy ids of ``phoenix watch``: a lease they hold is waited for by a deploy."""
 KEEP_GENERATIONS = 8
 """Generations older than the holder's minus this many are deleted by the holder."""
 _DIGITS = 12
@@ -159,10 +161,24 @@ class DeployLock:
         )
         return json.dumps(asdict(info)).encode()
 
-    def acquire(self, clock: _Clock) -> int:
+    def acquire(self, clock: _Clock, *, patience: float = 0.0) -> int:
         """Take the lease, or raise ``LockHeld``; returns the generation now held.
 
-        May wait up to one TTL for a lease that looks expired to prove dead."""
+        May wait up to one TTL for a lease that looks expired to prove dead. With
+        ``patience``, a lease held by ``phoenix watch`` (a heal takes a boot and a health
+        gate) is waited for up to that many seconds: a deploy does not fail because the
+        reconciler happened to be replacing a node."""
+        started = clock.now()
+        while True:
+            try:
+                return self._acquire(clock)
+            except LockHeld as held:
+                waited = (clock.now() - started).total_seconds()
+                if not held.owner.startswith(WATCH_PREFIX) or waited >= patience:
+                    raise
+                clock.sleep(min(2.0, max(0.05, self.ttl / 8)))
+
+    def _acquire(self, clock: _Clock) -> int:
         for _ in range(5):
             generation, data = self.newest()
             info = LockInfo.parse(data, generation) if data is not None else None

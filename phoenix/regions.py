@@ -487,7 +487,7 @@ class RegionMover:
     def _lock(self) -> Iterator[DeployLock]:
         plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id)
         lock = self._home.new_lock()
-        lock.acquire(self.clock)
+        lock.acquire(self.clock, patience=self.spec.rollout.deadline)  # see Engine._locked
         try:
             yield lock
         finally:

@@ -28,6 +28,9 @@ from phoenix.clock import SystemClock
 from phoenix.engine import Engine
 from phoenix.errors import InputError, LeaseLost, LockHeld, OutcomeError, PhoenixError
 from phoenix.heal import Verdict
+from phoenix.lease import WATCH_PREFIX, DeployLock
+from phoenix.metrics import WatchMetrics
+from phoenix.model import NodeState
 from phoenix.providers.base import Clock, Provider
 from phoenix.providers.registry import open_provider
 from phoenix.spec import Spec
@@ -66,13 +69,14 @@ class Watcher:
         *,
         clock: Clock | None = None,
         providers: Mapping[str, Provider] | None = None,
+        metrics: WatchMetrics | None = None,
     ) -> None:
         names = [spec.app for spec in specs]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise InputError(f"watch: app {', '.join(twice)} is named by more than one spec")
         self.clock: Clock = clock or SystemClock()
-        self.deploy_id = "watch-" + plog.new_deploy_id().removeprefix("d-")
+        self.deploy_id = WATCH_PREFIX + plog.new_deploy_id().removeprefix("d-")
         self._stack = contextlib.ExitStack()
         given = providers or {}
         self.apps = [
@@ -81,6 +85,7 @@ class Watcher:
             for spec in specs
         ]
         self.last_round: datetime | None = None
+        self.metrics = metrics or WatchMetrics()
 
     def close(self) -> None:
         self._stack.close()
@@ -95,9 +100,44 @@ class Watcher:
 
     def round(self) -> list[AppReport]:
         """Look at every app once and act where the verdict says so."""
-        reports = [self._tend(app) for app in self.apps]
+        reports = []
+        for app in self.apps:
+            with self.metrics.step_seconds.labels(app.spec.app).time():
+                report = self._tend(app)
+            self._count(app, report)
+            reports.append(report)
         self.last_round = self.clock.now()
+        self.metrics.last_round.set(self.last_round.timestamp())
         return reports
+
+    def alive(self, interval: float) -> bool:
+        """Whether a round finished within the last three intervals (``/healthz``)."""
+        if self.last_round is None:
+            return True  # the first round is still under way
+        age = (self.clock.now() - self.last_round).total_seconds()
+        return age <= 3 * interval + 1.0
+
+    def _count(self, app: _App, report: AppReport) -> None:
+        name = app.spec.app
+        metrics = self.metrics
+        metrics.circuit_open.labels(name).set(1 if report.state == "circuit-open" else 0)
+        if report.action is not None and report.outcome is not None:
+            metrics.actions.labels(name, report.action, report.outcome).inc()
+            if report.outcome == "succeeded":
+                metrics.heals.labels(name, report.region, report.action).inc()
+        with contextlib.suppress(PhoenixError):
+            held = DeployLock(app.provider.store, name, "watch-metrics").holder()
+            metrics.lease_held.labels(name).set(1 if held is not None else 0)
+        engine = app.engines.get(report.region)
+        seen = engine.last_observed if engine is not None else None
+        if seen is not None:
+            health = {k: v.status.value for k, v in seen.health.items()}
+            metrics.observe_nodes(
+                name, report.region,
+                [(n, health.get(n.name, "UNKNOWN")) for n in seen.nodes
+                 if n.state is not NodeState.DELETING],
+                self.clock.now(),
+            )
 
     def run(self, *, interval: float, stop: threading.Event,
             on_round: Callable[[list[AppReport]], None] | None = None) -> None:

@@ -146,3 +146,50 @@ def test_watch_waits_while_a_deploy_holds_the_lease(world: World) -> None:
         after = rounds(world, watcher, 3)
 
     assert any(r.action == "heal" and r.outcome == "succeeded" for r in after), after
+
+
+def _samples(watcher: Watcher, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    found = {}
+    for metric in watcher.metrics.registry.collect():
+        for sample in metric.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def test_metrics_count_heals_nodes_and_the_circuit(world: World) -> None:
+    spec = spec_of(world)
+    first = phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    world.cloud.faults.unhealthy_nodes = {sorted(world.serving())[0]}
+
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as watcher:
+        rounds(world, watcher, 4)
+        heals = _samples(watcher, "phoenix_heals_total")
+        nodes = _samples(watcher, "phoenix_nodes")
+        actions = _samples(watcher, "phoenix_deploys_total")
+        world.cloud.faults.unhealthy_nodes = set(world.serving())  # everything sick
+        rounds(world, watcher, 4)
+        circuit = _samples(watcher, "phoenix_circuit_open")
+        text = watcher.metrics.text().decode()
+
+    assert heals == {(("app", "web"), ("reason", "heal"), ("region", REGION)): 1.0}
+    assert actions[(("action", "heal"), ("app", "web"), ("outcome", "succeeded"))] == 1.0
+    healthy = (("app", "web"), ("health", "HEALTHY"), ("region", REGION),
+               ("release", first.release))
+    assert nodes[healthy] == 3.0
+    assert circuit == {(("app", "web"),): 1.0}
+    assert 'phoenix_node_age_seconds{app="web"' in text
+    assert "phoenix_step_duration_seconds_count" in text
+    assert 'phoenix_lease_held{app="web"} 0.0' in text
+
+
+def test_healthz_says_stuck_when_no_round_finished_for_three_intervals(world: World) -> None:
+    spec = spec_of(world)
+    phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as watcher:
+        assert watcher.alive(INTERVAL)  # the first round is under way
+        watcher.round()
+        world.clock.advance(2 * INTERVAL)
+        assert watcher.alive(INTERVAL)
+        world.clock.advance(2 * INTERVAL)
+        assert not watcher.alive(INTERVAL)

@@ -344,3 +344,38 @@ def test_a_newer_phoenixs_lease_fields_are_ignored() -> None:
     info = LockInfo.parse(b'{"owner": "o", "host": "h", "pid": 3, "deploy_id": "d",'
                           b' "expires_at": "2026-01-01T00:00:00+00:00", "priority": 9}', 4)
     assert info is not None and info.generation == 4 and info.deploy_id == "d"
+
+
+def test_a_deploy_waits_for_a_heal_but_not_for_another_deploy() -> None:
+    """A lease held by ``phoenix watch`` is waited for (a heal takes a boot and a gate);
+    one held by a deploy is refused at once, as is any after the patience runs out."""
+    store, world = memory_store(), FakeClock(START)
+    watcher = lock(store, "watch-1a2b", host="w")
+    watcher.acquire(world)
+
+    class Healing:
+        """The watcher finishes its heal after 30 s of the deploy's waiting."""
+
+        def now(self) -> Any:
+            return world.now()
+
+        def sleep(self, seconds: float) -> None:
+            world.advance(seconds)
+            if world.now() >= START + timedelta(seconds=30) and watcher.generation:
+                watcher.release(world.now())
+            elif watcher.generation:
+                watcher.heartbeat(world.now())
+
+    deploy = lock(store, "d-ci", host="ci")
+    assert deploy.acquire(Healing(), patience=600) == 2
+    assert START + timedelta(seconds=30) <= world.now() < START + timedelta(seconds=40)
+
+    other = lock(store, "d-other", host="ci2")
+    with pytest.raises(LockHeld):
+        other.acquire(Healing(), patience=600)  # a deploy holds it: no waiting
+    impatient = lock(store, "watch-9", host="w2")
+    deploy.release(world.now())
+    watcher2 = lock(store, "watch-2", host="w3")
+    watcher2.acquire(world)
+    with pytest.raises(LockHeld):
+        impatient.acquire(world, patience=0)
