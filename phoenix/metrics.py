@@ -47,6 +47,14 @@ class WatchMetrics:
         self.circuit_open = Gauge("phoenix_circuit_open",
                                   "1 while too much of the fleet is sick to heal",
                                   ["app"], registry=r)
+        self.desired = Gauge("phoenix_desired_nodes", "Nodes the spec asks for (count)",
+                             ["app", "region"], registry=r)
+        self.image_age = Gauge("phoenix_image_age_seconds",
+                               "Age of the serving release's golden image",
+                               ["app", "region", "release"], registry=r)
+        self.image_max_age = Gauge("phoenix_image_max_age_seconds",
+                                   "The spec's image.max_age (absent: none set)",
+                                   ["app"], registry=r)
         self.last_round = Gauge("phoenix_watch_last_round_timestamp_seconds",
                                 "When watch last finished a round", registry=r)
         # Label sets set for each app last time, so nodes that are gone leave the gauges.

@@ -31,7 +31,7 @@ from phoenix.heal import Verdict
 from phoenix.lease import WATCH_PREFIX, DeployLock
 from phoenix.metrics import WatchMetrics
 from phoenix.model import NodeState
-from phoenix.providers.base import Clock, Provider
+from phoenix.providers.base import Clock, ImageQuery, Provider
 from phoenix.providers.registry import open_provider
 from phoenix.spec import Spec
 
@@ -57,6 +57,9 @@ class _App:
     spec: Spec
     provider: Provider
     engines: dict[str, Engine] = field(default_factory=dict)
+    # When each (region, release)'s golden image was made: looked up once, it never
+    # changes (a release is immutable), so an idle watch makes no image calls.
+    image_created: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
 
 
 class Watcher:
@@ -117,6 +120,15 @@ class Watcher:
         age = (self.clock.now() - self.last_round).total_seconds()
         return age <= 3 * interval + 1.0
 
+    def _image_created(self, app: _App, engine: Engine, release: str) -> datetime | None:
+        key = (engine.region, release)
+        if key not in app.image_created:
+            try:
+                app.image_created[key] = _lookup_image_created(app, engine, release)
+            except PhoenixError:
+                return None  # asked again next round
+        return app.image_created[key]
+
     def _count(self, app: _App, report: AppReport) -> None:
         name = app.spec.app
         metrics = self.metrics
@@ -128,7 +140,15 @@ class Watcher:
         with contextlib.suppress(PhoenixError):
             held = DeployLock(app.provider.store, name, "watch-metrics").holder()
             metrics.lease_held.labels(name).set(1 if held is not None else 0)
+        metrics.desired.labels(name, report.region).set(app.spec.count)
+        if app.spec.image.max_age is not None:
+            metrics.image_max_age.labels(name).set(app.spec.image.max_age)
         engine = app.engines.get(report.region)
+        if engine is not None and report.release is not None:
+            created = self._image_created(app, engine, report.release)
+            if created is not None:
+                metrics.image_age.labels(name, report.region, report.release).set(
+                    max(0.0, (self.clock.now() - created).total_seconds()))
         seen = engine.last_observed if engine is not None else None
         if seen is not None:
             health = {k: v.status.value for k, v in seen.health.items()}
@@ -187,6 +207,14 @@ class Watcher:
         log.info("acted", app=spec.app, action=result.action, outcome=result.outcome)
         return AppReport(spec.app, region, now, "acting", verdict.describe(), result.action,
                          result.outcome, verdict.release)
+
+
+def _lookup_image_created(app: _App, engine: Engine, release: str) -> datetime | None:
+    record = engine.records.release(release)
+    if record is None:
+        return None
+    found = app.provider.compute.find_images(engine.region, ImageQuery(id=record.image_id))
+    return found[0].created_at if found else None
 
 
 def _idle_report(app: str, region: str, now: str, verdict: Verdict) -> AppReport | None:

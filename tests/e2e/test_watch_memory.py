@@ -181,6 +181,10 @@ def test_metrics_count_heals_nodes_and_the_circuit(world: World) -> None:
     assert 'phoenix_node_age_seconds{app="web"' in text
     assert "phoenix_step_duration_seconds_count" in text
     assert 'phoenix_lease_held{app="web"} 0.0' in text
+    assert 'phoenix_desired_nodes{app="web",region="region-a"} 3.0' in text
+    # The golden image (img-1) was made 2026-02-01; the fake clock is in March.
+    ages = _samples(watcher, "phoenix_image_age_seconds")
+    assert list(ages.values()) and all(age > 20 * 86400 for age in ages.values())
 
 
 def test_healthz_says_stuck_when_no_round_finished_for_three_intervals(world: World) -> None:
