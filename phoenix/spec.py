@@ -382,6 +382,24 @@ class HealSpec(_Strict):
     )
 
 
+class FailoverSpec(_Strict):
+    """When ``phoenix watch`` moves the app to another region without a person."""
+
+    after: Annotated[Duration, _within(1.0, DAY)] = Field(
+        default=30.0,
+        description="how long the serving region must fail to serve (its API unavailable,"
+        " or every node sick) before watch fails over, health-gated; 1s to 1d",
+    )
+    auto_failback: bool = Field(
+        default=False, description="move back to the primary once it has been up for"
+        " failback_after (health-gated, like `phoenix failback`)",
+    )
+    failback_after: Annotated[Duration, _within(1.0, 7 * DAY)] = Field(
+        default=600.0, description="how long the primary must answer before a failback;"
+        " 1s to 7d",
+    )
+
+
 class RolloutSpec(_Strict):
     strategy: Literal["blue-green", "rolling", "canary"] = "blue-green"
     max_surge: CountOrPercent = Field(
@@ -492,6 +510,10 @@ class Spec(_Strict):
     load_balancer: LoadBalancerSpec
     dns: DnsSpec | None = None
     heal: HealSpec = Field(default_factory=HealSpec)
+    failover: FailoverSpec | None = Field(
+        default=None,
+        description="phoenix watch fails over (and back) by itself; needs dns:",
+    )
     max_node_age: Annotated[Duration, _within(60.0, 3650 * DAY)] | None = Field(
         default=None,
         description="phoenix watch replaces nodes older than this, one at a time, oldest"
@@ -559,6 +581,17 @@ class Spec(_Strict):
                 f"the {provider.name} provider cannot import a directory as an image; give"
                 " image.name or image.id of an image in the cloud",
                 {"at": "image.path"},
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _failover_needs_dns(self) -> Spec:
+        if self.failover is not None and (self.dns is None or len(self.regions) < 2):
+            raise PydanticCustomError(
+                "failover_needs_dns",
+                "failover: moving the app between regions switches its DNS record: give"
+                " dns: {zone: ..., record: ...} and at least two regions",
+                {"at": "failover"},
             )
         return self
 

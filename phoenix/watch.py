@@ -26,13 +26,21 @@ from phoenix import log as plog
 from phoenix.api import serving_region_of
 from phoenix.clock import SystemClock
 from phoenix.engine import Engine
-from phoenix.errors import InputError, LeaseLost, LockHeld, OutcomeError, PhoenixError
+from phoenix.errors import (
+    InputError,
+    LeaseLost,
+    LockHeld,
+    OutcomeError,
+    PhoenixError,
+    RegionUnavailable,
+)
 from phoenix.heal import Verdict
 from phoenix.lease import WATCH_PREFIX, DeployLock
 from phoenix.metrics import WatchMetrics
 from phoenix.model import NodeState
 from phoenix.providers.base import Clock, ImageQuery, Provider
 from phoenix.providers.registry import open_provider
+from phoenix.regions import RegionMover
 from phoenix.spec import Spec
 
 log = plog.get_logger("phoenix.watch")
@@ -45,9 +53,10 @@ class AppReport:
     app: str
     region: str
     at: str
-    state: str  # healthy | acting | circuit-open | nothing-serves | waiting | failed
+    # healthy | acting | circuit-open | nothing-serves | waiting | region-down | failed
+    state: str
     detail: str
-    action: str | None = None  # heal | repave-age, when it acted
+    action: str | None = None  # heal | repave-age | failover | failback, when it acted
     outcome: str | None = None  # the action's outcome
     release: str | None = None
 
@@ -60,6 +69,8 @@ class _App:
     # When each (region, release)'s golden image was made: looked up once, it never
     # changes (a release is immutable), so an idle watch makes no image calls.
     image_created: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
+    down_since: dict[str, datetime] = field(default_factory=dict)  # region -> first seen down
+    primary_up_since: datetime | None = None  # while serving elsewhere (auto_failback)
 
 
 class Watcher:
@@ -119,6 +130,76 @@ class Watcher:
             return True  # the first round is still under way
         age = (self.clock.now() - self.last_round).total_seconds()
         return age <= 3 * interval + 1.0
+
+    # --- regions ---------------------------------------------------------------------------
+
+    def _region_down(self, app: _App, region: str, why: str) -> AppReport | None:
+        """The serving region cannot serve. With ``failover:``, once that has lasted
+        ``failover.after``, move the app as ``phoenix failover`` does (health-gated: DNS
+        switches only to a region where the release proved healthy)."""
+        spec, failover = app.spec, app.spec.failover
+        if failover is None:
+            return None
+        now = self.clock.now()
+        since = app.down_since.setdefault(region, now)
+        lasted = (now - since).total_seconds()
+        at = now.isoformat()
+        if lasted < failover.after:
+            return AppReport(spec.app, region, at, "region-down",
+                             f"{region} cannot serve ({why}) for {lasted:g}s; failing over"
+                             f" after {failover.after:g}s")
+        tried: list[str] = []
+        for to in [r for r in spec.regions if r != region]:
+            try:
+                result = _mover(app, self.clock).failover(to)
+            except LockHeld as held:
+                return AppReport(spec.app, region, at, "waiting",
+                                 f"{region} cannot serve ({why}); the lease is held"
+                                 f" ({held.owner}): failing over next round")
+            except PhoenixError as exc:
+                tried.append(f"{to}: {exc}")
+                continue
+            app.down_since.pop(region, None)
+            app.primary_up_since = None
+            log.warning("failed over", app=spec.app, left=region, to=to, why=why)
+            return AppReport(spec.app, to, at, "acting",
+                             f"{region} could not serve for {lasted:g}s ({why}); moved to"
+                             f" {to}", "failover", result.outcome, result.release)
+        return AppReport(spec.app, region, at, "failed",
+                         f"{region} cannot serve ({why}) and no region took the app: "
+                         + "; ".join(tried))
+
+    def _maybe_failback(self, app: _App, serving: str) -> AppReport | None:
+        """With ``failover.auto_failback``: back to the primary once it has answered for
+        ``failover.failback_after`` (health-gated, like ``phoenix failback``)."""
+        spec, failover = app.spec, app.spec.failover
+        primary = spec.regions[0]
+        if failover is None or not failover.auto_failback or serving == primary:
+            app.primary_up_since = None
+            return None
+        now = self.clock.now()
+        try:
+            app.provider.compute.list_nodes(primary, spec.app)
+        except PhoenixError:
+            app.primary_up_since = None
+            return None
+        if app.primary_up_since is None:
+            app.primary_up_since = now
+        up = (now - app.primary_up_since).total_seconds()
+        if up < failover.failback_after:
+            return None
+        try:
+            result = _mover(app, self.clock).failback()
+        except LockHeld:
+            return None
+        except PhoenixError as exc:
+            app.primary_up_since = None  # try again after another failback_after
+            return AppReport(spec.app, serving, now.isoformat(), "failed",
+                             f"failback to {primary} failed: {exc}", "failback", "failed")
+        app.primary_up_since = None
+        return AppReport(spec.app, primary, now.isoformat(), "acting",
+                         f"{primary} has answered for {up:g}s; moved back", "failback",
+                         result.outcome, result.release)
 
     def _image_created(self, app: _App, engine: Engine, release: str) -> datetime | None:
         key = (engine.region, release)
@@ -184,8 +265,20 @@ class Watcher:
         now = self.clock.now().isoformat()
         try:
             verdict = engine.verdict(probes=probes)
+        except RegionUnavailable as exc:
+            return self._region_down(app, region, f"its API is unavailable: {exc}") or (
+                AppReport(spec.app, region, now, "failed", f"cannot look: {exc}"))
         except PhoenixError as exc:
             return AppReport(spec.app, region, now, "failed", f"cannot look: {exc}")
+        if verdict.release is not None and len(verdict.sick) >= spec.count:
+            moved = self._region_down(app, region, "every node is sick")
+            if moved is not None:
+                return moved
+        else:
+            app.down_since.pop(region, None)
+        back = self._maybe_failback(app, region)
+        if back is not None:
+            return back
         report = _idle_report(spec.app, region, now, verdict)
         if report is not None:
             return report
@@ -207,6 +300,10 @@ class Watcher:
         log.info("acted", app=spec.app, action=result.action, outcome=result.outcome)
         return AppReport(spec.app, region, now, "acting", verdict.describe(), result.action,
                          result.outcome, verdict.release)
+
+
+def _mover(app: _App, clock: Clock) -> RegionMover:
+    return RegionMover(app.spec, app.provider, clock=clock)
 
 
 def _lookup_image_created(app: _App, engine: Engine, release: str) -> datetime | None:

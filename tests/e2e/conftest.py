@@ -164,10 +164,14 @@ class World:
 
     def serving(self) -> dict[str, str]:
         """member name -> release, for SERVING members."""
-        servers = {s.name: s for s in self.cloud.servers(REGION)}
+        return self.serving_in(REGION)
+
+    def serving_in(self, region: str) -> dict[str, str]:
+        """member name -> release, for SERVING members of ``region``."""
+        servers = {s.name: s for s in self.cloud.servers(region)}
         return {
             m.name: servers[m.name].release if m.name in servers else "?"
-            for m in self.cloud.members(REGION, POOL)
+            for m in self.cloud.members(region, POOL)
             if m.state is MemberState.SERVING
         }
 

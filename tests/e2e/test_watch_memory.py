@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 import phoenix
 from phoenix.lease import DeployLock
 from phoenix.spec import Spec
@@ -197,3 +199,58 @@ def test_healthz_says_stuck_when_no_round_finished_for_three_intervals(world: Wo
         assert watcher.alive(INTERVAL)
         world.clock.advance(2 * INTERVAL)
         assert not watcher.alive(INTERVAL)
+
+
+FAILOVER = ("dns: {zone: example.com., record: web, ttl: 5}\n"
+            "failover: {after: 30s, auto_failback: true, failback_after: 60s}")
+
+
+def dns_region(world: World) -> str:
+    record = world.cloud.provider().dns.get_record("example.com.", "web")  # type: ignore[union-attr]
+    assert record is not None
+    url = {r: world.cloud.provider().load_balancer.url(r, POOL) for r in (REGION, "region-b")}
+    [region] = [r for r, address in url.items() if any(v in address for v in record.values)]
+    return region
+
+
+@pytest.mark.parametrize("fault", ["down_regions", "unhealthy_regions"])
+def test_watch_fails_over_when_the_region_cannot_serve_and_back_when_it_recovers(
+    world: World, fault: str
+) -> None:
+    """A power cut (the region's API is gone) or a broken network (every node fails its
+    check): after failover.after, watch moves the app; once the primary is back for
+    failback_after, it moves it back. Both health-gated, both in the history."""
+    spec = world.spec(extra_rollout=FAILOVER)
+    first = phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    assert dns_region(world) == REGION
+
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as watcher:
+        setattr(world.cloud.faults, fault, {REGION})
+        seen = rounds(world, watcher, 4)  # 20 s: not yet
+        assert [r.state for r in seen] == ["region-down"] * 4, seen
+        assert dns_region(world) == REGION
+        moved = rounds(world, watcher, 4)
+        [failover] = [r for r in moved if r.action == "failover"]
+        assert failover.outcome == "succeeded" and failover.region == "region-b"
+        assert dns_region(world) == "region-b"
+        assert set(world.serving_in("region-b").values()) == {first.release}
+
+        setattr(world.cloud.faults, fault, set())  # power (or the network) is back
+        back = rounds(world, watcher, 20)
+
+    [failback] = [r for r in back if r.action == "failback"]
+    assert failback.outcome == "succeeded" and failback.region == REGION
+    assert dns_region(world) == REGION
+    actions = [r.action for r in phoenix.history(spec, provider=world.provider(),
+                                                  clock=world.clock)]
+    assert "failover" in actions and "failback" in actions
+
+
+def test_without_failover_a_down_region_is_only_reported(world: World) -> None:
+    spec = world.spec(extra_rollout="dns: {zone: example.com., record: web, ttl: 5}")
+    phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    world.cloud.faults.down_regions = {REGION}
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as watcher:
+        seen = rounds(world, watcher, 12)
+    assert {r.state for r in seen} == {"failed"}
+    assert dns_region(world) == REGION

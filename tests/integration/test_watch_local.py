@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -53,11 +54,19 @@ from tests.integration.test_writes_stay_inside import copy_example, sandbox
 INTERVAL = 1.0  # watch --interval
 TTL = 5.0  # rollout.lease_ttl: the smallest the spec allows
 UNHEALTHY_THRESHOLD = 2  # the example's health.unhealthy_threshold
-# A heal once watch has seen the node sick: a boot, the health gate (grace, 2 checks
-# 0.5 s apart), joining the pool, draining and deleting the dead node. Measured at
-# 3-6 s on 2 cores with everything else running; generous for slow CI machines.
-HEAL_SLACK = 45.0
-HEAL_BOUND = INTERVAL * UNHEALTHY_THRESHOLD + HEAL_SLACK
+# From the fault to watch's acting line: detection (a killed service makes the node
+# ERROR, seen at the next round; a hung one fails unhealthy_threshold probes, one per
+# round), a boot, the health gate (2 checks 0.5 s apart), joining the pool, draining and
+# deleting the sick node. Measured at 1-3 s (killed) and 4-6 s (hung, its drain waits
+# drain_timeout for the requests stuck on it) on 2 cores; the slack is for slow CI.
+BOOT_AND_GATE = 1.0 + 2 * 0.5
+DRAIN = 2.0  # rollout.drain_timeout in these tests
+HEAL_SLACK = 20.0
+HEAL_BOUND = INTERVAL * UNHEALTHY_THRESHOLD + BOOT_AND_GATE + DRAIN + HEAL_SLACK
+# When the balancer's own checks (every 0.5 s, fall 2) have marked a hung member down,
+# at the latest: two checks, each waiting out its timeout (HAProxy's "timeout check 2s",
+# the built-in proxy's 1 s), plus a check interval of phase.
+MARKED_DOWN = {"builtin": 2 * (0.5 + 1.0) + 0.5, "haproxy": 2 * (0.5 + 2.0) + 0.5}
 RATE = 50.0  # requests/s the load sends, over two clients
 STEP_TIMEOUT = 180.0
 
@@ -88,6 +97,7 @@ class Load:
     slowest: float = 0.0
     started: float = 0.0
     stopped: float = 0.0
+    fault: float = 0.0  # when the test's fault happened (time.monotonic())
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -167,8 +177,9 @@ class Watch:
         self.stderr_path = hello.box.root / f"{name}.stderr"
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
+                # Its /metrics on a port of its own: two watchers on one host.
                 hello.command("watch", "--interval", f"{INTERVAL:g}s", "--output", "json",
-                              "phoenix.yaml"),
+                              "--listen", "127.0.0.1:0", "phoenix.yaml"),
                 cwd=hello.root, env=hello.box.env, stdout=subprocess.PIPE, stderr=stderr,
                 text=True)
         self.lines: list[Line] = []
@@ -211,6 +222,14 @@ class Watch:
             return self.stderr_path.read_text()[-3000:]
         except OSError:
             return ""
+
+    def metric(self, name: str) -> float:
+        """The sum of one metric's samples on the watcher's /metrics."""
+        found = re.search(r"metrics at (http://\S+/metrics)", self.stderr_path.read_text())
+        assert found, self.stderr()
+        text = httpx.get(found.group(1), timeout=10).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith((f"{name}{{", f"{name} ")))
 
     def stop(self) -> None:
         """SIGTERM (watch stops after its round), SIGKILL if that takes long."""
@@ -267,7 +286,7 @@ def _setup(tmp_path: Path, balancer: str) -> Iterator[Setup]:
     text = spec.read_text()
     assert "drain_timeout: 10s" in text and f"unhealthy_threshold: {UNHEALTHY_THRESHOLD}" in text
     spec.write_text(text.replace("drain_timeout: 10s",
-                                 f"drain_timeout: 2s\n  lease_ttl: {TTL:g}s"))
+                                 f"drain_timeout: {DRAIN:g}s\n  lease_ttl: {TTL:g}s"))
     setup = Setup(Hello(box, spec.read_text()))
     try:
         yield setup
@@ -323,15 +342,29 @@ def node_dir(hello: Hello, name: str) -> Path:
     return hello.box.state_dir / "regions" / PRIMARY / "apps" / APP / "nodes" / name
 
 
-def kill_service(hello: Hello, name: str) -> float:
-    """SIGKILL node ``name``'s app (the service its agent runs, not the agent): the
-    agent then marks the node ERROR. When it was killed (time.monotonic())."""
+def kill_service(hello: Hello, name: str, sig: int = signal.SIGKILL) -> float:
+    """Signal node ``name``'s app (the service its agent runs, not the agent): SIGKILL
+    and the agent marks the node ERROR; SIGSTOP and the node stays ACTIVE but hangs, so
+    only health checks tell. When it was sent (time.monotonic())."""
     status = json.loads((node_dir(hello, name) / "status.json").read_text())
     pid = status["service_pid"]
     assert status["state"] == "ACTIVE" and isinstance(pid, int), status
     assert b"server.py" in Path(f"/proc/{pid}/cmdline").read_bytes(), pid
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, sig)
     return time.monotonic()
+
+
+def lease(hello: Hello) -> dict[str, Any] | None:
+    """The newest generation of the app's lease, read from the local store's files."""
+    store = hello.box.state_dir / "store"
+    generations = sorted(p for p in store.glob(f"apps%2F{APP}%2Flease%2F*")
+                         if p.name[-12:].isdigit())
+    if not generations:
+        return None
+    with contextlib.suppress(OSError, ValueError):
+        held: dict[str, Any] = json.loads(generations[-1].read_text())
+        return held
+    return None
 
 
 def heal_records(hello: Hello) -> list[dict[str, Any]]:
@@ -343,35 +376,64 @@ def report(text: str) -> None:
     print(f"\n[watch-local] {text}", flush=True)
 
 
+def story(watcher: Watch, since: float) -> str:
+    """The watcher's lines after ``since``: seconds, state, action and outcome."""
+    return "; ".join(
+        f"{line.at - since:+.1f}s {line.report['state']}"
+        + (f" {line.report['action']}:{line.report['outcome']}" if line.report["action"] else "")
+        + (f" ({line.report['detail'][:100]})" if line.report["state"] != "healthy" else "")
+        for line in watcher.since(since))
+
+
 # --- the tests ------------------------------------------------------------------------
 
-def test_watch_replaces_a_killed_node_under_load(each: Setup, balancer: str) -> None:
-    hello = each.hello
+def heal_under_load(setup: Setup, balancer: str, sig: int) -> Load:
+    """Deploy, watch, load; ``sig`` to one node's app: watch heals it and the pool is
+    whole again. The load, for the caller to judge."""
+    hello = setup.hello
     release = deployed(hello)
-    watcher = each.watch("watch")
+    watcher = setup.watch("watch")
     watcher.wait(healthy(release), 0, 60, "a first healthy round")
     with Load(hello.url) as load:
         time.sleep(2.0)
         victim = members(hello)[0]["name"]
-        killed = kill_service(hello, victim)
-        line = watcher.wait(acted, killed, HEAL_BOUND, "an acting line")
+        fault = kill_service(hello, victim, sig)
+        line = watcher.wait(acted, fault, HEAL_BOUND, "an acting line")
         back = back_to_count(hello, release, {victim})
         watcher.wait(healthy(release), line.at, 30, "a healthy round after the heal")
         time.sleep(2.0)  # the load goes on over the new pool
-    took = line.at - killed
-    report(f"{balancer}: heal of {victim} reported {took:.1f}s after the kill"
-           f" (bound {HEAL_BOUND:g}s); load: {load.summary(killed)}")
+    took = line.at - fault
+    report(f"{balancer}, {signal.Signals(sig).name}: heal of {victim} reported {took:.1f}s"
+           f" after the fault (bound {HEAL_BOUND:g}s); load: {load.summary(fault)}\n"
+           f"  watch: {story(watcher, fault)}")
 
     assert healed(line.report), line.report
     assert victim in line.report["detail"] and line.report["release"] == release, line.report
     assert took < HEAL_BOUND
     assert victim not in {n["name"] for n in back}
     assert [r["outcome"] for r in heal_records(hello)] == ["succeeded"]
-    assert load.rate >= 20, load.summary(killed)
-    assert not load.failures, load.summary(killed)
+    assert watcher.metric("phoenix_heals_total") == 1
+    assert load.rate >= 20, load.summary(fault)
     watcher.stop()
     assert watcher.process.returncode == 0, watcher.stderr()
     destroyed(hello)
+    load.fault = fault
+    return load
+
+
+def test_watch_replaces_a_killed_node_under_load(each: Setup, balancer: str) -> None:
+    load = heal_under_load(each, balancer, signal.SIGKILL)
+    # A refused connect is moved to another member by both balancers (the built-in
+    # proxy also marks the member down at once; HAProxy retries with redispatch).
+    assert not load.failures, load.summary(load.fault)
+
+
+def test_watch_replaces_a_hung_node_under_load(each: Setup, balancer: str) -> None:
+    load = heal_under_load(each, balancer, signal.SIGSTOP)
+    # Requests the balancer sent to the hung member before its checks marked it down
+    # wait on it; none sent afterwards may fail.
+    late = [f for f in load.failures if f.at > load.fault + MARKED_DOWN[balancer]]
+    assert not late, load.summary(load.fault)
 
 
 def test_two_watchers_one_acts(builtin: Setup) -> None:

@@ -797,6 +797,13 @@ BAD_INPUTS = [
         line="template:", says="template: '/etc/hostname' is not a path relative to"),
     Bad("template-dotdot", _sub("templates/app.yaml.j2", "../../etc/hostname"),
         line="template:", says="leaves its folder"),
+    # --- watch (issue 14)
+    Bad("failover-without-dns", _sub("load_balancer:", "failover: {after: 30s}\nload_balancer:"),
+        line="failover:", says="failover: moving the app between regions"),
+    Bad("heal-parallel-zero", _sub("load_balancer:", "heal: {max_parallel: 0}\nload_balancer:"),
+        line="heal:", says="heal.max_parallel"),
+    Bad("max-node-age-tiny", _sub("load_balancer:", "max_node_age: 1s\nload_balancer:"),
+        line="max_node_age", says="max_node_age"),
 ]
 
 
