@@ -644,12 +644,13 @@ def watch(
             if address is not None:
                 try:
                     endpoints = Endpoints(*address, watcher.metrics,
-                                          lambda: watcher.alive(seconds))
+                                          lambda: watcher.alive(seconds), watcher.page)
                 except OSError as exc:
                     raise InputError(f"--listen {listen}: {exc.strerror or exc}") from None
                 endpoints.start()
                 host, port = endpoints.address
-                session.err(f"watch: metrics at http://{host}:{port}/metrics")
+                session.err(f"watch: metrics at http://{host}:{port}/metrics, status page"
+                            f" at http://{host}:{port}/")
             stop = threading.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())

@@ -1,9 +1,10 @@
 """What ``phoenix watch`` tells Prometheus, and its small HTTP face.
 
 One registry per watcher (not prometheus-client's global one), filled from each round's
-reports and observations, served at ``/metrics`` in the Prometheus text format; and
+reports and observations, served at ``/metrics`` in the Prometheus text format;
 ``/healthz``, which answers 503 when the control loop has not finished a round for three
-intervals (stuck, or dead in all but name), so that a liveness probe restarts it.
+intervals (stuck, or dead in all but name), so that a liveness probe restarts it; and
+``/``, a read-only status page for a person (``phoenix.status_page``).
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ class Endpoints:
     """``/metrics`` and ``/healthz`` on ``host:port`` (loopback by default), in a thread."""
 
     def __init__(self, host: str, port: int, metrics: WatchMetrics,
-                 alive: Callable[[], bool]) -> None:
-        handler = _handler(metrics, alive)
+                 alive: Callable[[], bool], page: Callable[[], str] | None = None) -> None:
+        handler = _handler(metrics, alive, page or (lambda: "<p>phoenix watch</p>"))
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
@@ -108,10 +109,13 @@ class Endpoints:
         self.server.server_close()
 
 
-def _handler(metrics: WatchMetrics, alive: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
+def _handler(metrics: WatchMetrics, alive: Callable[[], bool],
+             page: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path == "/metrics":
+            if self.path == "/":
+                self._send(200, page().encode(), "text/html; charset=utf-8")
+            elif self.path == "/metrics":
                 self._send(200, metrics.text(), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":
                 ok = alive()

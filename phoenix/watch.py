@@ -37,11 +37,12 @@ from phoenix.errors import (
 from phoenix.heal import Verdict
 from phoenix.lease import WATCH_PREFIX, DeployLock
 from phoenix.metrics import WatchMetrics
-from phoenix.model import NodeState
+from phoenix.model import MemberState, NodeState
 from phoenix.providers.base import Clock, ImageQuery, Provider
 from phoenix.providers.registry import open_provider
 from phoenix.regions import RegionMover
 from phoenix.spec import Spec
+from phoenix.status_page import AppView, NodeRow, render
 
 log = plog.get_logger("phoenix.watch")
 
@@ -100,6 +101,7 @@ class Watcher:
         ]
         self.last_round: datetime | None = None
         self.metrics = metrics or WatchMetrics()
+        self.last_reports: dict[str, AppReport] = {}
 
     def close(self) -> None:
         self._stack.close()
@@ -119,10 +121,31 @@ class Watcher:
             with self.metrics.step_seconds.labels(app.spec.app).time():
                 report = self._tend(app)
             self._count(app, report)
+            self.last_reports[app.spec.app] = report
             reports.append(report)
         self.last_round = self.clock.now()
         self.metrics.last_round.set(self.last_round.timestamp())
         return reports
+
+    def page(self) -> str:
+        """The HTML status page (``/``): each app's last report and nodes."""
+        views = []
+        for app in self.apps:
+            report = self.last_reports.get(app.spec.app)
+            if report is None:
+                continue
+            engine = app.engines.get(report.region)
+            seen = engine.last_observed if engine is not None else None
+            rows: list[NodeRow] = []
+            if seen is not None:
+                serving = {m.name for m in seen.members if m.state is MemberState.SERVING}
+                rows = [NodeRow(n, seen.health[n.name].status.value if n.name in seen.health
+                                else "UNKNOWN", n.name in serving)
+                        for n in seen.nodes if n.state is not NodeState.DELETING]
+            views.append(AppView(report.app, report.region, report.state, report.detail,
+                                 report.release, report.action, report.outcome, report.at,
+                                 rows))
+        return render(views, self.clock.now(), self.last_round)
 
     def alive(self, interval: float) -> bool:
         """Whether a round finished within the last three intervals (``/healthz``)."""

@@ -61,3 +61,53 @@ def test_watch_serves_metrics_and_healthz_and_stops_on_sigterm(tmp_path: Path) -
 
     assert watch.returncode == 0, err
     assert '"state": "healthy"' in out
+
+
+def test_the_status_page_as_a_person_sees_it_in_chromium(tmp_path: Path) -> None:
+    """Headless Chromium (Debian's) loads watch's page and renders what status shows:
+    the app, its region and state, the serving release, every node with its health."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        import pytest
+
+        pytest.skip("chromium missing (apt-get install chromium)")
+    shutil.copytree(EXAMPLE, tmp_path / "app")
+    spec = tmp_path / "app" / "phoenix.yaml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+    phoenix = [sys.executable, "-m", "phoenix"]
+    deployed = subprocess.run([*phoenix, "--output", "json", "deploy", str(spec)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert deployed.returncode == 0, deployed.stderr
+    release = re.search(r'"release": "([^"]+)"', deployed.stdout).group(1)  # type: ignore[union-attr]
+    watch = subprocess.Popen(
+        [*phoenix, "watch", "--interval", "0.5s", "--listen", "127.0.0.1:0", str(spec)],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert watch.stderr is not None
+        line = watch.stderr.readline()
+        found = re.search(r"(http://127\.0\.0\.1:\d+)/metrics", line)
+        assert found, line
+        url = found.group(1) + "/"
+        deadline = time.monotonic() + 60
+        while "hello in region-a" not in httpx.get(url, timeout=5).text:
+            assert time.monotonic() < deadline, "the page never showed the app"
+            time.sleep(0.2)
+        rendered = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", url],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**env, "HOME": str(tmp_path)},
+        )
+    finally:
+        watch.send_signal(signal.SIGTERM)
+        watch.wait(timeout=30)
+
+    dom = rendered.stdout
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    assert "<title>phoenix watch</title>" in dom
+    assert re.search(r"<h2>hello in region-a: healthy</h2>", dom), dom
+    assert f"Serving release: {release}." in dom
+    rows = re.findall(r'<tr><td>(hello-[^<]+)</td><td>([^<]+)</td><td>ACTIVE</td>'
+                      r'<td class="HEALTHY">HEALTHY</td><td>in the pool</td>', dom)
+    assert len(rows) == 3 and {r[1] for r in rows} == {release}, dom
