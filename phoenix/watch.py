@@ -17,6 +17,7 @@ which the next round (or deploy) finishes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +121,7 @@ class Watcher:
         for app in self.apps:
             with self.metrics.step_seconds.labels(app.spec.app).time():
                 report = self._tend(app)
+            report = self._image_freshness(app, report)
             self._count(app, report)
             self.last_reports[app.spec.app] = report
             reports.append(report)
@@ -146,6 +148,26 @@ class Watcher:
                                  report.release, report.action, report.outcome, report.at,
                                  rows))
         return render(views, self.clock.now(), self.last_round)
+
+    def _image_freshness(self, app: _App, report: AppReport) -> AppReport:
+        """Say so (report, log; the metric follows) when the serving release's golden
+        image is older than ``image.max_age``: watch does not bake, a person must."""
+        max_age = app.spec.image.max_age
+        engine = app.engines.get(report.region)
+        if max_age is None or engine is None or report.release is None:
+            return report
+        created = self._image_created(app, engine, report.release)
+        if created is None:
+            return report
+        age = (self.clock.now() - created).total_seconds()
+        if age <= max_age:
+            return report
+        days = age / 86400
+        log.warning("image too old", app=app.spec.app, release=report.release,
+                    age_days=round(days, 1), max_age_days=round(max_age / 86400, 1))
+        note = (f"the serving image is {days:.1f} days old, over image.max_age: bake a"
+                " fresh golden image and deploy it")
+        return dataclasses.replace(report, detail=f"{report.detail}; {note}")
 
     def alive(self, interval: float) -> bool:
         """Whether a round finished within the last three intervals (``/healthz``)."""

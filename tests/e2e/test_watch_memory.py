@@ -254,3 +254,24 @@ def test_without_failover_a_down_region_is_only_reported(world: World) -> None:
         seen = rounds(world, watcher, 12)
     assert {r.state for r in seen} == {"failed"}
     assert dns_region(world) == REGION
+
+
+def test_an_image_older_than_max_age_is_reported_not_baked(world: World) -> None:
+    spec = spec_of(world)
+    phoenix.deploy(spec, provider=world.provider(), clock=world.clock)  # image: 28 days old
+    path = world.tmp / "phoenix.yaml"
+    path.write_text(path.read_text().replace("image: {name: golden}",
+                                             "image: {name: golden, max_age: 20d}"))
+    from phoenix.spec_loader import load_spec
+
+    spec = load_spec(path)  # a deploy would now refuse to build from it; watch reports
+    world.mutations = 0
+
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as watcher:
+        [report] = watcher.round()
+        text = watcher.metrics.text().decode()
+
+    assert report.state == "healthy"
+    assert "over image.max_age: bake a fresh golden image" in report.detail
+    assert world.mutations == 0
+    assert 'phoenix_image_max_age_seconds{app="web"} 1.728e+06' in text

@@ -61,6 +61,7 @@ UNHEALTHY_THRESHOLD = 2  # the example's health.unhealthy_threshold
 # drain_timeout for the requests stuck on it) on 2 cores; the slack is for slow CI.
 BOOT_AND_GATE = 1.0 + 2 * 0.5
 DRAIN = 2.0  # rollout.drain_timeout in these tests
+GRACE = 2.0  # health.grace: a booting node's failed checks do not count this long
 HEAL_SLACK = 20.0
 HEAL_BOUND = INTERVAL * UNHEALTHY_THRESHOLD + BOOT_AND_GATE + DRAIN + HEAL_SLACK
 # When the balancer's own checks (every 0.5 s, fall 2) have marked a hung member down,
@@ -285,6 +286,10 @@ def _setup(tmp_path: Path, balancer: str) -> Iterator[Setup]:
     spec = box.spec_dir / "phoenix.yaml"
     text = spec.read_text()
     assert "drain_timeout: 10s" in text and f"unhealthy_threshold: {UNHEALTHY_THRESHOLD}" in text
+    # copy_example gives health a 30 s grace (for strace): failures within a node's
+    # first 30 s would not count, and watch could not tell a hung node for that long.
+    assert "grace: 30s" in text
+    text = text.replace("grace: 30s", f"grace: {GRACE:g}s")
     spec.write_text(text.replace("drain_timeout: 10s",
                                  f"drain_timeout: {DRAIN:g}s\n  lease_ttl: {TTL:g}s"))
     setup = Setup(Hello(box, spec.read_text()))
@@ -395,7 +400,7 @@ def heal_under_load(setup: Setup, balancer: str, sig: int) -> Load:
     watcher = setup.watch("watch")
     watcher.wait(healthy(release), 0, 60, "a first healthy round")
     with Load(hello.url) as load:
-        time.sleep(2.0)
+        time.sleep(GRACE)  # and the nodes are older than their grace
         victim = members(hello)[0]["name"]
         fault = kill_service(hello, victim, sig)
         line = watcher.wait(acted, fault, HEAL_BOUND, "an acting line")
