@@ -132,13 +132,22 @@ class DeployLock:
 
     def holder(self) -> LockInfo | None:
         """Who holds the lease now (None when nobody does or it was released)."""
+        held = self._held()
+        if held is None:
+            return None
+        generation, info = held
+        return info or LockInfo("?", "?", 0, "?", "?", generation=generation)
+
+    def _held(self) -> tuple[int, LockInfo | None] | None:
+        """The newest generation and its content (None if unreadable), unless there is
+        none or it was released."""
         generation, data = self.newest()
         if data is None:
             return None
         info = LockInfo.parse(data, generation)
         if info is not None and info.released:
             return None
-        return info or LockInfo("?", "?", 0, "?", "?", generation=generation)
+        return generation, info
 
     # --- acquire -----------------------------------------------------------------------
 
@@ -295,12 +304,10 @@ class DeployLock:
         """End the current holder's lease (``phoenix unlock``): create the next generation
         as a released one, so the holder's next fence check stops it. Refuses a holder
         that looks alive unless ``force``. Returns whom it broke (None: nobody held it)."""
-        generation, data = self.newest()
-        if data is None:
+        held = self._held()
+        if held is None:
             return None
-        info = LockInfo.parse(data, generation)
-        if info is not None and info.released:
-            return None
+        generation, info = held
         if not force and info is not None and self._looks_alive(info, now):
             raise LockHeld(
                 self.app, info.owner, info.expires_at,

@@ -333,7 +333,7 @@ def _fields_at(model: type[BaseModel], loc: Sequence[int | str]) -> set[str]:
     kinds: list[Any] = [model]
     for part in loc:
         following: list[Any] = []
-        for kind in _unwrapped(kinds):
+        for kind in unwrap_types(kinds):
             if isinstance(kind, type) and issubclass(kind, BaseModel):
                 if isinstance(part, str) and part in kind.model_fields:
                     following.append(kind.model_fields[part].annotation)
@@ -342,20 +342,21 @@ def _fields_at(model: type[BaseModel], loc: Sequence[int | str]) -> set[str]:
         kinds = following
     return {
         name
-        for kind in _unwrapped(kinds)
+        for kind in unwrap_types(kinds)
         if isinstance(kind, type) and issubclass(kind, BaseModel)
         for name in kind.model_fields
     }
 
 
-def _unwrapped(kinds: list[Any]) -> list[Any]:
+def unwrap_types(kinds: list[Any]) -> list[Any]:
+    """Types with ``Annotated`` and unions unwrapped (the spec loader uses it too)."""
     found: list[Any] = []
     for kind in kinds:
         origin = typing.get_origin(kind)
         if origin is typing.Annotated:
-            found.extend(_unwrapped([typing.get_args(kind)[0]]))
+            found.extend(unwrap_types([typing.get_args(kind)[0]]))
         elif origin is typing.Union or origin is types.UnionType:
-            found.extend(_unwrapped(list(typing.get_args(kind))))
+            found.extend(unwrap_types(list(typing.get_args(kind))))
         else:
             found.append(kind)
     return found

@@ -71,19 +71,7 @@ def render_user_data(template_path: Path, context: RenderContext) -> str:
     """
     shown = str(template_path)
     path = Path(os.path.abspath(template_path))
-    template = _load(path, shown)
-    try:
-        text = template.render(
-            app=context.app,
-            release=context.release,
-            region=context.region,
-            index=context.index,
-            vars=_scoped(context.vars, "vars"),
-        )
-    except Exception as exc:  # the template is user code: any failure is the template's
-        raise _render_failure(exc, path, shown) from exc
-    check_user_data(text, template=shown)
-    return text
+    return _render_checked(lambda: _load(path, shown), context, path, shown)
 
 
 def render_recorded(
@@ -93,17 +81,25 @@ def render_recorded(
     node, from memory: a rollback writes no file anywhere (``shown`` names it in
     errors). Includes resolve among ``sources`` only."""
     items = tuple(sorted(sources.items()))
+    return _render_checked(lambda: _compile_recorded(items, name), context, Path(name), shown)
+
+
+def _render_checked(
+    template: Callable[[], Template], context: RenderContext, path: Path, shown: str
+) -> str:
+    """Render one node's user-data with what a template sees, then check it."""
     try:
-        template = _compile_recorded(items, name)
-        text = template.render(
+        text = template().render(
             app=context.app,
             release=context.release,
             region=context.region,
             index=context.index,
             vars=_scoped(context.vars, "vars"),
         )
+    except TemplateError:
+        raise  # already says where
     except Exception as exc:  # the template is user code: any failure is the template's
-        raise _render_failure(exc, Path(name), shown) from exc
+        raise _render_failure(exc, path, shown) from exc
     check_user_data(text, template=shown)
     return text
 

@@ -22,7 +22,7 @@ import difflib
 import os
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,6 +33,7 @@ from pydantic_core import ErrorDetails
 
 from phoenix.errors import SpecError
 from phoenix.input_files import InputFileError, read_var_file, resolve_inside
+from phoenix.provider_options import unwrap_types
 from phoenix.spec import SecretVar, Spec
 
 __all__ = ["load_spec", "spec_json_schema"]
@@ -453,7 +454,7 @@ def _field_names(loc: tuple[int | str, ...]) -> set[str]:
             current = tagged
             continue
         following: list[Any] = []
-        for kind in _flatten(current):
+        for kind in unwrap_types(current):
             if isinstance(kind, type) and issubclass(kind, BaseModel):
                 if part in kind.model_fields:
                     following.append(kind.model_fields[part].annotation)
@@ -464,7 +465,7 @@ def _field_names(loc: tuple[int | str, ...]) -> set[str]:
         current = following
     return {
         name
-        for kind in _flatten(current)
+        for kind in unwrap_types(current)
         if isinstance(kind, type) and issubclass(kind, BaseModel)
         for name in kind.model_fields
     }
@@ -484,18 +485,6 @@ def _tagged(kinds: list[Any], tag: int | str) -> list[Any]:
         elif origin is typing.Union or origin is types.UnionType:
             found.extend(_tagged(list(typing.get_args(kind)), tag))
     return found
-
-
-def _flatten(kinds: list[Any]) -> Iterator[Any]:
-    """Types with ``Annotated`` and unions unwrapped."""
-    for kind in kinds:
-        origin = typing.get_origin(kind)
-        if origin is typing.Annotated:
-            yield from _flatten([typing.get_args(kind)[0]])
-        elif origin is typing.Union or origin is types.UnionType:
-            yield from _flatten(list(typing.get_args(kind)))
-        else:
-            yield kind
 
 
 # --- vars -----------------------------------------------------------------------------

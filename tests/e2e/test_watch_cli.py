@@ -1,48 +1,27 @@
-"""`phoenix watch` as a user runs it: a long-running process serving /metrics and
-/healthz on loopback, stopped by SIGTERM (the memory cloud's state file is shared with
-the `phoenix deploy` run before it)."""
+"""`phoenix watch` as a user runs it: a long-running process serving /metrics, /healthz
+and a status page on loopback, stopped by SIGTERM (the memory cloud's state file is
+shared with the `phoenix deploy` run before it)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "memory-hello"
+from tests.e2e.watch_process import clean_env, deployed_example, watch_process
 
 
 def test_watch_serves_metrics_and_healthz_and_stops_on_sigterm(tmp_path: Path) -> None:
-    shutil.copytree(EXAMPLE, tmp_path / "app")
-    spec = tmp_path / "app" / "phoenix.yaml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
-    phoenix = [sys.executable, "-m", "phoenix"]
-    deployed = subprocess.run([*phoenix, "deploy", str(spec)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
-    assert deployed.returncode == 0, deployed.stderr
-
-    watch = subprocess.Popen(
-        [*phoenix, "--output", "json", "watch", "--interval", "0.5s", "--listen",
-         "127.0.0.1:0", str(spec)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        url = None
-        deadline = time.monotonic() + 60
-        assert watch.stderr is not None
-        while url is None and time.monotonic() < deadline:
-            line = watch.stderr.readline()
-            found = re.search(r"metrics at (http://127\.0\.0\.1:\d+)/metrics", line)
-            url = found.group(1) if found else None
-        assert url is not None, "watch never said where its metrics are"
+    spec, _ = deployed_example(tmp_path)
+    with watch_process(spec, json=True) as (watch, url):
         metrics = ""
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and 'health="HEALTHY"' not in metrics:
             metrics = httpx.get(f"{url}/metrics", timeout=5).text
             time.sleep(0.2)
@@ -54,10 +33,6 @@ def test_watch_serves_metrics_and_healthz_and_stops_on_sigterm(tmp_path: Path) -
 
         watch.send_signal(signal.SIGTERM)
         out, err = watch.communicate(timeout=30)
-    finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait()
 
     assert watch.returncode == 0, err
     assert '"state": "healthy"' in out
@@ -68,40 +43,18 @@ def test_the_status_page_as_a_person_sees_it_in_chromium(tmp_path: Path) -> None
     the app, its region and state, the serving release, every node with its health."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        import pytest
-
         pytest.skip("chromium missing (apt-get install chromium)")
-    shutil.copytree(EXAMPLE, tmp_path / "app")
-    spec = tmp_path / "app" / "phoenix.yaml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
-    phoenix = [sys.executable, "-m", "phoenix"]
-    deployed = subprocess.run([*phoenix, "--output", "json", "deploy", str(spec)],
-                              cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=120, check=False)
-    assert deployed.returncode == 0, deployed.stderr
-    release = re.search(r'"release": "([^"]+)"', deployed.stdout).group(1)  # type: ignore[union-attr]
-    watch = subprocess.Popen(
-        [*phoenix, "watch", "--interval", "0.5s", "--listen", "127.0.0.1:0", str(spec)],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert watch.stderr is not None
-        line = watch.stderr.readline()
-        found = re.search(r"(http://127\.0\.0\.1:\d+)/metrics", line)
-        assert found, line
-        url = found.group(1) + "/"
+    spec, release = deployed_example(tmp_path)
+    with watch_process(spec) as (_, url):
         deadline = time.monotonic() + 60
-        while "hello in region-a" not in httpx.get(url, timeout=5).text:
+        while "hello in region-a" not in httpx.get(f"{url}/", timeout=5).text:
             assert time.monotonic() < deadline, "the page never showed the app"
             time.sleep(0.2)
         rendered = subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", url],
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", f"{url}/"],
             capture_output=True, text=True, timeout=120, check=False,
-            env={**env, "HOME": str(tmp_path)},
+            env={**clean_env(), "HOME": str(tmp_path)},
         )
-    finally:
-        watch.send_signal(signal.SIGTERM)
-        watch.wait(timeout=30)
 
     dom = rendered.stdout
     assert rendered.returncode == 0, rendered.stderr[-2000:]

@@ -4,19 +4,17 @@ are read back through Prometheus's query API, and the rules load."""
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.e2e.watch_process import deployed_example, watch_process
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "examples" / "monitoring"
@@ -45,32 +43,9 @@ def _free_port() -> int:
 @pytest.fixture
 def watching(tmp_path: Path) -> Iterator[str]:
     """`phoenix watch` of the memory example, deployed first; yields its host:port."""
-    shutil.copytree(REPO / "examples" / "memory-hello", tmp_path / "app")
-    spec = tmp_path / "app" / "phoenix.yaml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
-    phoenix = [sys.executable, "-m", "phoenix"]
-    deployed = subprocess.run([*phoenix, "deploy", str(spec)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
-    assert deployed.returncode == 0, deployed.stderr
-    watch = subprocess.Popen([*phoenix, "watch", "--interval", "0.5s", "--listen",
-                              "127.0.0.1:0", str(spec)], cwd=tmp_path, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert watch.stderr is not None
-        line = ""
-        deadline = time.monotonic() + 60
-        while "metrics at" not in line and time.monotonic() < deadline:
-            line = watch.stderr.readline()
-        found = re.search(r"http://(127\.0\.0\.1:\d+)/metrics", line)
-        assert found, line
-        yield found.group(1)
-    finally:
-        watch.send_signal(signal.SIGTERM)
-        try:
-            watch.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            watch.kill()
-            watch.wait()
+    spec, _ = deployed_example(tmp_path)
+    with watch_process(spec) as (_, url):
+        yield url.removeprefix("http://")
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None,

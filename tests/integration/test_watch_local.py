@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from tests.integration.test_lease_processes import (
     destroyed,
     finish,
     primary,
+    ready,
     serves,
 )
 from tests.integration.test_writes_stay_inside import copy_example, sandbox
@@ -67,6 +69,10 @@ HEAL_BOUND = INTERVAL * UNHEALTHY_THRESHOLD + BOOT_AND_GATE + DRAIN + HEAL_SLACK
 # When the balancer's own checks (every 0.5 s, fall 2) have marked a hung member down,
 # at the latest: two checks, each waiting out its timeout (HAProxy's "timeout check 2s",
 # the built-in proxy's 1 s), plus a check interval of phase.
+# A hung node's heal takes longer: deleting it waits out the SIGTERM grace (5 s: a
+# stopped process cannot exit), and with HAProxy removing it from the pool waits until
+# HAProxy drops the requests stuck on it ("timeout server 30s"), not drain_timeout.
+HUNG_EXTRA = {"builtin": 5.0, "haproxy": 30.0 + 5.0}
 MARKED_DOWN = {"builtin": 2 * (0.5 + 1.0) + 0.5, "haproxy": 2 * (0.5 + 2.0) + 0.5}
 RATE = 50.0  # requests/s the load sends, over two clients
 STEP_TIMEOUT = 180.0
@@ -392,7 +398,7 @@ def story(watcher: Watch, since: float) -> str:
 
 # --- the tests ------------------------------------------------------------------------
 
-def heal_under_load(setup: Setup, balancer: str, sig: int) -> Load:
+def heal_under_load(setup: Setup, balancer: str, sig: int, bound: float) -> Load:
     """Deploy, watch, load; ``sig`` to one node's app: watch heals it and the pool is
     whole again. The load, for the caller to judge."""
     hello = setup.hello
@@ -403,18 +409,18 @@ def heal_under_load(setup: Setup, balancer: str, sig: int) -> Load:
         time.sleep(GRACE)  # and the nodes are older than their grace
         victim = members(hello)[0]["name"]
         fault = kill_service(hello, victim, sig)
-        line = watcher.wait(acted, fault, HEAL_BOUND, "an acting line")
+        line = watcher.wait(acted, fault, bound, "an acting line")
         back = back_to_count(hello, release, {victim})
         watcher.wait(healthy(release), line.at, 30, "a healthy round after the heal")
         time.sleep(2.0)  # the load goes on over the new pool
     took = line.at - fault
     report(f"{balancer}, {signal.Signals(sig).name}: heal of {victim} reported {took:.1f}s"
-           f" after the fault (bound {HEAL_BOUND:g}s); load: {load.summary(fault)}\n"
+           f" after the fault (bound {bound:g}s); load: {load.summary(fault)}\n"
            f"  watch: {story(watcher, fault)}")
 
     assert healed(line.report), line.report
     assert victim in line.report["detail"] and line.report["release"] == release, line.report
-    assert took < HEAL_BOUND
+    assert took < bound
     assert victim not in {n["name"] for n in back}
     assert [r["outcome"] for r in heal_records(hello)] == ["succeeded"]
     assert watcher.metric("phoenix_heals_total") == 1
@@ -427,14 +433,14 @@ def heal_under_load(setup: Setup, balancer: str, sig: int) -> Load:
 
 
 def test_watch_replaces_a_killed_node_under_load(each: Setup, balancer: str) -> None:
-    load = heal_under_load(each, balancer, signal.SIGKILL)
+    load = heal_under_load(each, balancer, signal.SIGKILL, HEAL_BOUND)
     # A refused connect is moved to another member by both balancers (the built-in
     # proxy also marks the member down at once; HAProxy retries with redispatch).
     assert not load.failures, load.summary(load.fault)
 
 
 def test_watch_replaces_a_hung_node_under_load(each: Setup, balancer: str) -> None:
-    load = heal_under_load(each, balancer, signal.SIGSTOP)
+    load = heal_under_load(each, balancer, signal.SIGSTOP, HEAL_BOUND + HUNG_EXTRA[balancer])
     # Requests the balancer sent to the hung member before its checks marked it down
     # wait on it; none sent afterwards may fail.
     late = [f for f in load.failures if f.at > load.fault + MARKED_DOWN[balancer]]
@@ -509,17 +515,25 @@ def test_a_deploy_and_watch_at_once_do_not_fight(builtin: Setup) -> None:
     assert not heal_records(hello)
 
     # A deploy started while watch holds the lease for a heal waits for the heal (it
-    # does not fail with "holds the lock") and then ships its release.
+    # does not fail with "holds the lock") and then ships its release. The deploy has
+    # imported Phoenix already and starts within milliseconds of the barrier, which is
+    # lifted as soon as watch's lease generation appears in the store.
+    barrier = hello.root / "go"
+    deploy = hello.start("deploy", "--output", "json", hello.write("phoenix-r3.yaml", "Three!"),
+                         barrier=barrier)
+    ready(hello.root, barrier, [deploy])
     victim = members(hello)[0]["name"]
     killed = kill_service(hello, victim)
 
     def watch_holds() -> bool:
-        holder = hello.status()["lock_holder"]
-        return isinstance(holder, str) and holder.startswith("watch-")
+        held = lease(hello)
+        return held is not None and held["deploy_id"].startswith("watch-") and not held[
+            "released"]
 
     wait_for(watch_holds, HEAL_BOUND, "watch to take the lease for the heal")
+    barrier.touch()
     held = time.monotonic()
-    deploy = hello.start("deploy", "--output", "json", hello.write("phoenix-r3.yaml", "Three!"))
+    lifted = datetime.now(UTC)
     code, out, err = finish(deploy)
     ended = time.monotonic()
     assert code == 0, (code, err[-3000:])
@@ -528,8 +542,17 @@ def test_a_deploy_and_watch_at_once_do_not_fight(builtin: Setup) -> None:
     assert healed(heal.report) and heal.report["release"] == second, heal.report
     serves(hello, third)
     watcher.wait(healthy(third), ended, 30, "the third release judged healthy")
-    report(f"deploy started {held - killed:.1f}s after the kill, watch holding the lease:"
-           f" exit {code} after {ended - held:.1f}s; heal line {heal.at - held:+.1f}s")
+    records = hello.ok("history", "phoenix.yaml")["records"]
+    (heal_record,) = [r for r in records if r["action"] == "heal"]
+    (deploy_record,) = [r for r in records if r["release"] == third]
+    healed_at = datetime.fromisoformat(heal_record["finished_at"])
+    report(f"deploy released {held - killed:.1f}s after the kill, watch holding the lease;"
+           f" the heal went on {(healed_at - lifted).total_seconds():.1f}s more; the deploy"
+           f" exited {code} after {ended - held:.1f}s")
+    # The heal was still under way when the deploy started; the deploy acted after it.
+    assert healed_at > lifted
+    assert datetime.fromisoformat(deploy_record["started_at"]) >= healed_at
+    assert deploy_record["lease"] > heal_record["lease"]
     assert [(r["release"], r["outcome"]) for r in heal_records(hello)] == [
         (second, "succeeded")]
     watcher.stop()
