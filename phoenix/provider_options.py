@@ -15,8 +15,6 @@ opens, before anything is touched, and the error names the option.
 from __future__ import annotations
 
 import math
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -32,6 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from phoenix.errors import InputError
+from phoenix.model_paths import field_names_at
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -306,7 +305,7 @@ def _problems(model: type[BaseModel], exc: ValidationError) -> list[str]:
         where = option_path(loc)
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            known = ", ".join(sorted(_fields_at(model, error["loc"][:-1])))
+            known = ", ".join(sorted(field_names_at(model, error["loc"][:-1])))
             message = f"unknown key (known: {known})"
         elif error["type"] == "missing":
             message = "required option missing"
@@ -326,37 +325,3 @@ def option_path(loc: Sequence[int | str]) -> str:
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
-
-
-def _fields_at(model: type[BaseModel], loc: Sequence[int | str]) -> set[str]:
-    """The option names of the mapping at ``loc`` (for "unknown option" messages)."""
-    kinds: list[Any] = [model]
-    for part in loc:
-        following: list[Any] = []
-        for kind in unwrap_types(kinds):
-            if isinstance(kind, type) and issubclass(kind, BaseModel):
-                if isinstance(part, str) and part in kind.model_fields:
-                    following.append(kind.model_fields[part].annotation)
-            elif typing.get_origin(kind) in (list, dict):
-                following.append(typing.get_args(kind)[-1])
-        kinds = following
-    return {
-        name
-        for kind in unwrap_types(kinds)
-        if isinstance(kind, type) and issubclass(kind, BaseModel)
-        for name in kind.model_fields
-    }
-
-
-def unwrap_types(kinds: list[Any]) -> list[Any]:
-    """Types with ``Annotated`` and unions unwrapped (the spec loader uses it too)."""
-    found: list[Any] = []
-    for kind in kinds:
-        origin = typing.get_origin(kind)
-        if origin is typing.Annotated:
-            found.extend(unwrap_types([typing.get_args(kind)[0]]))
-        elif origin is typing.Union or origin is types.UnionType:
-            found.extend(unwrap_types(list(typing.get_args(kind))))
-        else:
-            found.append(kind)
-    return found

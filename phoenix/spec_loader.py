@@ -20,20 +20,18 @@ from __future__ import annotations
 
 import difflib
 import os
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
-from pydantic import BaseModel, Tag, ValidationError
+from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from phoenix.errors import SpecError
 from phoenix.input_files import InputFileError, read_var_file, resolve_inside
-from phoenix.provider_options import unwrap_types
+from phoenix.model_paths import field_names_at
 from phoenix.spec import SecretVar, Spec
 
 __all__ = ["load_spec", "spec_json_schema"]
@@ -433,7 +431,7 @@ def _message(error: ErrorDetails, path: KeyPath) -> str:
 def _unknown_key_message(loc: tuple[int | str, ...]) -> str:
     """``loc`` is pydantic's location of the key: the file's path plus union tags."""
     key = loc[-1] if loc else ""
-    allowed = sorted(_field_names(loc[:-1]))
+    allowed = sorted(field_names_at(Spec, loc[:-1]))
     # 0.65: a typo ("evn" 0.67 alike to "env", "intervall" 0.94) is suggested, an
     # unrelated word ("colour", 0.62 alike to "rollout") is not.
     suggestion = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.65)
@@ -442,49 +440,6 @@ def _unknown_key_message(loc: tuple[int | str, ...]) -> str:
     if allowed:
         return f"unknown key; expected one of: {', '.join(allowed)}"
     return "unknown key"
-
-
-def _field_names(loc: tuple[int | str, ...]) -> set[str]:
-    """Field names of the model(s) that the mapping at ``loc`` validates against; a
-    union's tag in ``loc`` (``provider.memory.options``) picks that member."""
-    current: list[Any] = [Spec]
-    for part in loc:
-        tagged = _tagged(current, part)
-        if tagged:
-            current = tagged
-            continue
-        following: list[Any] = []
-        for kind in unwrap_types(current):
-            if isinstance(kind, type) and issubclass(kind, BaseModel):
-                if part in kind.model_fields:
-                    following.append(kind.model_fields[part].annotation)
-            elif typing.get_origin(kind) is dict:
-                following.append(typing.get_args(kind)[1])
-            elif typing.get_origin(kind) is list and isinstance(part, int):
-                following.append(typing.get_args(kind)[0])
-        current = following
-    return {
-        name
-        for kind in unwrap_types(current)
-        if isinstance(kind, type) and issubclass(kind, BaseModel)
-        for name in kind.model_fields
-    }
-
-
-def _tagged(kinds: list[Any], tag: int | str) -> list[Any]:
-    """The members of a tagged union among ``kinds`` whose ``Tag`` is ``tag``."""
-    found: list[Any] = []
-    for kind in kinds:
-        origin = typing.get_origin(kind)
-        if origin is typing.Annotated:
-            inner, *metadata = typing.get_args(kind)
-            if any(isinstance(m, Tag) and m.tag == tag for m in metadata):
-                found.append(inner)
-            else:
-                found.extend(_tagged([inner], tag))
-        elif origin is typing.Union or origin is types.UnionType:
-            found.extend(_tagged(list(typing.get_args(kind)), tag))
-    return found
 
 
 # --- vars -----------------------------------------------------------------------------
