@@ -478,6 +478,12 @@ class Engine:
             heal_parallel=self.spec.heal.max_parallel, replace=verdict.repave,
         )
         action = "heal" if verdict.sick or verdict.in_flight else "repave-age"
+        # Judged again under the lease: another watcher may have healed it meanwhile,
+        # and a stale verdict must not act, or be recorded as if it had.
+        fresh = judge(self.spec, target, observed, started)
+        if fresh.idle or fresh.circuit_open:
+            return self._result(action, serving, (serving, self.spec.count), "unchanged",
+                                started, _calls(self.provider))
         log.info(f"{action} started", reason=verdict.describe())
         return self._run(action, release, target, (serving, self.spec.count), started)
 

@@ -553,7 +553,8 @@ def _drain_order(target: Target) -> Callable[[Node], tuple[int, str, int]]:
 
 def _delete_reason(node: Node, target: Target) -> str:
     if node.state is NodeState.ERROR:
-        return "failed to boot"
+        # A boot that failed, or a server that died later (its process killed, say).
+        return "failed to boot" if META_SERVING_SINCE not in node.metadata else "in ERROR"
     if node.release == target.release:
         return "superseded" if node.index < target.count else "scaled down"
     if target.count == 0:

@@ -342,6 +342,10 @@ class Watcher:
                              verdict.release)
         except PhoenixError as exc:
             return AppReport(spec.app, region, now, "failed", str(exc), release=verdict.release)
+        if result.outcome == "unchanged":  # healed meanwhile (another watcher, say)
+            return AppReport(spec.app, region, now, "healthy",
+                             "nothing left to do once the lease was held",
+                             release=verdict.release)
         log.info("acted", app=spec.app, action=result.action, outcome=result.outcome)
         return AppReport(spec.app, region, now, "acting", verdict.describe(), result.action,
                          result.outcome, verdict.release)

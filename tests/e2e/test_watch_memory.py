@@ -275,3 +275,28 @@ def test_an_image_older_than_max_age_is_reported_not_baked(world: World) -> None
     assert "over image.max_age: bake a fresh golden image" in report.detail
     assert world.mutations == 0
     assert 'phoenix_image_max_age_seconds{app="web"} 1.728e+06' in text
+
+
+def test_a_second_watchers_stale_verdict_does_not_act_or_record(world: World) -> None:
+    """Watcher B judged "sick" while A was healing; A finished and let go of the lease
+    before B took it. Under the lease B judges again: nothing to do, nothing recorded
+    (found by the two-watcher test on the local provider)."""
+    from phoenix.engine import Engine
+
+    spec = spec_of(world)
+    phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    world.cloud.faults.unhealthy_nodes = {sorted(world.serving())[1]}
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as a:
+        late = Engine(spec, world.provider(), clock=world.clock, region=REGION,
+                      deploy_id="watch-b")
+        stale = late.verdict(probes=spec.health.unhealthy_threshold)
+        assert stale.sick
+        assert any(r.action == "heal" for r in rounds(world, a, 6))
+    world.mutations = 0
+
+    result = late.heal(stale)
+
+    assert result.outcome == "unchanged" and result.steps == 0
+    assert world.mutations == 0
+    history = phoenix.history(spec, provider=world.provider(), clock=world.clock)
+    assert [r.action for r in history] == ["deploy", "heal"]

@@ -3,15 +3,19 @@ provider, under load, behind both balancers.
 
 * A node's service is SIGKILLed while a client sends ~50 requests/s through the
   balancer: watch (``--interval 1s``) reports one ``acting`` heal that succeeded, the
-  pool is back to 3 healthy SERVING members (the killed one gone), and no request fails
-  (the built-in proxy moves a refused connect to the next member and marks the member
-  down; HAProxy retries and redispatches).
+  pool is back to 3 healthy SERVING members (the killed one gone), ``phoenix_heals_total``
+  says 1, and no request fails (the built-in proxy moves a refused connect to the next
+  member and marks the member down; HAProxy retries and redispatches).
+* The same with the service SIGSTOPped (a hung node: ACTIVE, its checks time out): watch
+  heals it after unhealthy_threshold failed probes. Requests the balancer sent to it
+  before its own checks marked it down hang (the load's client gives up after 10 s) and
+  count as failed; none sent afterwards may fail.
 * Two watchers of the same app: one acts for a heal, the other waits or finds it healthy;
   with the acting one SIGKILLed, the other heals the next sick node, within two lease
   TTLs and a heal.
 * A deploy while watch runs: it converges, watch never undoes it and judges the new
   release healthy afterwards. A deploy started while watch holds the lease for a heal
-  waits for the heal instead of failing.
+  waits for the heal instead of failing, then ships its release.
 * ``phoenix repave --yes`` under load: every node replaced, no failed request.
 
 Every process runs with HOME and TMPDIR inside the test's directory, so
@@ -31,6 +35,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +79,8 @@ HEAL_BOUND = INTERVAL * UNHEALTHY_THRESHOLD + BOOT_AND_GATE + DRAIN + HEAL_SLACK
 # HAProxy drops the requests stuck on it ("timeout server 30s"), not drain_timeout.
 HUNG_EXTRA = {"builtin": 5.0, "haproxy": 30.0 + 5.0}
 MARKED_DOWN = {"builtin": 2 * (0.5 + 1.0) + 0.5, "haproxy": 2 * (0.5 + 2.0) + 0.5}
-RATE = 50.0  # requests/s the load sends, over two clients
+RATE = 50.0  # requests/s the load sends, over CLIENTS clients
+CLIENTS = 32  # threads (and connections) the load may have in flight at once
 STEP_TIMEOUT = 180.0
 
 BALANCERS = [
@@ -95,8 +101,10 @@ class Failure:
 
 @dataclass
 class Load:
-    """``RATE`` requests/s through the balancer from two keep-alive clients, each paced
-    on its own schedule; every answer must be a 200 whose first line names a release."""
+    """``RATE`` requests/s through the balancer, open loop: a ticker starts each request
+    on time on one of CLIENTS threads sharing a keep-alive client, so requests stuck on
+    a hung node do not slow the load; every answer must be a 200 whose first line names
+    a release. A request is sent (counted) when it is started."""
 
     url: str
     sent: int = 0
@@ -106,15 +114,13 @@ class Load:
     stopped: float = 0.0
     fault: float = 0.0  # when the test's fault happened (time.monotonic())
     _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
+    _ticker: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __enter__(self) -> Load:
         self.started = time.monotonic()
-        for offset in (0.0, 0.5):
-            thread = threading.Thread(target=self._client, args=(offset,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self._ticker.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -123,34 +129,41 @@ class Load:
     def stop(self) -> None:
         if not self._stop.is_set():
             self._stop.set()
-            for thread in self._threads:
-                thread.join(30)
+            assert self._ticker is not None
+            self._ticker.join(60)
             self.stopped = time.monotonic()
 
-    def _client(self, offset: float) -> None:
-        period = 2 / RATE
-        next_at = time.monotonic() + offset * period
-        with httpx.Client(timeout=10.0) as client:
+    def _tick(self) -> None:
+        limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+        with httpx.Client(timeout=10.0, limits=limits) as client, ThreadPoolExecutor(
+            CLIENTS, thread_name_prefix="load"
+        ) as pool:
+            next_at = time.monotonic()
             while not self._stop.is_set():
                 delay = next_at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                next_at = max(next_at + period, time.monotonic() - period)
-                sent = time.monotonic()
-                what = ""
-                try:
-                    response = client.get(self.url)
-                    first = response.text.split("\n", 1)[0]
-                    if response.status_code != 200 or not first.startswith("release "):
-                        what = f"{response.status_code}: {first[:80]!r}"
-                except httpx.HTTPError as exc:
-                    what = f"{type(exc).__name__}: {exc}"
-                took = time.monotonic() - sent
+                next_at += 1 / RATE
                 with self._lock:
                     self.sent += 1
-                    self.slowest = max(self.slowest, took)
-                    if what:
-                        self.failures.append(Failure(sent, took, what))
+                pool.submit(self._one, client)
+
+    def _one(self, client: httpx.Client) -> None:
+        sent = time.monotonic()
+        what = ""
+        try:
+            response = client.get(self.url)
+            first = response.text.split("\n", 1)[0]
+            if response.status_code != 200 or not first.startswith("release "):
+                what = f"{response.status_code}: {first[:80]!r}"
+        except httpx.HTTPError as exc:
+            what = f"{type(exc).__name__}: {exc}"
+        took = time.monotonic() - sent
+        with self._lock:
+            self.slowest = max(self.slowest, took)
+            if what:
+                self.failures.append(Failure(sent, took, what))
+                self.failures.sort(key=lambda f: f.at)
 
     @property
     def rate(self) -> float:

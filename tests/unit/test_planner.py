@@ -417,9 +417,11 @@ def _available(t: Target, obs: Observed, drained: set[str]) -> int:
         if n.name in drained:
             continue
         status = obs.health[n.name].status
-        if n.release == t.release and n.index < t.count and not t.restore:
+        if n.release == t.release and n.index < t.count and t.restore:
+            count += 1  # a restore takes serving members as they are (Target.restore)
+        elif n.release == t.release and n.index < t.count:
             count += status is Health.HEALTHY
-        else:  # old members, and a restore's members, count unless known sick
+        else:  # old members count unless known sick
             count += status is not Health.UNHEALTHY
     return count
 
