@@ -40,11 +40,10 @@ import os
 import socket
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from phoenix.errors import LeaseLost, LockHeld
 from phoenix.processes import pid_alive
-from phoenix.providers.base import Store
+from phoenix.providers.base import Clock, Store
 
 SCHEMA_VERSION = 1
 WATCH_PREFIX = "watch-"
@@ -52,12 +51,6 @@ WATCH_PREFIX = "watch-"
 KEEP_GENERATIONS = 8
 """Generations older than the holder's minus this many are deleted by the holder."""
 _DIGITS = 12
-
-
-class _Clock(Protocol):
-    def now(self) -> datetime: ...
-
-    def sleep(self, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -170,7 +163,7 @@ class DeployLock:
         )
         return json.dumps(asdict(info)).encode()
 
-    def acquire(self, clock: _Clock, *, patience: float = 0.0) -> int:
+    def acquire(self, clock: Clock, *, patience: float = 0.0) -> int:
         """Take the lease, or raise ``LockHeld``; returns the generation now held.
 
         May wait up to one TTL for a lease that looks expired to prove dead. With
@@ -187,7 +180,7 @@ class DeployLock:
                     raise
                 clock.sleep(min(2.0, max(0.05, self.ttl / 8)))
 
-    def _acquire(self, clock: _Clock) -> int:
+    def _acquire(self, clock: Clock) -> int:
         for _ in range(5):
             generation, data = self.newest()
             info = LockInfo.parse(data, generation) if data is not None else None
@@ -213,7 +206,7 @@ class DeployLock:
         return generation
 
     def _takeover_allowed(
-        self, info: LockInfo | None, generation: int, data: bytes, clock: _Clock
+        self, info: LockInfo | None, generation: int, data: bytes, clock: Clock
     ) -> bool:
         if (info is not None and info.host == self.host and info.pid != self.pid
                 and not pid_alive(info.pid)):
@@ -228,7 +221,7 @@ class DeployLock:
         except (TypeError, ValueError):
             return True  # unreadable: let it prove dead
 
-    def _proves_dead(self, generation: int, data: bytes, clock: _Clock) -> bool:
+    def _proves_dead(self, generation: int, data: bytes, clock: Clock) -> bool:
         """True when generation ``generation`` still reads exactly ``data`` (its holder
         never writes the same bytes twice: each renewal counts) one whole TTL, by our own
         clock, after we first read it, and has no successor: its holder did not renew
@@ -281,7 +274,7 @@ class DeployLock:
         self.store.put(self.key(self.generation), self._info(now, self.generation))
         self._renewed_at = now
 
-    def wait(self, clock: _Clock, seconds: float) -> None:
+    def wait(self, clock: Clock, seconds: float) -> None:
         """Sleep ``seconds``, with a heartbeat between slices of at most a quarter TTL."""
         end = clock.now() + timedelta(seconds=max(0.0, seconds))
         while (left := (end - clock.now()).total_seconds()) > 0:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -97,7 +97,8 @@ class Watcher:
         given = providers or {}
         self.apps = [
             _App(spec, given[spec.app] if spec.app in given
-                 else self._stack.enter_context(_opened(spec, self.clock)))
+                 else self._stack.enter_context(
+                     contextlib.closing(open_provider(spec, clock=self.clock))))
             for spec in specs
         ]
         self.last_round: datetime | None = None
@@ -374,13 +375,3 @@ def _idle_report(app: str, region: str, now: str, verdict: Verdict) -> AppReport
         return AppReport(app, region, now, "healthy", verdict.describe(),
                          release=verdict.release)
     return None
-
-
-
-@contextlib.contextmanager
-def _opened(spec: Spec, clock: Clock) -> Iterator[Provider]:
-    provider = open_provider(spec, clock=clock)
-    try:
-        yield provider
-    finally:
-        provider.close()
