@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -516,6 +516,13 @@ def destroy(
             removed: list[str] = []
             engine_retry = Engine(spec, opened, clock=clock)
             call = engine_retry._executor(None).call
+
+            def mutate(fn: Callable[[], object]) -> None:
+                # The lease's fence before every change: a destroy stalled after its
+                # reads must not delete what a newer actor now serves with.
+                lock.guard(clock.now())
+                call(fn)
+
             pool = spec.load_balancer.pool
             compute, lb = opened.compute, opened.load_balancer
             for region in spec.regions:
@@ -524,17 +531,17 @@ def destroy(
                 names = {n.name for n in nodes}
                 for member in call(partial(lb.list_members, region, pool)):
                     if member.name in names or member.name.startswith(f"{spec.app}-"):
-                        call(partial(lb.remove_member, region, pool, member.name))
+                        mutate(partial(lb.remove_member, region, pool, member.name))
                         removed.append(member.name)
                 for node in nodes:
                     if node.state is not NodeState.DELETING:
-                        call(partial(compute.delete_node, region, node.id))
+                        mutate(partial(compute.delete_node, region, node.id))
                     deleted.append(node.name)
             if isinstance(lb, PoolDeleter):
                 for region in spec.regions:
-                    call(partial(lb.delete_pool, region, pool))
+                    mutate(partial(lb.delete_pool, region, pool))
             if spec.dns is not None and isinstance(opened.dns, RecordFrontend):
-                call(partial(opened.dns.stop_frontend, spec.dns.zone, spec.dns.record))
+                mutate(partial(opened.dns.stop_frontend, spec.dns.zone, spec.dns.record))
             deadline = clock.now() + timedelta(seconds=timeout)
             for region in spec.regions:
                 while call(partial(compute.list_nodes, region, spec.app)):
@@ -545,6 +552,7 @@ def destroy(
                         )
                     lock.wait(clock, 0.5)
             # Nothing is left half-done: a later deploy must not restore what ran before.
+            lock.guard(clock.now())
             for region in spec.regions:
                 engine_retry.records.clear_attempt(region)
             purged = 0

@@ -130,7 +130,11 @@ class Engine:
         self.retry = retry or RetryPolicy()
         self.poll = poll_seconds if poll_seconds is not None else min(spec.health.interval, 2.0)
         self.pool = spec.load_balancer.pool
-        self.store = RetryingStore(provider.store, self._executor(None))
+        # The store's back-offs sleep plainly: the lease itself goes through this store,
+        # and renewing it from inside its own retry would recurse.
+        store_caller = self._executor(None)
+        store_caller.sleep = self.clock.sleep
+        self.store = RetryingStore(provider.store, store_caller)
         self.records = Records(self.store, spec.app)
         self._lock: DeployLock | None = None
         # A lock the caller holds (a multi-region run): renewed here, never released.
@@ -190,10 +194,10 @@ class Engine:
             if now >= deadline:
                 return Plan(Phase.FAILED, failure=_deadline_failure(last_wait, last_steps))
             try:
-                self._heartbeat(now)
                 if first_look and isinstance(lb := self.provider.load_balancer, PoolKeeper):
                     # Reads never start a local balancer; a deploy is an actor, and its
                     # pool must be up to take members and report them online.
+                    self._heartbeat(now)
                     executor.call(partial(lb.ensure_pool, self.region, self.pool))
                 observed = self.observe()
                 if first_look:
@@ -201,6 +205,10 @@ class Engine:
                     target = dataclasses.replace(target, boot_base=boot_base(target, observed))
                     first_look = False
                 current = plan(target, observed, now)
+                # After the reads and the plan, right before acting on them: a deploy
+                # stalled in the middle of its reads (SIGSTOP) while another took over
+                # must not act on what it saw (issue 13).
+                self._heartbeat(self.clock.now())
                 if current.phase in (Phase.CONVERGED, Phase.FAILED):
                     return current
                 if current.steps:
@@ -208,7 +216,7 @@ class Engine:
                         # The same steps again: the cloud took them but did not change
                         # (yet). Back off instead of hammering its API until the deadline.
                         log.warning("no progress, backing off", steps=list(current.describe()))
-                        self.clock.sleep(self.poll)
+                        self._sleep(self.poll)
                     last_steps = current.steps
                     lines = tuple(current.describe())
                     self.on_event(Event("steps", f"{len(lines)} step(s)", lines))
@@ -228,7 +236,7 @@ class Engine:
                     raise
                 log.warning("the cloud's API failed beyond retries; trying again next poll",
                             error=str(exc), poll=flaky_polls)
-                self.clock.sleep(min(self.poll * 2 ** min(flaky_polls - 1, 6), 10.0))
+                self._sleep(min(self.poll * 2 ** min(flaky_polls - 1, 6), 10.0))
                 continue
             flaky_polls = 0
             last_steps = ()
@@ -239,13 +247,28 @@ class Engine:
             pause = self.poll
             if current.wake_at is not None:
                 pause = min(pause, max(0.01, (current.wake_at - now).total_seconds()))
-            self.clock.sleep(pause)
+            self._sleep(pause)
 
     def _heartbeat(self, now: datetime) -> None:
         """Once per poll, before its mutations: stop if the lease was lost (one GET),
         and renew it when due; a dead deploy's lease lapses within its ttl."""
         if self._lock is not None:
             self._lock.heartbeat(now)
+
+    def _sleep(self, seconds: float) -> None:
+        """Every wait of a lease holder renews the lease meanwhile (a back-off of ten
+        seconds must not lose a five-second lease to a contender). A wait shorter than
+        a quarter TTL just sleeps: the next poll's heartbeat comes soon enough."""
+        if self._lock is not None and seconds > self._lock.ttl / 4:
+            self._lock.wait(self.clock, seconds)
+        else:
+            self.clock.sleep(seconds)
+
+    def _guard(self) -> None:
+        """Before each attempt of a step: fence again if the poll's check went stale
+        (a stall between the heartbeat and this step)."""
+        if self._lock is not None:
+            self._lock.guard(self.clock.now())
 
     # --- public actions --------------------------------------------------------------
 
@@ -769,6 +792,8 @@ class Engine:
             clock=self.clock,
             build_request=build,
             retry=self.retry,
+            guard=self._guard,
+            sleep=self._sleep,
         )
 
     def _result(

@@ -65,6 +65,8 @@ class Executor:
         build_request: Callable[[CreateNode], NodeRequest],
         retry: RetryPolicy | None = None,
         workers: int = 8,
+        guard: Callable[[], None] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.provider = provider
         self.region = region
@@ -73,6 +75,12 @@ class Executor:
         self.build_request = build_request
         self.retry = retry or RetryPolicy()
         self.workers = workers
+        # Called before every attempt of a mutation: the lease's fence, which raises
+        # LeaseLost when the poll's check went stale (a stall, a long back-off).
+        self.guard = guard
+        # How a back-off waits: the lease's wait renews the lease meanwhile (a
+        # Retry-After of a minute must not cost a 5 s lease).
+        self.sleep = sleep or clock.sleep
 
     def run(self, steps: tuple[Step, ...] | list[Step]) -> None:
         """Execute every step; the first permanent error is raised after all finish."""
@@ -102,31 +110,40 @@ class Executor:
         match step:
             case CreateNode():
                 request = self.build_request(step)
-                self.call(lambda: compute.create_node(region, request))
+                self._mutate(lambda: compute.create_node(region, request))
             case DeleteNode(node_id=node_id):
-                self.call(lambda: _ignore_missing(lambda: compute.delete_node(region, node_id)))
+                self._mutate(lambda: _ignore_missing(lambda: compute.delete_node(region, node_id)))
             case AddMember(name=name, address=address, port=port):
-                self.call(lambda: lb.add_member(region, pool, name, address, port))
+                self._mutate(lambda: lb.add_member(region, pool, name, address, port))
             case StampServing(node_id=node_id):
                 stamp = {META_SERVING_SINCE: self.clock.now().isoformat(), META_DRAIN_SINCE: ""}
-                self.call(lambda: compute.set_metadata(region, node_id, stamp))
+                self._mutate(lambda: compute.set_metadata(region, node_id, stamp))
             case DrainMember(node_id=node_id, name=name):
                 # Stamp first: a crash between the two leaves a serving member with a
                 # stamp, which the planner simply drains again.
                 stamp = {META_DRAIN_SINCE: self.clock.now().isoformat()}
-                self.call(lambda: compute.set_metadata(region, node_id, stamp))
-                self.call(lambda: _ignore_missing(lambda: lb.drain_member(region, pool, name)))
+                self._mutate(lambda: compute.set_metadata(region, node_id, stamp))
+                self._mutate(lambda: _ignore_missing(lambda: lb.drain_member(region, pool, name)))
             case RemoveMember(name=name):
-                self.call(lambda: lb.remove_member(region, pool, name))
+                self._mutate(lambda: lb.remove_member(region, pool, name))
 
     def call(self, fn: Callable[[], T]) -> T:
         """Call the provider, retrying transient errors (honouring Retry-After)."""
+        return self._retrying(fn, guarded=False)
+
+    def _mutate(self, fn: Callable[[], T]) -> T:
+        """``call`` for a change to the cloud: the guard runs before every attempt."""
+        return self._retrying(fn, guarded=True)
+
+    def _retrying(self, fn: Callable[[], T], *, guarded: bool) -> T:
+        guard = self.guard if guarded else None
         retrying = Retrying(
             retry=retry_if_exception_type(Transient),
             stop=stop_after_attempt(self.retry.attempts),
             wait=self._wait,
-            sleep=self.clock.sleep,
+            sleep=self.sleep,
             reraise=True,
+            before=(lambda _state: guard()) if guard is not None else (lambda _state: None),
             before_sleep=_log_retry,
         )
         return retrying(fn)

@@ -14,7 +14,10 @@ directory, a dict under a lock in memory); no compare-and-swap, no delete-then-c
   generation numbers only grow.
 * **Fencing.** The generation is the fencing token: the holder of generation ``g`` has
   lost the lease as soon as ``g + 1`` exists. ``heartbeat`` checks that with one GET,
-  once per poll, before the poll's mutations; a deploy that lost its lease raises
+  once per poll, *after* the poll's reads and plan and right before its mutations (a
+  stall in the middle of a read must not let a stale plan act); ``guard`` checks again
+  before each further mutation only if the last check is over a quarter TTL old (after
+  a stall, or a long retry back-off); a deploy that lost its lease raises
   ``LeaseLost`` (exit 4, "lost the lock to ...") and does nothing more: no rollback, no
   record. Servers and records carry the generation that made them.
 * **Takeover.** A released generation is followed at once. One held by a dead process
@@ -28,9 +31,10 @@ directory, a dict under a lock in memory); no compare-and-swap, no delete-then-c
   and ``wait`` calls between slices of every long wait (the health gate at the load
   balancer, the DNS TTL wait of a failover).
 
-What this does not give: a holder stopped (``SIGSTOP``, a laptop lid) *between* its
-fence check and the mutation that follows may still make that one call after the lease
-moved on; it stops at its next poll. The TTL bounds how long a dead holder blocks others.
+What this does not give: a holder stopped (``SIGSTOP``, a laptop lid) while a
+mutation's request is already on its way (or in the instant between a fresh check and
+the call) may still see that one call land after the lease moved on; it stops before
+its next one. The TTL bounds how long a dead holder blocks others.
 """
 
 from __future__ import annotations
@@ -94,6 +98,7 @@ class DeployLock:
         self.generation: int | None = None
         self._renewals = 0
         self._renewed_at: datetime | None = None
+        self._fenced_at: datetime | None = None
 
     # --- keys --------------------------------------------------------------------------
 
@@ -201,7 +206,7 @@ class DeployLock:
 
     def _hold(self, generation: int, now: datetime) -> int:
         self.generation = generation
-        self._renewed_at = now
+        self._renewed_at = self._fenced_at = now
         self._forget_old(generation)
         return generation
 
@@ -250,8 +255,9 @@ class DeployLock:
 
     # --- hold: fence, renew, release -----------------------------------------------------
 
-    def fence(self) -> None:
-        """Raise ``LeaseLost`` when a newer generation exists (one GET)."""
+    def fence(self, now: datetime | None = None) -> None:
+        """Raise ``LeaseLost`` when a newer generation exists (one GET); ``now`` (when
+        the check started) is remembered for ``guard``."""
         if self.generation is None:
             raise LeaseLost(self.app, "nobody (this actor never held the lock)")
         data = self.store.get(self.key(self.generation + 1))
@@ -259,16 +265,28 @@ class DeployLock:
             info = LockInfo.parse(data, self.generation + 1)
             who = info.broken_by or info.owner if info is not None else "?"
             raise LeaseLost(self.app, f"{who} (generation {self.generation + 1})")
+        if now is not None:
+            self._fenced_at = now
+
+    def guard(self, now: datetime) -> None:
+        """Before a mutation: fence again only when the last check is older than a
+        quarter TTL. In a normal poll that costs nothing (the poll's heartbeat is
+        fresh); after a stall (``SIGSTOP``, a slept laptop, a long retry back-off) in
+        the middle of a poll it is what stops the poll's remaining steps. A takeover
+        needs the lease unchanged for a TTL after it expired, so a check less than a
+        quarter TTL old cannot have missed one."""
+        if self._fenced_at is None or (now - self._fenced_at).total_seconds() >= self.ttl / 4:
+            self.fence(now)
 
     def heartbeat(self, now: datetime) -> None:
         """Fence, then renew when a quarter of the TTL has passed since the last renewal."""
-        self.fence()
+        self.fence(now)
         if self._renewed_at is None or (now - self._renewed_at).total_seconds() >= self.ttl / 4:
             self.renew(now)
 
     def renew(self, now: datetime) -> None:
         """Rewrite our own generation with a later expiry (after checking we hold it)."""
-        self.fence()
+        self.fence(now)
         assert self.generation is not None
         self._renewals += 1
         self.store.put(self.key(self.generation), self._info(now, self.generation))

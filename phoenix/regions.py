@@ -204,7 +204,7 @@ class RegionMover:
         moved = serving is not None and serving != region
         lock.heartbeat(self.clock.now())  # only the holder may move traffic
         try:
-            changed = self._point_dns(region, result.release, engine)
+            changed = self._point_dns(region, result.release, engine, lock)
         except ProviderError as exc:
             # DNS is one global service: another region would not help. The release
             # serves in the region, the record points where it did; a rerun finishes.
@@ -247,7 +247,7 @@ class RegionMover:
             history=result.history + tuple(notes),
         )
 
-    def _point_dns(self, region: str, release: str, engine: Engine) -> bool:
+    def _point_dns(self, region: str, release: str, engine: Engine, lock: DeployLock) -> bool:
         """Point the record at the region's load balancer; True when it pointed elsewhere.
 
         A move is gated first. The record is written even when it already points here:
@@ -261,6 +261,9 @@ class RegionMover:
             self._gate(region, engine)
             log.info("switching dns", record=f"{where.record}.{where.zone}", to=region,
                      address=address)
+        # The gate probes for a while: a stall in it must not let a fenced actor move
+        # traffic (the check is free when the last one is fresh).
+        lock.guard(self.clock.now())
         self.call(lambda: dns.set_record(where.zone, where.record, (address,), where.ttl))
         self._save_serving(region, release, address)
         if moves:

@@ -308,8 +308,8 @@ def _program(actor: Actor, lock: DeployLock, clock: SkewedClock, store: Store) -
 class CheckedLock(DeployLock):
     """The real lock, reporting each passed fence check to the turnstile."""
 
-    def fence(self) -> None:
-        super().fence()
+    def fence(self, now: datetime | None = None) -> None:
+        super().fence(now)
         self.turnstile.fence_passed(self.actor)  # type: ignore[attr-defined]
 
 

@@ -4,6 +4,7 @@ region, failover/failback, and nothing half-created when every region fails."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -20,6 +21,7 @@ from phoenix.errors import (
     CapacityError,
     DeployFailed,
     InputError,
+    LeaseLost,
     ProviderError,
     QuotaExceeded,
     RegionUnavailable,
@@ -27,6 +29,7 @@ from phoenix.errors import (
     Transient,
     UnknownResource,
 )
+from phoenix.lease import DeployLock
 from phoenix.model import Flavor, Image, MemberState, NodeState, Quota
 from phoenix.providers.memory import MemoryCloud
 from phoenix.spec import Spec
@@ -523,3 +526,37 @@ def test_any_mix_of_region_faults_lands_in_the_first_healthy_region_or_nowhere(
         cloud.faults.down_regions.clear()
         fresh = [n for r in regions for n in live(w, r) if "-r2-" in n or "-b1" in n]
         assert fresh == []  # nothing of the new release anywhere
+
+
+def test_a_failover_stalled_before_its_dns_switch_is_fenced_and_leaves_dns_alone(
+    world: World,
+) -> None:
+    """Issue 13's fence at the DNS switch: the failover stalls (SIGSTOP, say) between its
+    heartbeat and the switch while another actor takes the lease; once it resumes it
+    must not point DNS anywhere."""
+    spec = world.spec(extra_rollout="  lease_ttl: 5s\n" + DNS)
+    deploy(world, spec)
+    plain = world.provider()
+    contender = DeployLock(plain.store, "web", "d-contender", ttl=5.0)
+
+    class StallsOnceBConverged:
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+            self.stalled = False
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def get_record(self, zone: str, name: str) -> object:
+            if not self.stalled and len(serving(world, B)) == 3:
+                self.stalled = True
+                world.clock.advance(10)  # frozen: the lease expires
+                contender.acquire(world.clock)  # proves it dead, takes it
+            return self.inner.get_record(zone, name)  # type: ignore[attr-defined]
+
+    dns = StallsOnceBConverged(plain.dns)
+    provider = dataclasses.replace(plain, dns=dns)
+    with pytest.raises(LeaseLost, match="d-contender"):
+        api.failover(spec, to=B, provider=provider, clock=world.clock)
+    assert dns.stalled
+    assert dns_values(world) == (address_of(world, A),)

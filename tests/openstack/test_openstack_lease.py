@@ -51,12 +51,6 @@ def test_two_deploys_started_together_have_one_winner(cloud: Cloud) -> None:
     assert set(_releases(cloud).values()) == {json.loads(winner)["release"]}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open finding (issue 13): in one CI run of 5fd3c97, after the stopped deploy"
-    " resumed and exited 4 ('lost the lock'), a server of its release (index 1, while its"
-    " canary gate allowed only index 0) was in Nova; not reproduced yet, under investigation",
-)
 def test_a_deploy_stopped_past_its_ttl_is_fenced_when_resumed(cloud: Cloud) -> None:
     cloud.write(greeting="one", count=2, rollout=TTL)
     assert cloud.phoenix("deploy").returncode == 0

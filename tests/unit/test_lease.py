@@ -26,6 +26,7 @@ from phoenix.lease import DeployLock, LockInfo
 from phoenix.providers.base import Store
 from phoenix.providers.local.store import DirectoryStore
 from phoenix.providers.memory import MemoryCloud
+from phoenix.steps import RemoveMember
 from tests.lease_interleavings import START, TTL, Actor, CheckedLock, explore, sample
 
 # --- the stores ------------------------------------------------------------------------
@@ -101,7 +102,7 @@ def test_random_long_schedules_of_three_contenders(seed: int) -> None:
 class NoFence(CheckedLock):
     """A fence check that never looks (the lease before generations)."""
 
-    def fence(self) -> None:
+    def fence(self, now: Any = None) -> None:
         self.turnstile.fence_passed(self.actor)  # type: ignore[attr-defined]
 
 
@@ -379,3 +380,88 @@ def test_a_deploy_waits_for_a_heal_but_not_for_another_deploy() -> None:
     watcher2.acquire(world)
     with pytest.raises(LockHeld):
         impatient.acquire(world, patience=0)
+
+
+class CountingGets:
+    """A store that counts its GETs (the cost of a fence check)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.gets = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def get(self, key: str) -> bytes | None:
+        self.gets += 1
+        return self.inner.get(key)
+
+
+def test_guard_checks_again_only_when_its_last_check_is_a_quarter_ttl_old() -> None:
+    """Between a poll's heartbeat and its mutations the guard costs nothing; after a
+    stall it is a fence check, and it stops the actor whose lease moved on."""
+    store, clock = CountingGets(memory_store()), FakeClock(START)
+    mine = lock(store, "d-mine")  # type: ignore[arg-type]
+    mine.acquire(clock)
+    mine.heartbeat(clock.now())
+    gets = store.gets
+
+    clock.advance(TTL / 4 - 0.1)
+    mine.guard(clock.now())
+    assert store.gets == gets  # fresh: no call
+
+    clock.advance(0.1)
+    mine.guard(clock.now())
+    assert store.gets == gets + 1  # a quarter TTL old: checked again
+
+    lock(store, "d-ops", host="elsewhere").break_lease(  # type: ignore[arg-type]
+        clock.now(), force=True, by="ops")
+    clock.advance(TTL)  # stalled
+    with pytest.raises(LeaseLost, match="ops"):
+        mine.guard(clock.now())
+
+
+def test_every_attempt_of_a_mutation_is_guarded_and_no_read_is() -> None:
+    """A step retried after a back-off checks the lease again before each attempt (the
+    back-off may have been a stall); a lost lease stops the step before its call."""
+    cloud = MemoryCloud(["r"], clock=FakeClock(START))
+    guarded: list[str] = []
+    failing = {"left": 1}
+
+    class FailsOnce:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def remove_member(self, *args: Any) -> None:
+            guarded.append("call")
+            if failing["left"]:
+                failing["left"] -= 1
+                raise Transient("remove_member: HTTP 503 (test)")
+
+    provider = cloud.provider()
+    provider = type(provider)(name="memory", compute=provider.compute,
+                              load_balancer=FailsOnce(provider.load_balancer),
+                              store=provider.store, dns=provider.dns,
+                              health_source=provider.health_source)
+    slept: list[float] = []
+    executor = Executor(provider, region="r", pool="p", clock=cloud.clock,
+                        build_request=lambda step: None,  # type: ignore[arg-type,return-value]
+                        guard=lambda: guarded.append("guard"), sleep=slept.append)
+
+    executor.call(lambda: provider.compute.list_nodes("r", "web"))
+    assert guarded == []  # a read is never guarded
+    executor.apply(RemoveMember(name="web-0", reason="test"))
+    assert guarded == ["guard", "call", "guard", "call"]
+    assert len(slept) == 1  # the back-off went through the lease-renewing sleep
+
+    def lost() -> None:
+        raise LeaseLost("web", "d-other (generation 2)")
+
+    guarded.clear()
+    executor.guard = lost
+    with pytest.raises(LeaseLost):
+        executor.apply(RemoveMember(name="web-0", reason="test"))
+    assert guarded == []  # stopped before the call
