@@ -18,6 +18,7 @@ from pathlib import Path
 from phoenix.clock import SystemClock
 from phoenix.engine import DeployResult, Engine, EventSink, serving_release
 from phoenix.errors import BadRequest, InputError, PhoenixError, TemplateError
+from phoenix.executor import COMPUTE, DNS, LB
 from phoenix.health import build_tracker
 from phoenix.lease import DeployLock
 from phoenix.log import get_logger
@@ -517,11 +518,11 @@ def destroy(
             engine_retry = Engine(spec, opened, clock=clock)
             call = engine_retry._executor(None).call
 
-            def mutate(fn: Callable[[], object]) -> None:
+            def mutate(fn: Callable[[], object], service: str) -> None:
                 # The lease's fence before every change: a destroy stalled after its
                 # reads must not delete what a newer actor now serves with.
                 lock.guard(clock.now())
-                call(fn)
+                call(fn, service)
 
             pool = spec.load_balancer.pool
             compute, lb = opened.compute, opened.load_balancer
@@ -529,19 +530,19 @@ def destroy(
                 lock.heartbeat(clock.now())
                 nodes = call(partial(compute.list_nodes, region, spec.app))
                 names = {n.name for n in nodes}
-                for member in call(partial(lb.list_members, region, pool)):
+                for member in call(partial(lb.list_members, region, pool), LB):
                     if member.name in names or member.name.startswith(f"{spec.app}-"):
-                        mutate(partial(lb.remove_member, region, pool, member.name))
+                        mutate(partial(lb.remove_member, region, pool, member.name), LB)
                         removed.append(member.name)
                 for node in nodes:
                     if node.state is not NodeState.DELETING:
-                        mutate(partial(compute.delete_node, region, node.id))
+                        mutate(partial(compute.delete_node, region, node.id), COMPUTE)
                     deleted.append(node.name)
             if isinstance(lb, PoolDeleter):
                 for region in spec.regions:
-                    mutate(partial(lb.delete_pool, region, pool))
+                    mutate(partial(lb.delete_pool, region, pool), LB)
             if spec.dns is not None and isinstance(opened.dns, RecordFrontend):
-                mutate(partial(opened.dns.stop_frontend, spec.dns.zone, spec.dns.record))
+                mutate(partial(opened.dns.stop_frontend, spec.dns.zone, spec.dns.record), DNS)
             deadline = clock.now() + timedelta(seconds=timeout)
             for region in spec.regions:
                 while call(partial(compute.list_nodes, region, spec.app)):

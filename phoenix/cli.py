@@ -30,7 +30,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
@@ -41,7 +41,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.status import Status
 
-from phoenix import api
+from phoenix import api, api_calls, textfile
 from phoenix import log as plog
 from phoenix import watch as watch_module
 from phoenix.engine import DeployResult, Event, EventSink
@@ -144,6 +144,7 @@ class _Globals:
     output: OutputFormat = OutputFormat.TEXT
     log_format: LogFormat = LogFormat.AUTO
     log_level: LogLevel | None = None  # None: info, or warning under a progress display
+    metrics_file: Path | None = None  # --metrics-file: where one-shot commands add metrics
 
 
 class _Stderr(io.TextIOBase):
@@ -169,9 +170,27 @@ class _Stderr(io.TextIOBase):
 class _Session:
     """One command's output: stdout results, stderr messages, secrets masked in both."""
 
-    def __init__(self, output: OutputFormat) -> None:
+    def __init__(self, output: OutputFormat, metrics_file: Path | None = None) -> None:
         self.output = output
         self.secrets: list[str] = []
+        self.metrics_file = metrics_file
+        self._calls_at_start = api_calls.snapshot()
+
+    def record(self, result: DeployResult) -> None:
+        """With ``--metrics-file``: add the action and this run's API calls to it. A
+        failure to is a warning: the deploy's outcome, not its metrics, sets the exit."""
+        if self.metrics_file is None:
+            return
+        now = api_calls.snapshot()
+        calls = {key: n - self._calls_at_start.get(key, 0) for key, n in now.items()
+                 if n != self._calls_at_start.get(key, 0)}
+        try:
+            textfile.record_action(
+                self.metrics_file, app=result.app, action=result.action,
+                outcome=result.outcome, seconds=result.seconds, finished=datetime.now(UTC),
+                api_calls=calls)
+        except (InputError, OSError) as exc:
+            self.err(f"warning: the metrics were not written: {exc}")
 
     @property
     def json(self) -> bool:
@@ -233,6 +252,8 @@ class _Session:
         for line in problems or [type(exc).__name__]:
             self.err(f"error: {line}")
         result = exc.result if isinstance(exc, OutcomeError) else None
+        if isinstance(result, DeployResult):
+            self.record(result)
         if isinstance(result, DeployResult) and not self.json:
             self.out("\n".join(_deploy_text(result)))
         if self.json:
@@ -277,15 +298,17 @@ def _session(
     log_level: LogLevel | None,
     *,
     changes_cloud: bool = False,
+    records_action: bool = False,
 ) -> Iterator[_Session]:
     """Set up output and logging for one command; map whatever it raises to an exit code.
 
     ``changes_cloud``: the command shows progress on a TTY (so info logs, which would
     repeat every line of it, are left out unless ``--log-level`` asks for them), and an
     unexpected crash may have left the cloud half-changed, so it exits 3, not 1.
+    ``records_action``: the command's result goes to ``--metrics-file`` when given.
     """
     given = ctx.obj if isinstance(ctx.obj, _Globals) else _Globals()
-    session = _Session(output or given.output)
+    session = _Session(output or given.output, given.metrics_file if records_action else None)
     fmt = log_format or given.log_format
     level = log_level or given.log_level
     if level is None:
@@ -293,6 +316,8 @@ def _session(
         level = LogLevel.WARNING if progress_shown else LogLevel.INFO
     try:
         plog.configure_logging(fmt=fmt.value, level=level.value, stream=cast(TextIO, _Stderr()))
+        if session.metrics_file is not None:
+            textfile.check_writable(session.metrics_file)  # before the cloud is touched
         yield session
     except (typer.Exit, typer.Abort) as exc:
         if isinstance(exc, typer.Abort):  # Ctrl-C or EOF at a confirmation prompt
@@ -359,6 +384,14 @@ def _main(
             show_default=False,
         ),
     ] = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-file", envvar="PHOENIX_METRICS_FILE", metavar="PATH",
+            help="deploy, rollback, repave, failover, failback: add what they did to PATH"
+            " in the Prometheus text format (for node_exporter's textfile collector).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
@@ -366,7 +399,7 @@ def _main(
 ) -> None:
     """Phoenix deploys: fresh servers every time, traffic moved only to proven ones."""
     del version
-    ctx.obj = _Globals(output, log_format, log_level)
+    ctx.obj = _Globals(output, log_format, log_level, metrics_file)
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -467,12 +500,14 @@ def deploy(
     every new node failing its health gate) is left for the next region in the spec's
     order, and the DNS record follows.
     """
-    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+    with _session(ctx, output, log_format, log_level, changes_cloud=True,
+                  records_action=True) as session:
         spec = session.load(spec_file)
         where = _given_region(spec, region)
         with _progress(session, f"deploying {spec.app}"
                        + (f" to {where}" if where else "")) as on_event:
             result = api.deploy(spec, region=where, on_event=on_event)
+        session.record(result)
         session.done(dataclasses.asdict(result), _deploy_text(result))
 
 
@@ -490,7 +525,8 @@ def failover(
 ) -> None:
     """Move the app to another region: deploy the serving release there, prove it
     healthy, point DNS at it, retire the old region (when it can be reached)."""
-    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+    with _session(ctx, output, log_format, log_level, changes_cloud=True,
+                  records_action=True) as session:
         spec = session.load(spec_file)
         if not to:
             raise InputError(
@@ -500,6 +536,7 @@ def failover(
         _confirm("failover", f"Move {spec.app} to {to}?", yes=yes)
         with _progress(session, f"failing {spec.app} over to {to}") as on_event:
             result = api.failover(spec, to=to, on_event=on_event)
+        session.record(result)
         session.done(dataclasses.asdict(result), _deploy_text(result))
 
 
@@ -513,12 +550,14 @@ def failback(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Move the app back to the primary region (the spec's first), health-gated."""
-    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+    with _session(ctx, output, log_format, log_level, changes_cloud=True,
+                  records_action=True) as session:
         spec = session.load(spec_file)
         primary = spec.regions[0]
         _confirm("failback", f"Move {spec.app} back to {primary}?", yes=yes)
         with _progress(session, f"failing {spec.app} back to {primary}") as on_event:
             result = api.failback(spec, on_event=on_event)
+        session.record(result)
         session.done(dataclasses.asdict(result), _deploy_text(result))
 
 
@@ -556,7 +595,8 @@ def rollback(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Put the previous good release (or --to RELEASE) back in service."""
-    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+    with _session(ctx, output, log_format, log_level, changes_cloud=True,
+                  records_action=True) as session:
         spec = session.load(spec_file)
         where = _given_region(spec, region)
         target = to or "the previous good release"
@@ -564,6 +604,7 @@ def rollback(
         _confirm("rollback", f"Roll {spec.app}{place} back to {target}?", yes=yes)
         with _progress(session, f"rolling {spec.app} back{place}") as on_event:
             result = api.rollback(spec, to_release=to, region=where, on_event=on_event)
+        session.record(result)
         session.done(dataclasses.asdict(result), _deploy_text(result))
 
 
@@ -580,7 +621,8 @@ def repave(
     """Replace every node of the serving release with a fresh one from the same image
     (rolling, health-gated, rolled back on failure): rebuild everything now, e.g. after
     a suspected compromise."""
-    with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+    with _session(ctx, output, log_format, log_level, changes_cloud=True,
+                  records_action=True) as session:
         spec = session.load(spec_file)
         where = _given_region(spec, region)
         place = f" in {where}" if where else ""
@@ -588,6 +630,7 @@ def repave(
                  yes=yes)
         with _progress(session, f"repaving {spec.app}{place}") as on_event:
             result = api.repave(spec, region=where, on_event=on_event)
+        session.record(result)
         session.done(dataclasses.asdict(result), _deploy_text(result))
 
 

@@ -33,7 +33,7 @@ from phoenix.errors import (
     RestoreFailed,
     Transient,
 )
-from phoenix.executor import Executor, RetryingStore, RetryPolicy
+from phoenix.executor import IMAGE, LB, Executor, RetryingStore, RetryPolicy
 from phoenix.heal import Verdict, judge
 from phoenix.health import HealthTracker, build_tracker
 from phoenix.lease import WATCH_PREFIX, DeployLock
@@ -159,7 +159,7 @@ class Engine:
         caller = self._executor(None)
         nodes = caller.call(lambda: self.provider.compute.list_nodes(self.region, self.spec.app))
         members = caller.call(
-            lambda: self.provider.load_balancer.list_members(self.region, self.pool)
+            lambda: self.provider.load_balancer.list_members(self.region, self.pool), LB
         )
         names = {n.name for n in nodes}
         self.tracker.forget(self._tracked - names)
@@ -198,7 +198,7 @@ class Engine:
                     # Reads never start a local balancer; a deploy is an actor, and its
                     # pool must be up to take members and report them online.
                     self._heartbeat(now)
-                    executor.call(partial(lb.ensure_pool, self.region, self.pool))
+                    executor.call(partial(lb.ensure_pool, self.region, self.pool), LB)
                 observed = self.observe()
                 if first_look:
                     # Boots an earlier run made do not count against this one's retries.
@@ -669,7 +669,7 @@ class Engine:
                 " releases that can be deployed again"
             )
         image_id = self._executor(None).call(
-            lambda: image_in_region(record, self.provider, region=self.region))
+            lambda: image_in_region(record, self.provider, region=self.region), IMAGE)
         release = release_from_record(record, self.spec)
         return dataclasses.replace(release, image_id=image_id)
 
@@ -811,11 +811,10 @@ class Engine:
         calls_after = _calls(self.provider)
         nodes: tuple[str, ...] = ()
         with contextlib.suppress(PhoenixError):
-            nodes = tuple(
-                sorted(n.name for n in self.provider.compute.list_nodes(self.region,
-                                                                       self.spec.app)
-                       if n.release == release and n.state is not NodeState.DELETING)
-            )
+            listed = self._executor(None).call(
+                lambda: self.provider.compute.list_nodes(self.region, self.spec.app))
+            nodes = tuple(sorted(n.name for n in listed
+                                 if n.release == release and n.state is not NodeState.DELETING))
         return DeployResult(
             app=self.spec.app,
             action=action,

@@ -14,6 +14,7 @@ import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from tenacity import (
@@ -24,6 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from phoenix import api_calls
 from phoenix.errors import NotFound, Transient
 from phoenix.log import get_logger
 from phoenix.model import META_DRAIN_SINCE, META_SERVING_SINCE, NodeRequest
@@ -39,6 +41,7 @@ from phoenix.steps import (
 )
 
 T = TypeVar("T")
+COMPUTE, IMAGE, LB, DNS, STORE = api_calls.SERVICES
 log = get_logger("phoenix.executor")
 
 
@@ -110,33 +113,42 @@ class Executor:
         match step:
             case CreateNode():
                 request = self.build_request(step)
-                self._mutate(lambda: compute.create_node(region, request))
+                self._mutate(lambda: compute.create_node(region, request), COMPUTE)
             case DeleteNode(node_id=node_id):
-                self._mutate(lambda: _ignore_missing(lambda: compute.delete_node(region, node_id)))
+                self._mutate(
+                    lambda: _ignore_missing(lambda: compute.delete_node(region, node_id)), COMPUTE)
             case AddMember(name=name, address=address, port=port):
-                self._mutate(lambda: lb.add_member(region, pool, name, address, port))
+                self._mutate(lambda: lb.add_member(region, pool, name, address, port), LB)
             case StampServing(node_id=node_id):
                 stamp = {META_SERVING_SINCE: self.clock.now().isoformat(), META_DRAIN_SINCE: ""}
-                self._mutate(lambda: compute.set_metadata(region, node_id, stamp))
+                self._mutate(lambda: compute.set_metadata(region, node_id, stamp), COMPUTE)
             case DrainMember(node_id=node_id, name=name):
                 # Stamp first: a crash between the two leaves a serving member with a
                 # stamp, which the planner simply drains again.
                 stamp = {META_DRAIN_SINCE: self.clock.now().isoformat()}
-                self._mutate(lambda: compute.set_metadata(region, node_id, stamp))
-                self._mutate(lambda: _ignore_missing(lambda: lb.drain_member(region, pool, name)))
+                self._mutate(lambda: compute.set_metadata(region, node_id, stamp), COMPUTE)
+                self._mutate(
+                    lambda: _ignore_missing(lambda: lb.drain_member(region, pool, name)), LB)
             case RemoveMember(name=name):
-                self._mutate(lambda: lb.remove_member(region, pool, name))
+                self._mutate(lambda: lb.remove_member(region, pool, name), LB)
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """Call the provider, retrying transient errors (honouring Retry-After)."""
-        return self._retrying(fn, guarded=False)
+    def call(self, fn: Callable[[], T], service: str = COMPUTE) -> T:
+        """Call the provider's ``service``, retrying transient errors (honouring
+        Retry-After); each attempt is counted (``phoenix.api_calls``)."""
+        return self._retrying(fn, service, guarded=False)
 
-    def _mutate(self, fn: Callable[[], T]) -> T:
+    def _mutate(self, fn: Callable[[], T], service: str) -> T:
         """``call`` for a change to the cloud: the guard runs before every attempt."""
-        return self._retrying(fn, guarded=True)
+        return self._retrying(fn, service, guarded=True)
 
-    def _retrying(self, fn: Callable[[], T], *, guarded: bool) -> T:
+    def _retrying(self, fn: Callable[[], T], service: str, *, guarded: bool) -> T:
         guard = self.guard if guarded else None
+        provider = self.provider.name
+
+        def attempt() -> T:
+            api_calls.count(provider, service)
+            return fn()
+
         retrying = Retrying(
             retry=retry_if_exception_type(Transient),
             stop=stop_after_attempt(self.retry.attempts),
@@ -146,7 +158,7 @@ class Executor:
             before=(lambda _state: guard()) if guard is not None else (lambda _state: None),
             before_sleep=_log_retry,
         )
-        return retrying(fn)
+        return retrying(attempt)
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = wait_exponential_jitter(
@@ -183,7 +195,7 @@ class RetryingStore:
 
     def __init__(self, store: Store, executor: Executor) -> None:
         self._store = store
-        self._call = executor.call
+        self._call = partial(executor.call, service=STORE)
 
     def put(self, key: str, data: bytes) -> None:
         self._call(lambda: self._store.put(key, data))

@@ -23,7 +23,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
+from phoenix import api_calls
 from phoenix.model import Node
 
 
@@ -56,6 +59,7 @@ class WatchMetrics:
         self.image_max_age = Gauge("phoenix_image_max_age_seconds",
                                    "The spec's image.max_age (absent: none set)",
                                    ["app"], registry=r)
+        r.register(_ApiCalls())
         self.last_round = Gauge("phoenix_watch_last_round_timestamp_seconds",
                                 "When watch last finished a round", registry=r)
         # Label sets set for each app last time, so nodes that are gone leave the gauges.
@@ -83,6 +87,19 @@ class WatchMetrics:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ApiCalls(Collector):
+    """``phoenix_api_requests_total``, read from ``phoenix.api_calls`` at each scrape
+    (the executor counts every attempt; nothing to keep in step here)."""
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "phoenix_api_requests", "Calls made to the provider's API (each attempt), by service",
+            labels=["provider", "service"])
+        for (provider, service), calls in sorted(api_calls.snapshot().items()):
+            family.add_metric([provider, service], calls)
+        yield family
 
 
 class Endpoints:

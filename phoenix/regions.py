@@ -43,6 +43,7 @@ from phoenix.errors import (
     ProviderError,
     RestoreFailed,
 )
+from phoenix.executor import DNS, LB
 from phoenix.lease import DeployLock
 from phoenix.model import Health, MemberState
 from phoenix.providers.base import Clock, Dns, PoolEndpoint, Provider
@@ -88,7 +89,7 @@ class RegionMover:
     def serving_region(self) -> str | None:
         """The region the DNS record points at; None when it points nowhere we know."""
         dns, where = self._dns()
-        record = self.call(lambda: dns.get_record(where.zone, where.record))
+        record = self.call(lambda: dns.get_record(where.zone, where.record), DNS)
         if record is None:
             return None
         saved = self.records.serving()
@@ -255,7 +256,7 @@ class RegionMover:
         switch that a crash interrupted (the local front end's members, say)."""
         dns, where = self._dns()
         address = self._address(region)
-        current = self.call(lambda: dns.get_record(where.zone, where.record))
+        current = self.call(lambda: dns.get_record(where.zone, where.record), DNS)
         moves = current is None or current.values != (address,) or current.ttl != where.ttl
         if moves:
             self._gate(region, engine)
@@ -264,7 +265,7 @@ class RegionMover:
         # The gate probes for a while: a stall in it must not let a fenced actor move
         # traffic (the check is free when the last one is fresh).
         lock.guard(self.clock.now())
-        self.call(lambda: dns.set_record(where.zone, where.record, (address,), where.ttl))
+        self.call(lambda: dns.set_record(where.zone, where.record, (address,), where.ttl), DNS)
         self._save_serving(region, release, address)
         if moves:
             self.on_event(Event("steps", "dns", (f"point {where.record}.{where.zone} at"
@@ -356,7 +357,7 @@ class RegionMover:
     def _dns_record_exists(self) -> bool:
         dns, where = self._dns()
         try:
-            return self.call(lambda: dns.get_record(where.zone, where.record)) is not None
+            return self.call(lambda: dns.get_record(where.zone, where.record), DNS) is not None
         except PhoenixError:
             return True  # cannot tell: assume it does, and touch nothing
 
@@ -441,7 +442,7 @@ class RegionMover:
                 f"the {self.provider.name} provider's load balancer cannot tell its address,"
                 " so DNS cannot be pointed at a region"
             )
-        url = self.call(lambda: lb.url(region, self.spec.load_balancer.pool))
+        url = self.call(lambda: lb.url(region, self.spec.load_balancer.pool), LB)
         host = (urlsplit(url).hostname or "").lower()
         try:
             return str(ipaddress.ip_address(host))
@@ -476,7 +477,7 @@ class RegionMover:
         """The record's values as text, or None (no record, or DNS unreachable)."""
         with contextlib.suppress(PhoenixError):
             dns, where = self._dns()
-            record = self.call(lambda: dns.get_record(where.zone, where.record))
+            record = self.call(lambda: dns.get_record(where.zone, where.record), DNS)
             return ", ".join(record.values) if record is not None else None
         return None
 

@@ -129,11 +129,12 @@ def choose_image(images: list[Image], spec: Spec, region: str, now: datetime) ->
     return newest
 
 
-Caller = Callable[[Callable[[], Any]], Any]
-"""Calls a provider function, e.g. ``Executor.call`` (retrying transient errors)."""
+Caller = Callable[[Callable[[], Any], str], Any]
+"""Calls a provider function of a service ("compute", "image"), e.g. ``Executor.call``
+(retrying transient errors, counting calls by service)."""
 
 
-def _direct(fn: Callable[[], Any]) -> Any:
+def _direct(fn: Callable[[], Any], service: str) -> Any:
     return fn()
 
 
@@ -157,12 +158,12 @@ def find_image(
                 " image; give image.name or image.id of an image in the cloud"
             )
         importer = compute
-        image: Image = call(lambda: importer.import_image(region, source, None))
+        image: Image = call(lambda: importer.import_image(region, source, None), "image")
         return image
     query = ImageQuery(
         id=spec.image.id, name=spec.image.name, properties=spec.image.properties or {}
     )
-    found: list[Image] = call(lambda: provider.compute.find_images(region, query))
+    found: list[Image] = call(lambda: provider.compute.find_images(region, query), "image")
     return choose_image(found, spec, region, now)
 
 
@@ -191,7 +192,7 @@ def resolve_release(
         # Checked below, once the release is known: max_age stops a *new* build from a
         # stale image; it must not fail an unchanged rerun because time passed.
         stale, image = exc, exc.image
-    flavor: Flavor = call(lambda: provider.compute.get_flavor(region, spec.flavor))
+    flavor: Flavor = call(lambda: provider.compute.get_flavor(region, spec.flavor), "compute")
     template_path = spec.template_path
     sample = render_user_data(
         template_path,

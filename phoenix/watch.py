@@ -35,6 +35,7 @@ from phoenix.errors import (
     PhoenixError,
     RegionUnavailable,
 )
+from phoenix.executor import IMAGE
 from phoenix.heal import Verdict
 from phoenix.lease import WATCH_PREFIX, DeployLock
 from phoenix.metrics import WatchMetrics
@@ -225,7 +226,7 @@ class Watcher:
             return None
         now = self.clock.now()
         try:
-            app.provider.compute.list_nodes(primary, spec.app)
+            _mover(app, self.clock).call(lambda: app.provider.compute.list_nodes(primary, spec.app))
         except PhoenixError:
             app.primary_up_since = None
             return None
@@ -360,7 +361,9 @@ def _lookup_image_created(app: _App, engine: Engine, release: str) -> datetime |
     record = engine.records.release(release)
     if record is None:
         return None
-    found = app.provider.compute.find_images(engine.region, ImageQuery(id=record.image_id))
+    found = engine._executor(None).call(
+        lambda: app.provider.compute.find_images(engine.region, ImageQuery(id=record.image_id)),
+        IMAGE)
     return found[0].created_at if found else None
 
 

@@ -28,6 +28,8 @@ def test_watch_serves_metrics_and_healthz_and_stops_on_sigterm(tmp_path: Path) -
         assert re.search(r'phoenix_nodes\{app="hello",health="HEALTHY",region="region-a",'
                          r'release="r\d+-[0-9a-f]+"\} 3\.0', metrics), metrics
         assert "phoenix_watch_last_round_timestamp_seconds" in metrics
+        assert re.search(r'phoenix_api_requests_total\{provider="memory",service="compute"\}'
+                         r' [1-9]', metrics), metrics
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
         assert httpx.get(f"{url}/nope", timeout=5).status_code == 404
 

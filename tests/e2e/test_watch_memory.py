@@ -300,3 +300,31 @@ def test_a_second_watchers_stale_verdict_does_not_act_or_record(world: World) ->
     assert world.mutations == 0
     history = phoenix.history(spec, provider=world.provider(), clock=world.clock)
     assert [r.action for r in history] == ["deploy", "heal"]
+
+
+def test_api_requests_count_every_call_watch_makes_by_service(world: World) -> None:
+    """``phoenix_api_requests_total{provider,service}``: what the reconciler costs the
+    control plane, equal to the calls the memory cloud itself counted."""
+    spec = spec_of(world)
+    phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    world.cloud.faults.unhealthy_nodes = {sorted(world.serving())[0]}
+    cloud_before = dict(world.cloud.calls)
+
+    with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as watcher:
+        counted_before = _samples(watcher, "phoenix_api_requests_total")
+        seen = rounds(world, watcher, 4)
+        counted = _samples(watcher, "phoenix_api_requests_total")
+
+    assert any(r.action == "heal" for r in seen), seen  # it made changes, not only reads
+
+    def by_cloud(prefix: str, but: tuple[str, ...] = ()) -> int:
+        return sum(n - cloud_before.get(name, 0) for name, n in world.cloud.calls.items()
+                   if name.startswith(prefix) and name not in but)
+
+    def by_watch(service: str) -> float:
+        key = (("provider", "memory"), ("service", service))
+        return counted.get(key, 0.0) - counted_before.get(key, 0.0)
+
+    assert by_watch("compute") == by_cloud("compute.", but=("compute.find_images",)) > 0
+    assert by_watch("load_balancer") == by_cloud("lb.") > 0
+    assert by_watch("store") > 0
