@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -28,8 +28,14 @@ from tenacity import (
 from phoenix import api_calls
 from phoenix.errors import NotFound, Transient
 from phoenix.log import get_logger
-from phoenix.model import META_DRAIN_SINCE, META_SERVING_SINCE, NodeRequest
-from phoenix.providers.base import Clock, Provider, Store
+from phoenix.model import (
+    META_DRAIN_SINCE,
+    META_SERVING_SINCE,
+    MemberAction,
+    MemberChange,
+    NodeRequest,
+)
+from phoenix.providers.base import Clock, MemberBatcher, Provider, Store
 from phoenix.steps import (
     AddMember,
     CreateNode,
@@ -86,20 +92,60 @@ class Executor:
         self.sleep = sleep or clock.sleep
 
     def run(self, steps: tuple[Step, ...] | list[Step]) -> None:
-        """Execute every step; the first permanent error is raised after all finish."""
+        """Execute every step; the first permanent error is raised after all finish.
+
+        With a ``MemberBatcher`` the poll's member steps go to the balancer as one batch
+        (after the drains' stamps, which must land first as in ``apply``), beside the
+        server steps: a poll costs O(1) load-balancer writes, not one per member."""
         if not steps:
             return
-        if len(steps) == 1:
-            self.apply(steps[0])
+        lb = self.provider.load_balancer
+        members = [s for s in steps if isinstance(s, _MEMBER_STEPS)]
+        if not members or not isinstance(lb, MemberBatcher):
+            _raise_first(self._parallel([partial(self.apply, s) for s in steps]))
             return
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(steps))) as pool:
-            futures = [
-                pool.submit(contextvars.copy_context().run, self.apply, step) for step in steps
-            ]
-            errors = [f.exception() for f in futures]
-        for error in errors:
-            if error is not None:
-                raise error
+        drains = [s for s in members if isinstance(s, DrainMember)]
+        errors = self._parallel([partial(self._stamp_drain, s) for s in drains])
+        unstamped = {s.name for s, error in zip(drains, errors, strict=True) if error}
+        batch = [s for s in members if s.name not in unstamped or not isinstance(s, DrainMember)]
+        tasks: list[Callable[[], None]] = [
+            partial(self.apply, s) for s in steps if not isinstance(s, _MEMBER_STEPS)]
+        if batch:
+            tasks.append(partial(self._change_members, lb, batch))
+        _raise_first(errors + self._parallel(tasks))
+
+    def _parallel(self, tasks: Sequence[Callable[[], None]]) -> list[BaseException | None]:
+        """Run ``tasks`` on the pool (one: inline); each one's exception, or None."""
+        if len(tasks) == 1:
+            try:
+                tasks[0]()
+            except Exception as exc:
+                return [exc]
+            return [None]
+        if not tasks:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(tasks))) as pool:
+            futures = [pool.submit(contextvars.copy_context().run, task) for task in tasks]
+            return [f.exception() for f in futures]
+
+    def _stamp_drain(self, step: DrainMember) -> None:
+        stamp = {META_DRAIN_SINCE: self.clock.now().isoformat()}
+        compute, region = self.provider.compute, self.region
+        self._mutate(lambda: compute.set_metadata(region, step.node_id, stamp), COMPUTE)
+
+    def _change_members(self, lb: MemberBatcher, steps: Sequence[Step]) -> None:
+        changes = []
+        for step in steps:
+            log.info("step", action=type(step).__name__, detail=step.describe())
+            match step:
+                case AddMember(name=name, address=address, port=port):
+                    changes.append(MemberChange(MemberAction.ADD, name, address, port))
+                case DrainMember(name=name):
+                    changes.append(MemberChange(MemberAction.DRAIN, name))
+                case RemoveMember(name=name):
+                    changes.append(MemberChange(MemberAction.REMOVE, name))
+        region, pool = self.region, self.pool
+        self._mutate(lambda: lb.change_members(region, pool, changes), LB)
 
     def apply(self, step: Step) -> None:
         """One step, with retries; idempotent so a retry after a lost response is safe."""
@@ -169,6 +215,15 @@ class Executor:
         if isinstance(error, Transient) and error.retry_after is not None:
             return max(backoff, min(error.retry_after, self.retry.maximum * 6))
         return backoff
+
+
+_MEMBER_STEPS = (AddMember, DrainMember, RemoveMember)
+
+
+def _raise_first(errors: list[BaseException | None]) -> None:
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 def _ignore_missing(fn: Callable[[], None]) -> None:

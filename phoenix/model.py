@@ -120,6 +120,24 @@ class Member:
     online: bool | None = None
 
 
+class MemberAction(StrEnum):
+    """What a ``MemberChange`` does (the single-member calls of ``LoadBalancer``)."""
+
+    ADD = "add"  # take new requests (add, or re-enable a draining member)
+    DRAIN = "drain"  # no new requests; in-flight ones finish
+    REMOVE = "remove"  # out of the pool
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    """One change to one pool member; a poll's changes go to the balancer together."""
+
+    action: MemberAction
+    name: str
+    address: str = ""  # ADD only
+    port: int = 0  # ADD only
+
+
 @dataclass(frozen=True)
 class ResourceNeeds:
     """What a deploy will add at its peak, for the quota preflight."""

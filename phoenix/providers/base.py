@@ -14,7 +14,7 @@ Rules every implementation follows (the contract suite in tests/contract checks 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from phoenix.model import (
     Flavor,
     Image,
     Member,
+    MemberChange,
     Node,
     NodeHealth,
     NodeRequest,
@@ -100,6 +101,22 @@ class LoadBalancer(Protocol):
 
     def remove_member(self, region: str, pool: str, name: str) -> None:
         """Remove the member; a missing member is not an error."""
+        ...
+
+
+@runtime_checkable
+class MemberBatcher(Protocol):
+    """A load balancer that applies many member changes in one go: Octavia's batch
+    member update (one PENDING_UPDATE cycle), HAProxy commands on one runtime-API
+    connection, one message to the built-in proxy. A poll's changes then cost O(1)
+    writes instead of one per member, and a 1,000-node switch does not wait out a
+    thousand load-balancer updates."""
+
+    def change_members(self, region: str, pool: str, changes: Sequence[MemberChange]) -> None:
+        """Apply every change, each as idempotent as its single-member call (adding a
+        present member, draining a draining one, removing a missing one: no-ops; draining
+        a missing one: ignored). Adds go in before drains and removals. Not atomic: after
+        an error some changes may have been applied; the caller reads and retries."""
         ...
 
 

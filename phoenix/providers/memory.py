@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import heapq
@@ -61,6 +62,8 @@ from phoenix.model import (
     Health,
     Image,
     Member,
+    MemberAction,
+    MemberChange,
     MemberState,
     Node,
     NodeHealth,
@@ -720,6 +723,9 @@ class _MemoryCompute:
             )
 
 
+_BATCH_ORDER = {MemberAction.ADD: 0, MemberAction.DRAIN: 1, MemberAction.REMOVE: 2}
+
+
 class _MemoryLoadBalancer:
     """``LoadBalancer`` over a ``MemoryCloud``; pools appear on first use."""
 
@@ -763,6 +769,24 @@ class _MemoryLoadBalancer:
         with self._cloud._call("lb.remove_member", region, mutating=True, key=name) as state:
             if state.pools[region].setdefault(pool, {}).pop(name, None) is not None:
                 self._cloud._dirty = True
+
+    def change_members(self, region: str, pool: str, changes: Sequence[MemberChange]) -> None:
+        """One call for any number of changes (``MemberBatcher``), like Octavia's batch
+        member update: adds first, then drains, then removals."""
+        key = ",".join(sorted(f"{c.action}:{c.name}" for c in changes))
+        with self._cloud._call("lb.change_members", region, mutating=True, key=key) as state:
+            members = state.pools[region].setdefault(pool, {})
+            for change in sorted(changes, key=lambda c: _BATCH_ORDER[c.action]):
+                current = members.get(change.name)
+                if change.action is MemberAction.ADD:
+                    members[change.name] = Member(change.name, change.address, change.port,
+                                                  MemberState.SERVING, active_connections=0)
+                elif change.action is MemberAction.DRAIN and current is not None:
+                    members[change.name] = dataclasses.replace(
+                        current, state=MemberState.DRAINING, active_connections=0)
+                elif change.action is MemberAction.REMOVE:
+                    members.pop(change.name, None)
+            self._cloud._dirty = True
 
     def url(self, region: str, pool: str) -> str:
         """A made-up VIP per region, so DNS failover has an address to point at."""

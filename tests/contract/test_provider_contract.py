@@ -14,6 +14,8 @@ from phoenix.model import (
     TAG_RELEASE,
     DnsRecord,
     Health,
+    MemberAction,
+    MemberChange,
     MemberState,
     NodeState,
     Quota,
@@ -24,6 +26,7 @@ from phoenix.providers.base import (
     HealthSource,
     ImageQuery,
     LoadBalancer,
+    MemberBatcher,
     Provider,
     Store,
 )
@@ -322,6 +325,66 @@ def test_drained_member_is_removed(contract_env: ContractEnv) -> None:
     while name in [m.name for m in lb.list_members(env.region, env.pool)]:
         assert time.monotonic() < deadline, f"{name} is still a member 30 s after removal"
         time.sleep(0.2)
+
+
+def _batcher(env: ContractEnv) -> MemberBatcher:
+    lb = env.provider.load_balancer
+    if not isinstance(lb, MemberBatcher):
+        pytest.skip(f"{env.provider.name}'s balancer changes members one at a time")
+    return lb
+
+
+def _states(env: ContractEnv) -> dict[str, MemberState]:
+    members = env.provider.load_balancer.list_members(env.region, env.pool)
+    return {m.name: m.state for m in members if m.name.startswith(f"{env.app}-")}
+
+
+def test_a_batch_of_member_changes_is_applied_and_is_idempotent(
+    contract_env: ContractEnv,
+) -> None:
+    """``MemberBatcher``: what a poll hands over at once (adds, drains, removals) ends as
+    the single-member calls would leave it, and the same batch again changes nothing."""
+    env = contract_env
+    lb = _batcher(env)
+    old = [f"{env.app}-r1-{i}" for i in range(3)]
+    new = [f"{env.app}-r2-{i}" for i in range(3)]
+    target = {n: env.member_target(n, f"127.0.0.{20 + i}") for i, n in enumerate(old + new)}
+    lb.change_members(env.region, env.pool, [
+        MemberChange(MemberAction.ADD, n, target[n], 8080) for n in old])
+    assert _states(env) == dict.fromkeys(old, MemberState.SERVING)
+
+    switch = ([MemberChange(MemberAction.ADD, n, target[n], 8080) for n in new]
+              + [MemberChange(MemberAction.DRAIN, n) for n in old[:2]]
+              + [MemberChange(MemberAction.REMOVE, old[2])]
+              + [MemberChange(MemberAction.DRAIN, f"{env.app}-missing"),
+                 MemberChange(MemberAction.REMOVE, f"{env.app}-never-existed")])
+    want = {**dict.fromkeys(old[:2], MemberState.DRAINING),
+            **dict.fromkeys(new, MemberState.SERVING)}
+    for _ in range(2):
+        lb.change_members(env.region, env.pool, switch)
+        deadline = time.monotonic() + 30  # a removal may finish asynchronously (Octavia)
+        while _states(env) != want:
+            assert time.monotonic() < deadline, _states(env)
+            time.sleep(0.2)
+
+    lb.change_members(env.region, env.pool, [MemberChange(MemberAction.REMOVE, n)
+                                             for n in old[:2] + new])
+    deadline = time.monotonic() + 30
+    while _states(env):
+        assert time.monotonic() < deadline, _states(env)
+        time.sleep(0.2)
+
+
+def test_a_batch_re_enables_a_draining_member(contract_env: ContractEnv) -> None:
+    env = contract_env
+    lb = _batcher(env)
+    name = f"{env.app}-r1-0"
+    address = env.member_target(name, "127.0.0.30")
+    lb.change_members(env.region, env.pool, [MemberChange(MemberAction.ADD, name, address, 8080)])
+    lb.change_members(env.region, env.pool, [MemberChange(MemberAction.DRAIN, name)])
+    assert _states(env) == {name: MemberState.DRAINING}
+    lb.change_members(env.region, env.pool, [MemberChange(MemberAction.ADD, name, address, 8080)])
+    assert _states(env) == {name: MemberState.SERVING}
 
 
 def test_drain_missing_member_is_not_found(contract_env: ContractEnv) -> None:

@@ -79,7 +79,7 @@ ROLLOUTS: dict[str, tuple[str, ...]] = {
 }
 
 COMPUTE_MUTATIONS = frozenset({"create_node", "delete_node", "set_metadata"})
-LB_MUTATIONS = frozenset({"add_member", "drain_member", "remove_member"})
+LB_MUTATIONS = frozenset({"add_member", "drain_member", "remove_member", "change_members"})
 DNS_MUTATIONS = frozenset({"set_record"})
 STORE_MUTATIONS = frozenset({"put", "delete", "create_exclusive"})
 

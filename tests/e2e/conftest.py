@@ -59,6 +59,8 @@ class _Proxy:
         self._mutating = mutating
 
     def __getattr__(self, name: str) -> Any:
+        if name == "change_members" and not isinstance(self, _BatchingProxy):
+            raise AttributeError(name)  # one member at a time (World.batch_members)
         attr = getattr(self._inner, name)
         if name not in self._mutating:
             return attr
@@ -79,6 +81,14 @@ class _Proxy:
         return call
 
 
+class _BatchingProxy(_Proxy):
+    """A load balancer proxy that is a ``MemberBatcher`` (declared, not forwarded, so
+    that isinstance sees it on every Python)."""
+
+    def change_members(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__getattr__("change_members")(*args, **kwargs)
+
+
 @dataclass
 class World:
     tmp: Path
@@ -89,6 +99,9 @@ class World:
     crash_before: int | None = None
     crash_after: int | None = None
     trace: list[str] = field(default_factory=list)  # the name of every mutation, in order
+    # False: the balancer takes member changes one at a time (as ELB through libcloud),
+    # so a test can crash between two members of one poll.
+    batch_members: bool = True
 
     def spec(self, **overrides: Any) -> Spec:
         """Write phoenix.yaml (with overrides merged at the top level) and load it."""
@@ -134,8 +147,9 @@ class World:
         return Provider(
             name="memory",
             compute=_Proxy(plain.compute, self, {"create_node", "delete_node", "set_metadata"}),  # type: ignore[arg-type]
-            load_balancer=_Proxy(
-                plain.load_balancer, self, {"add_member", "drain_member", "remove_member"}
+            load_balancer=(_BatchingProxy if self.batch_members else _Proxy)(
+                plain.load_balancer, self,
+                {"add_member", "drain_member", "remove_member", "change_members"}
             ),  # type: ignore[arg-type]
             store=plain.store,
             dns=plain.dns,

@@ -335,6 +335,7 @@ def test_a_cloud_that_ignores_a_step_is_not_hammered(world: World) -> None:
     spec = world.spec(greeting="v2", extra_rollout="  deadline: 60s")
     provider = world.provider()
     provider.load_balancer.add_member = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    provider.load_balancer.change_members = lambda *args, **kwargs: None  # type: ignore[method-assign]
     with pytest.raises(DeployFailed) as failed:
         phoenix.deploy(spec, provider=provider, clock=world.clock)
     assert "deadline" in str(failed.value)

@@ -37,7 +37,7 @@ from .conftest import POOL, REGION, World, make_world
 TTL = 5.0
 CANARY = f"  lease_ttl: {TTL:g}s\n  canary: {{size: 1, bake: 10m}}"
 MUTATIONS = {"create_node", "delete_node", "set_metadata",
-             "add_member", "drain_member", "remove_member"}
+             "add_member", "drain_member", "remove_member", "change_members"}
 
 
 @dataclass
