@@ -280,10 +280,12 @@ class Engine:
         """Put the previous good release (or ``to_release``) back in service."""
         return self._locked(lambda: self._rollback(to_release))
 
-    def deploy_release(self, release_id: str, action: str) -> DeployResult:
+    def deploy_release(self, release_id: str, action: str, *,
+                       why: str | None = None) -> DeployResult:
         """Put a recorded release into this region with the full health gate (failover,
-        failback): unlike a rollback, members already in the pool must prove healthy."""
-        return self._locked(lambda: self._deploy_recorded(release_id, action))
+        failback): unlike a rollback, members already in the pool must prove healthy.
+        ``why`` (watch's reason for acting) is recorded as the result's reason."""
+        return self._locked(lambda: self._deploy_recorded(release_id, action, why))
 
     def repave(self) -> DeployResult:
         """Replace every node of the serving release with a fresh boot of the same
@@ -508,9 +510,11 @@ class Engine:
             return self._result(action, serving, (serving, self.spec.count), "unchanged",
                                 started, _calls(self.provider))
         log.info(f"{action} started", reason=verdict.describe())
-        return self._run(action, release, target, (serving, self.spec.count), started)
+        return self._run(action, release, target, (serving, self.spec.count), started,
+                         why=verdict.describe())
 
-    def _deploy_recorded(self, release_id: str, action: str) -> DeployResult:
+    def _deploy_recorded(self, release_id: str, action: str,
+                         why: str | None = None) -> DeployResult:
         started = self.clock.now()
         observed = self.observe()
         adopted = self._adopt_interrupted(started)
@@ -521,8 +525,8 @@ class Engine:
         target = self._target(release.id, self.spec.count, fast=True, restore=False)
         previous = self._previous(observed, release.id, adopted)
         self._preflight_quota(release, observed)
-        log.info(f"{action} started", previous=previous[0] if previous else None)
-        return self._run(action, release, target, previous, started)
+        log.info(f"{action} started", previous=previous[0] if previous else None, why=why)
+        return self._run(action, release, target, previous, started, why=why)
 
     def _run(
         self,
@@ -531,7 +535,11 @@ class Engine:
         target: Target,
         previous: tuple[str, int] | None,
         started: datetime,
+        *,
+        why: str | None = None,
     ) -> DeployResult:
+        """Converge on ``target``; record the result (``why``: what made an automatic
+        action run, its reason on success) or restore ``previous``."""
         calls_before = _calls(self.provider)
         deadline = started + timedelta(seconds=self.spec.rollout.deadline)
         failure: str | None = None
@@ -542,7 +550,7 @@ class Engine:
             final = self.converge(target, release, deadline)
             if final.converged:
                 result = self._result(action, release.id, previous, "succeeded", started,
-                                      calls_before)
+                                      calls_before, reason=why)
                 self._record(result, started)
                 self._clear_attempt()
                 self.on_event(Event("converged", f"{release.id} serves in {self.region}"))

@@ -44,7 +44,7 @@ from phoenix.errors import (
     RestoreFailed,
 )
 from phoenix.executor import DNS, LB
-from phoenix.lease import DeployLock
+from phoenix.lease import WATCH_PREFIX, DeployLock
 from phoenix.model import Health, MemberState
 from phoenix.providers.base import Clock, Dns, PoolEndpoint, Provider
 from phoenix.records import NO_RELEASE, DeployRecord, Records, ServingRecord
@@ -73,12 +73,14 @@ class RegionMover:
         *,
         clock: Clock,
         on_event: EventSink | None = None,
+        deploy_id: str | None = None,
     ) -> None:
         self.spec = spec
         self.provider = provider
         self.clock = clock
         self.on_event = on_event or (lambda event: None)
-        self.deploy_id = plog.new_deploy_id()
+        # watch passes its own id: its moves show as watch's in history and the lease
+        self.deploy_id = deploy_id or plog.new_deploy_id()
         self._home = self._engine(spec.regions[0])
         self.store = self._home.store  # retried like every provider call
         self.call = self._home._executor(None).call
@@ -112,8 +114,10 @@ class RegionMover:
                 "deploy", order, serving, lambda engine: engine.deploy(), lock
             )
 
-    def failover(self, to: str, *, action: str = "failover") -> DeployResult:
-        """Put the serving release into ``to`` (health-gated), then point DNS at it."""
+    def failover(self, to: str, *, action: str = "failover",
+                 why: str | None = None) -> DeployResult:
+        """Put the serving release into ``to`` (health-gated), then point DNS at it.
+        ``why``: what made watch move the app, recorded as the reason."""
         if to not in self.spec.regions:
             raise InputError(
                 f"--to {to}: not one of the spec's regions ({', '.join(self.spec.regions)})"
@@ -123,12 +127,12 @@ class RegionMover:
             release = self._serving_release(serving)
             return self._try_regions(
                 action, [to], serving,
-                lambda engine: engine.deploy_release(release, action), lock,
+                lambda engine: engine.deploy_release(release, action, why=why), lock,
             )
 
-    def failback(self) -> DeployResult:
+    def failback(self, *, why: str | None = None) -> DeployResult:
         """Move the app back to the primary region (the spec's first)."""
-        return self.failover(self.spec.regions[0], action="failback")
+        return self.failover(self.spec.regions[0], action="failback", why=why)
 
     # --- internals ----------------------------------------------------------------------
 
@@ -491,7 +495,9 @@ class RegionMover:
     def _lock(self) -> Iterator[DeployLock]:
         plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id)
         lock = self._home.new_lock()
-        lock.acquire(self.clock, patience=self.spec.rollout.deadline)  # see Engine._locked
+        # A person's move waits for watch's heal; watch itself never waits (see Engine._locked).
+        watching = self.deploy_id.startswith(WATCH_PREFIX)
+        lock.acquire(self.clock, patience=0.0 if watching else self.spec.rollout.deadline)
         try:
             yield lock
         finally:

@@ -198,7 +198,8 @@ class Watcher:
         tried: list[str] = []
         for to in [r for r in spec.regions if r != region]:
             try:
-                result = _mover(app, self.clock).failover(to)
+                result = _mover(app, self.clock, self.deploy_id).failover(
+                    to, why=f"watch: {region} could not serve for {lasted:g}s ({why})")
             except LockHeld as held:
                 return AppReport(spec.app, region, at, "waiting",
                                  f"{region} cannot serve ({why}); the lease is held"
@@ -226,7 +227,8 @@ class Watcher:
             return None
         now = self.clock.now()
         try:
-            _mover(app, self.clock).call(lambda: app.provider.compute.list_nodes(primary, spec.app))
+            _mover(app, self.clock, self.deploy_id).call(
+                lambda: app.provider.compute.list_nodes(primary, spec.app))
         except PhoenixError:
             app.primary_up_since = None
             return None
@@ -236,7 +238,8 @@ class Watcher:
         if up < failover.failback_after:
             return None
         try:
-            result = _mover(app, self.clock).failback()
+            result = _mover(app, self.clock, self.deploy_id).failback(
+                why=f"watch: {primary} answered for {up:g}s (failover.auto_failback)")
         except LockHeld:
             return None
         except PhoenixError as exc:
@@ -353,8 +356,8 @@ class Watcher:
                          result.outcome, verdict.release)
 
 
-def _mover(app: _App, clock: Clock) -> RegionMover:
-    return RegionMover(app.spec, app.provider, clock=clock)
+def _mover(app: _App, clock: Clock, deploy_id: str) -> RegionMover:
+    return RegionMover(app.spec, app.provider, clock=clock, deploy_id=deploy_id)
 
 
 def _lookup_image_created(app: _App, engine: Engine, release: str) -> datetime | None:

@@ -241,9 +241,15 @@ def test_watch_fails_over_when_the_region_cannot_serve_and_back_when_it_recovers
     [failback] = [r for r in back if r.action == "failback"]
     assert failback.outcome == "succeeded" and failback.region == REGION
     assert dns_region(world) == REGION
-    actions = [r.action for r in phoenix.history(spec, provider=world.provider(),
-                                                  clock=world.clock)]
-    assert "failover" in actions and "failback" in actions
+    history = {r.action: r for r in phoenix.history(spec, provider=world.provider(),
+                                                     clock=world.clock)}
+    assert "failover" in history and "failback" in history
+    # Recorded as watch's, with why it moved: not as if a person had run `failover`.
+    for action in ("failover", "failback"):
+        assert history[action].deploy_id == watcher.deploy_id, history[action]
+    assert (history["failover"].reason or "").startswith(
+        f"watch: {REGION} could not serve for"), history["failover"]
+    assert "failover.auto_failback" in (history["failback"].reason or "")
 
 
 def test_without_failover_a_down_region_is_only_reported(world: World) -> None:
