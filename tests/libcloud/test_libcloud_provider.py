@@ -1,5 +1,6 @@
 """The libcloud provider against moto, beyond the shared contract suite: listings larger
-than one page, and Route53 record switches checked on moto's side with boto3."""
+than one page, Route53 record switches checked on moto's side with boto3, and member
+changes batched into one ELB request each way."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 import pytest
 
 from phoenix.clock import SystemClock
-from phoenix.providers.base import Provider
+from phoenix.model import MemberAction, MemberChange, MemberState
+from phoenix.providers.base import MemberBatcher, Provider
 from phoenix.providers.libcloud import open_libcloud_provider
 from phoenix.providers.libcloud.quirks import Ec2ComputeQuirks
 from phoenix.spec import Spec
@@ -103,3 +105,50 @@ def test_route53_record_switch_is_one_rrset_each_time(
 
     dns.set_record(ZONE, "www", ("2001:db8::7",), 30)  # A -> AAAA in one change batch
     assert _rrsets(moto, fqdn) == [("AAAA", 30, ["2001:db8::7"])]
+
+
+def test_a_batch_of_member_changes_is_one_elb_request_each_way(
+    provider: Provider, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: ELB takes a list of instances; a poll that adds three members and drains
+    two makes one RegisterInstancesWithLoadBalancer and one Deregister..., where libcloud
+    alone sends one request per instance."""
+    moto.client("elb", REGION).create_load_balancer(
+        LoadBalancerName="web",
+        Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 8080}],
+        AvailabilityZones=[f"{REGION}a"],
+    )
+    ec2 = moto.client("ec2", REGION)
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    names = [f"shop-r{1 + i // 3}-{i % 3}" for i in range(5)]  # r1-0..2, r2-0..1
+    for name in names:
+        ec2.run_instances(ImageId=image, InstanceType="t2.micro", MinCount=1, MaxCount=1,
+                          TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                              {"Key": "phoenix:app", "Value": "shop"},
+                              {"Key": "Name", "Value": name}]}])
+    lb = provider.load_balancer
+    assert isinstance(lb, MemberBatcher)
+    old, new = names[:3], names[3:]
+    lb.change_members(REGION, "web", [MemberChange(MemberAction.ADD, n, "", 8080) for n in old])
+
+    from libcloud.loadbalancer.drivers.elb import ElasticLBDriver
+
+    actions: list[str] = []
+    original = ElasticLBDriver.connectionCls.request
+
+    def counting(self: Any, action: str, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        actions.append(str((params or {}).get("Action")))
+        return original(self, action, params, *args, **kwargs)
+
+    monkeypatch.setattr(ElasticLBDriver.connectionCls, "request", counting)
+    lb.change_members(REGION, "web",
+                      [MemberChange(MemberAction.ADD, n, "", 8080) for n in new]
+                      + [MemberChange(MemberAction.DRAIN, n) for n in old[:2]]
+                      + [MemberChange(MemberAction.REMOVE, old[2])])
+
+    writes = [a for a in actions if a.startswith(("Register", "Deregister"))]
+    assert writes == ["RegisterInstancesWithLoadBalancer",
+                      "DeregisterInstancesFromLoadBalancer"], actions
+    states = {m.name: m.state for m in lb.list_members(REGION, "web")}
+    assert states == {**dict.fromkeys(new, MemberState.SERVING),
+                      **dict.fromkeys(old[:2], MemberState.DRAINING)}

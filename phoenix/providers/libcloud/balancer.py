@@ -5,17 +5,20 @@ Phoenix uses are the nodes' ``Name`` tags, looked up through the compute adapter
 Classic ELB has no member weight, so a drain deregisters the instance (ELB's connection
 draining lets in-flight requests finish) and tags it ``phoenix:drained-from=<pool>``:
 the member is reported DRAINING until ``remove_member``, so the node is not deleted
-before the drain timeout has passed.
+before the drain timeout has passed. ``change_members`` registers a poll's new members
+in one request and deregisters its drained and removed ones in another, where the
+driver allows (ELB; see ``quirks.BalancerQuirks``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from phoenix import errors
-from phoenix.model import Member, MemberState, Node, NodeState
+from phoenix.model import Member, MemberAction, MemberChange, MemberState, Node, NodeState
 from phoenix.providers.libcloud.compute import NAME_TAG, LibcloudCompute
+from phoenix.providers.libcloud.quirks import balancer_quirks
 from phoenix.providers.libcloud.translate import Part, translated
 
 DRAINED_TAG = "phoenix:drained-from"
@@ -102,6 +105,37 @@ class LibcloudBalancer(Part):
                 driver.balancer_detach_member(balancer, member)
         if node.metadata.get(DRAINED_TAG):
             self._compute.set_metadata(region, node.id, {DRAINED_TAG: ""})
+
+    @translated
+    def change_members(self, region: str, pool: str, changes: Sequence[MemberChange]) -> None:
+        """A poll's member changes: one registration of every new member, then the
+        drained ones tagged (before they leave, as in ``drain_member``), then one
+        deregistration of the drained and removed ones, then their tags cleared."""
+        driver, balancer = self._balancer(region, pool)
+        quirks = balancer_quirks(driver)
+        registered = {str(m.id): m for m in driver.balancer_list_members(balancer)}
+        found = {c.name: self._node(region, c.name) for c in changes}
+        adds = [n for c in changes if c.action is MemberAction.ADD
+                if (n := found[c.name]) is not None]
+        missing = [c.name for c in changes if c.action is MemberAction.ADD and not found[c.name]]
+        quirks.register(driver, balancer, [self._compute.raw_node(region, n.id) for n in adds
+                                           if n.id not in registered])
+        drains = [n for c in changes if c.action is MemberAction.DRAIN
+                  if (n := found[c.name]) is not None
+                  and (n.id in registered or n.metadata.get(DRAINED_TAG) == pool)]
+        for node in drains:
+            if node.metadata.get(DRAINED_TAG) != pool:
+                self._compute.set_metadata(region, node.id, {DRAINED_TAG: pool})
+        removes = [n for c in changes if c.action is MemberAction.REMOVE
+                   if (n := found[c.name]) is not None]
+        quirks.deregister(driver, balancer, [registered[n.id] for n in drains + removes
+                                             if n.id in registered])
+        for node in adds + removes:
+            if node.metadata.get(DRAINED_TAG):
+                self._compute.set_metadata(region, node.id, {DRAINED_TAG: ""})
+        if missing:
+            raise errors.NotFound(f"no server named {', '.join(missing)} to add to {pool}",
+                                  region=region)
 
     @translated
     def url(self, region: str, pool: str) -> str:

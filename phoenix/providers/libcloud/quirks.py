@@ -8,6 +8,7 @@ speak only libcloud's generic API plus these few hooks:
 * ``DnsQuirks``: how a record with several values is written in one atomic change, and
   how a switch of record type (A/AAAA <-> CNAME) replaces the old type.
 * ``StorageQuirks``: how a small object is written in one request with its headers.
+* ``BalancerQuirks``: how many instances are registered or deregistered at once.
 
 The EC2 and Route53 hooks use libcloud internals (the driver's signed ``connection``, its
 XML parsers) where the generic API falls short: EC2's ``list_nodes`` neither pages nor
@@ -248,3 +249,45 @@ def storage_quirks(driver: Any) -> StorageQuirks:
     from libcloud.storage.drivers.s3 import BaseS3StorageDriver
 
     return S3StorageQuirks() if isinstance(driver, BaseS3StorageDriver) else StorageQuirks()
+
+
+class BalancerQuirks:
+    """Generic libcloud: one attach or detach call per member."""
+
+    def register(self, driver: Any, balancer: Any, nodes: Sequence[Any]) -> None:
+        for node in nodes:
+            driver.balancer_attach_compute_node(balancer, node)
+
+    def deregister(self, driver: Any, balancer: Any, members: Sequence[Any]) -> None:
+        for member in members:
+            driver.balancer_detach_member(balancer, member)
+
+
+class ElbBalancerQuirks(BalancerQuirks):
+    """Classic ELB: ``RegisterInstancesWithLoadBalancer`` and its opposite take a list of
+    instances, so a poll's changes are one request each way (libcloud sends one
+    instance per request)."""
+
+    def register(self, driver: Any, balancer: Any, nodes: Sequence[Any]) -> None:
+        self._instances(driver, balancer, "RegisterInstancesWithLoadBalancer",
+                        [str(n.id) for n in nodes])
+
+    def deregister(self, driver: Any, balancer: Any, members: Sequence[Any]) -> None:
+        self._instances(driver, balancer, "DeregisterInstancesFromLoadBalancer",
+                        [str(m.id) for m in members])
+
+    def _instances(self, driver: Any, balancer: Any, action: str, ids: Sequence[str]) -> None:
+        from libcloud.loadbalancer.drivers.elb import ROOT
+
+        if not ids:
+            return
+        params = {"Action": action, "LoadBalancerName": balancer.id}
+        for number, instance in enumerate(ids, start=1):
+            params[f"Instances.member.{number}.InstanceId"] = instance
+        driver.connection.request(ROOT, params=params)
+
+
+def balancer_quirks(driver: Any) -> BalancerQuirks:
+    from libcloud.loadbalancer.drivers.elb import ElasticLBDriver
+
+    return ElbBalancerQuirks() if isinstance(driver, ElasticLBDriver) else BalancerQuirks()
