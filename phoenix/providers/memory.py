@@ -26,6 +26,11 @@ How it stays honest without threads:
   changed it and written atomically (tmp + ``os.replace``) under an ``fcntl`` lock file,
   so ``phoenix deploy`` and a later ``phoenix status`` see the same cloud.
 
+* ``Latency`` makes the cloud as slow as a real one, for honest benchmarks: boot times
+  spread over a range, a load balancer that is PENDING_UPDATE for a while after each
+  member write and refuses writes meanwhile (Octavia's 409), and a request rate per
+  service beyond which calls get 429 with Retry-After. All zero by default: instant.
+
 ``calls`` counts every Protocol call (failed ones too) by ``"<part>.<method>"``, so tests
 and benchmarks can assert how much API traffic a deploy costs. The inspection helpers
 (``servers``, ``members``, ``user_data``) are not counted and inject no faults.
@@ -243,6 +248,26 @@ class _Limits:
 
 
 @dataclass
+class Latency:
+    """How slow the cloud is (``MemoryCloud(latency=...)``); zeros: instant."""
+
+    boot_jitter_seconds: float = 0.0
+    """Each server boots in ``boot_seconds`` plus a draw in [0, this) (seeded by name)."""
+    lb_update_seconds: float = 0.0
+    """After a member write, the region's balancer is PENDING_UPDATE this long; member
+    writes meanwhile fail with a 409 (``Transient``), as Octavia's do."""
+    requests_per_second: float = 0.0
+    """Per service (compute, lb, store, dns), with a burst of one second's worth;
+    beyond it a call fails with 429 and Retry-After. 0: no limit."""
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: datetime
+
+
+@dataclass
 class _State:
     """Everything a state file persists (faults, counters and config are per process)."""
 
@@ -295,10 +320,14 @@ class MemoryCloud:
         faults: Faults | None = None,
         seed: int = 0,
         state_file: Path | None = None,
+        latency: Latency | None = None,
     ) -> None:
         self.clock: Clock = clock if clock is not None else FakeClock()
         self.boot_seconds = boot_seconds
         self.faults = faults if faults is not None else Faults()
+        self.latency = latency if latency is not None else Latency()
+        self._lb_busy_until: dict[str, datetime] = {}  # region -> end of PENDING_UPDATE
+        self._buckets: dict[str, _Bucket] = {}  # service -> its rate limit
         self.calls: collections.Counter[str] = collections.Counter()
         self.state_file = Path(state_file) if state_file is not None else None
         self._seed = seed
@@ -422,6 +451,7 @@ class MemoryCloud:
                             f"{name}: region {region} is unavailable (simulated outage)",
                             region=region,
                         )
+                self._throttle(name, region, mutating=mutating)
                 if self._chance(self.faults.api_error_rate, "api", where):
                     raise errors.Transient(
                         f"{name}: HTTP 503 from the API (simulated); retry",
@@ -439,6 +469,33 @@ class MemoryCloud:
                     region=region,
                     retry_after=self.faults.retry_after,
                 )
+
+    def _throttle(self, name: str, region: str | None, *, mutating: bool) -> None:
+        """``Latency``: the service's rate limit, and the balancer's PENDING_UPDATE."""
+        latency, now = self.latency, self.clock.now()
+        service = name.split(".", 1)[0]
+        if latency.requests_per_second > 0:
+            rate = latency.requests_per_second
+            bucket = self._buckets.setdefault(service, _Bucket(rate, now))
+            elapsed = (now - bucket.at).total_seconds()
+            bucket.tokens, bucket.at = min(rate, bucket.tokens + elapsed * rate), now
+            if bucket.tokens < 1:
+                raise errors.Transient(
+                    f"{name}: HTTP 429 Too Many Requests (simulated, {rate:g}/s)",
+                    region=region, retry_after=(1 - bucket.tokens) / rate)
+            bucket.tokens -= 1
+        if service == "lb" and mutating and region is not None and latency.lb_update_seconds > 0:
+            busy_until = self._lb_busy_until.get(region)
+            if busy_until is not None and now < busy_until:
+                raise errors.Transient(
+                    f"{name}: HTTP 409 the load balancer in {region} is immutable while"
+                    " PENDING_UPDATE (simulated)", region=region)
+            self._lb_busy_until[region] = now + timedelta(seconds=latency.lb_update_seconds)
+
+    def _uniform(self, kind: str, key: str) -> float:
+        """A seeded draw in [0, 1) for ``kind`` and ``key`` (the same every run)."""
+        digest = hashlib.blake2b(f"{self._seed}|{kind}|{key}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64
 
     def _chance(self, rate: float, kind: str, key: str) -> bool:
         """A draw that depends only on the seed, ``kind``, ``key`` and how many times that
@@ -647,6 +704,8 @@ class _MemoryCompute:
             _check_quota(state, region, flavor)
             now = cloud.clock.now()
             boot = cloud.boot_seconds + cloud.faults.slow_boot_seconds
+            if cloud.latency.boot_jitter_seconds > 0:
+                boot += cloud.latency.boot_jitter_seconds * cloud._uniform("boot", request.name)
             server = _Server(
                 id=cloud._new_server_id(),
                 name=request.name,

@@ -19,6 +19,8 @@ from phoenix.model import (
     Flavor,
     Health,
     Image,
+    MemberAction,
+    MemberChange,
     MemberState,
     Node,
     NodeRequest,
@@ -29,6 +31,7 @@ from phoenix.providers.base import ImageQuery, Provider
 from phoenix.providers.memory import (
     DEFAULT_STATE_FILE,
     Faults,
+    Latency,
     MemoryCloud,
     open_memory_provider,
 )
@@ -651,3 +654,58 @@ def test_open_with_a_bad_option_names_it(
         open_memory_provider(options, ["r1"], clock=FakeClock())
     assert named in str(caught.value)
     assert caught.value.exit_code == 2
+
+
+# --- the latency model (issue 15: honest benchmarks) -------------------------------------
+
+
+def test_the_balancer_is_pending_update_after_a_member_write() -> None:
+    """Octavia-like: a member write makes the balancer PENDING_UPDATE for a while;
+    writes meanwhile get a 409 (Transient), reads do not; a batch is one cycle."""
+    clock = FakeClock()
+    cloud = MemoryCloud([REGION], clock=clock, latency=Latency(lb_update_seconds=2.0))
+    lb = cloud.provider().load_balancer
+    lb.change_members(REGION, "p", [MemberChange(MemberAction.ADD, f"web-{i}", "127.0.0.9", 80)
+                                    for i in range(5)])
+    with pytest.raises(errors.Transient, match="PENDING_UPDATE"):
+        lb.drain_member(REGION, "p", "web-0")
+    assert len(lb.list_members(REGION, "p")) == 5  # reads are fine meanwhile
+    clock.advance(2.0)
+    lb.drain_member(REGION, "p", "web-0")
+    assert {m.name: m.state for m in lb.list_members(REGION, "p")}["web-0"] is MemberState.DRAINING
+
+
+def test_a_service_beyond_its_rate_gets_429_with_retry_after() -> None:
+    clock = FakeClock()
+    cloud = MemoryCloud([REGION], clock=clock, latency=Latency(requests_per_second=4))
+    compute, store = cloud.provider().compute, cloud.provider().store
+    for _ in range(4):
+        compute.list_nodes(REGION, "web")
+    with pytest.raises(errors.Transient, match="429") as limited:
+        compute.list_nodes(REGION, "web")
+    assert limited.value.retry_after == pytest.approx(0.25)
+    store.get("k")  # another service has its own budget
+    clock.advance(0.25)
+    compute.list_nodes(REGION, "web")
+
+
+def test_boot_times_spread_over_the_jitter_the_same_way_every_run() -> None:
+    def boots(seed: int) -> list[float]:
+        clock = FakeClock()
+        cloud = make_cloud(clock=clock, seed=seed, boot_seconds=20.0)
+        cloud.latency = Latency(boot_jitter_seconds=10.0)
+        made = [cloud.provider().compute.create_node(REGION, request(i)) for i in range(40)]
+        times = []
+        for _ in range(400):  # 0.1 s steps up to 40 s
+            clock.advance(0.1)
+            for node in cloud.provider().compute.list_nodes(REGION, "web"):
+                if node.state is NodeState.ACTIVE and node.name not in dict(times):
+                    times.append((node.name, (clock.now() - node.created_at).total_seconds()))
+        assert len(times) == len(made)
+        return [t for _, t in sorted(times)]
+
+    first = boots(seed=1)
+    assert first == boots(seed=1)
+    assert first != boots(seed=2)
+    assert min(first) >= 20.0 and max(first) <= 30.1
+    assert max(first) - min(first) > 5  # spread, not one boot time
