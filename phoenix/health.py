@@ -166,16 +166,21 @@ def source_probe(source: HealthSource, region: str) -> Probe:
     """A probe that asks the provider; its (synchronous) call runs in a worker thread."""
 
     async def probe(node: Node) -> ProbeResult:
-        try:
-            health = await asyncio.to_thread(source.node_health, region, node)
-        except Transient as exc:
-            return ProbeResult(False, f"provider could not tell: {exc}", conclusive=False)
-        detail = health.detail or health.status.value.lower()
-        if health.status is Health.UNKNOWN:
-            return ProbeResult(False, detail, conclusive=False)
-        return ProbeResult(health.status is Health.HEALTHY, detail)
+        return await asyncio.to_thread(ask_source, source, region, node)
 
     return probe
+
+
+def ask_source(source: HealthSource, region: str, node: Node) -> ProbeResult:
+    """The provider's answer for one node, as a probe result."""
+    try:
+        health = source.node_health(region, node)
+    except Transient as exc:
+        return ProbeResult(False, f"provider could not tell: {exc}", conclusive=False)
+    detail = health.detail or health.status.value.lower()
+    if health.status is Health.UNKNOWN:
+        return ProbeResult(False, detail, conclusive=False)
+    return ProbeResult(health.status is Health.HEALTHY, detail)
 
 
 @asynccontextmanager
@@ -212,6 +217,9 @@ class HealthTracker:
         self._spec = spec
         self._clock = clock
         self._session: ProbeSession = lambda: _fixed(probe)
+        # A probe without I/O (an in-memory source) runs inline: an event loop and a
+        # thread per probe would cost far more than the answer (issue 15).
+        self._inline: Callable[[Node], ProbeResult] | None = None
         self._nodes: dict[str, _Counters] = {}
         # check_sync may be called from worker threads; guard the counters.
         self._lock = threading.Lock()
@@ -223,9 +231,44 @@ class HealthTracker:
         tracker._session = session
         return tracker
 
+    @classmethod
+    def inline(cls, spec: HealthSpec, probe: Callable[[Node], ProbeResult],
+               clock: Clock) -> HealthTracker:
+        """A tracker whose probe answers at once (no I/O): called in the caller's thread."""
+        tracker = cls(spec, _never_called, clock)
+        tracker._inline = probe
+        return tracker
+
     async def check(self, nodes: Sequence[Node]) -> dict[str, NodeHealth]:
         """Probe the due nodes concurrently; every node's health, keyed by node name."""
         now = self._clock.now()
+        result, due = self._due(nodes, now)
+        if not due:
+            return result
+        if self._inline is not None:
+            return self._recorded(result, due, [self._probe_inline(n) for n in due], now)
+        semaphore = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
+        async with self._session() as probe:
+            probed = await asyncio.gather(*(self._run(probe, node, semaphore) for node in due))
+        return self._recorded(result, due, probed, now)
+
+    def _probe_inline(self, node: Node) -> ProbeResult:
+        assert self._inline is not None
+        try:
+            return self._inline(node)
+        except Exception as exc:  # a broken probe is a failed check, not a crash
+            return ProbeResult(False, f"probe error: {type(exc).__name__}: {exc}")
+
+    def _recorded(self, result: dict[str, NodeHealth], due: Sequence[Node],
+                  probed: Sequence[ProbeResult], now: datetime) -> dict[str, NodeHealth]:
+        with self._lock:
+            for node, outcome in zip(due, probed, strict=True):
+                result[node.name] = self._record(node, outcome, now)
+        return result
+
+    def _due(self, nodes: Sequence[Node], now: datetime) -> tuple[dict[str, NodeHealth],
+                                                                 list[Node]]:
+        """Every node's known health, and the nodes due for a probe now."""
         interval = timedelta(seconds=self._spec.interval)
         result: dict[str, NodeHealth] = {}
         due: list[Node] = []
@@ -244,19 +287,15 @@ class HealthTracker:
                     result[node.name] = counters.health
                 else:
                     due.append(node)
-        if not due:
-            return result
-
-        semaphore = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
-        async with self._session() as probe:
-            probed = await asyncio.gather(*(self._run(probe, node, semaphore) for node in due))
-        with self._lock:
-            for node, outcome in zip(due, probed, strict=True):
-                result[node.name] = self._record(node, outcome, now)
-        return result
+        return result, due
 
     def check_sync(self, nodes: Sequence[Node]) -> dict[str, NodeHealth]:
-        """``check`` on a fresh event loop; for callers without one (not inside a loop)."""
+        """``check`` on a fresh event loop; for callers without one (not inside a loop).
+        An inline probe needs no loop at all."""
+        if self._inline is not None:
+            now = self._clock.now()
+            result, due = self._due(nodes, now)
+            return self._recorded(result, due, [self._probe_inline(n) for n in due], now)
         return asyncio.run(self.check(nodes))
 
     def forget(self, names: Iterable[str]) -> None:
@@ -323,6 +362,10 @@ def build_tracker(
     probes each node over HTTP or TCP as the spec says.
     """
     if health_source is not None:
+        if getattr(health_source, "in_memory", False):  # no I/O: ask inline
+            source = health_source
+            return HealthTracker.inline(spec, lambda node: ask_source(source, region, node),
+                                        clock)
         return HealthTracker(spec, source_probe(health_source, region), clock)
     if spec.mode == "provider":
         raise InputError(

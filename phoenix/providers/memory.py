@@ -487,9 +487,12 @@ class MemoryCloud:
         if service == "lb" and mutating and region is not None and latency.lb_update_seconds > 0:
             busy_until = self._lb_busy_until.get(region)
             if busy_until is not None and now < busy_until:
+                # Octavia sends no Retry-After; a provider adapter learns the same by
+                # polling the balancer's status (as the OpenStack one does) until ACTIVE.
                 raise errors.Transient(
                     f"{name}: HTTP 409 the load balancer in {region} is immutable while"
-                    " PENDING_UPDATE (simulated)", region=region)
+                    " PENDING_UPDATE (simulated)", region=region,
+                    retry_after=(busy_until - now).total_seconds())
             self._lb_busy_until[region] = now + timedelta(seconds=latency.lb_update_seconds)
 
     def _uniform(self, kind: str, key: str) -> float:
@@ -906,6 +909,8 @@ class _MemoryStore:
 
 class _MemoryHealth:
     """``HealthSource``: what an HTTP probe of the simulated app would conclude."""
+
+    in_memory = True  # no I/O: the health tracker asks inline, without threads
 
     def __init__(self, cloud: MemoryCloud) -> None:
         self._cloud = cloud

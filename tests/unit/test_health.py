@@ -514,6 +514,29 @@ def test_build_tracker_prefers_the_health_source(clock: FakeClock) -> None:
     assert ("r2", "up") in source.calls
 
 
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_an_in_memory_source_is_asked_inline_without_threads(
+    clock: FakeClock, in_memory: bool
+) -> None:
+    """Issue 15: an event loop and a thread per probe cost far more than an in-memory
+    answer; a source without I/O is asked in the caller's thread, with the same
+    conclusions (thresholds, errors as failed checks) as through threads."""
+    names = [f"n{i}" for i in range(50)]
+    source = StubHealthSource({**{n: NodeHealth(Health.HEALTHY) for n in names},
+                               "flaky": NodeHealth(Health.UNHEALTHY, "raise")})
+    source.in_memory = in_memory  # type: ignore[attr-defined]
+    spec = http_spec(1, healthy_threshold=1, unhealthy_threshold=1)
+    tracker = build_tracker(spec, clock=clock, health_source=source, region="r2")
+
+    result = tracker.check_sync([make_node(clock, n) for n in [*names, "flaky"]])
+
+    assert all(result[n] == NodeHealth(Health.HEALTHY, "healthy (1/1 successes)")
+               for n in names)
+    assert "provider API unreachable" in result["flaky"].detail
+    inline = source.threads == {threading.get_ident()}
+    assert inline is in_memory
+
+
 def test_provider_mode_without_a_health_source_is_an_input_error(clock: FakeClock) -> None:
     with pytest.raises(InputError, match="provider"):
         build_tracker(HealthSpec(mode="provider"), clock=clock, health_source=None, region="r1")
