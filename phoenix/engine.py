@@ -37,6 +37,7 @@ from phoenix.executor import IMAGE, LB, Executor, RetryingStore, RetryPolicy
 from phoenix.heal import Verdict, judge
 from phoenix.health import HealthTracker, build_tracker
 from phoenix.lease import WATCH_PREFIX, DeployLock
+from phoenix.ledger import Ledger
 from phoenix.model import Health, MemberState, NodeRequest, NodeState, ResourceNeeds
 from phoenix.planner import Observed, Target, boot_base, incoming_nodes, plan
 from phoenix.providers.base import Clock, PoolEndpoint, PoolKeeper, Provider
@@ -132,9 +133,11 @@ class Engine:
         self.pool = spec.load_balancer.pool
         # The store's back-offs sleep plainly: the lease itself goes through this store,
         # and renewing it from inside its own retry would recurse.
+        self.ledger: Ledger | None = None
         store_caller = self._executor(None)
         store_caller.sleep = self.clock.sleep
         self.store = RetryingStore(provider.store, store_caller)
+        self.ledger = Ledger(self.store, spec.app, self.region)
         self.records = Records(self.store, spec.app)
         self._lock: DeployLock | None = None
         # A lock the caller holds (a multi-region run): renewed here, never released.
@@ -158,6 +161,8 @@ class Engine:
         """Read the region's nodes, pool members and health (read-only calls, retried)."""
         caller = self._executor(None)
         nodes = caller.call(lambda: self.provider.compute.list_nodes(self.region, self.spec.app))
+        if self.ledger is not None:  # when each node started serving, and draining
+            nodes = list(self.ledger.merged(nodes, self.ledger.read()))
         members = caller.call(
             lambda: self.provider.load_balancer.list_members(self.region, self.pool), LB
         )
@@ -802,6 +807,7 @@ class Engine:
             retry=self.retry,
             guard=self._guard,
             sleep=self._sleep,
+            ledger=self.ledger,
         )
 
     def _result(

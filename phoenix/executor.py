@@ -27,6 +27,7 @@ from tenacity import (
 
 from phoenix import api_calls
 from phoenix.errors import NotFound, Transient
+from phoenix.ledger import Ledger
 from phoenix.log import get_logger
 from phoenix.model import (
     META_DRAIN_SINCE,
@@ -76,6 +77,7 @@ class Executor:
         workers: int = 8,
         guard: Callable[[], None] | None = None,
         sleep: Callable[[float], None] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.provider = provider
         self.region = region
@@ -90,29 +92,77 @@ class Executor:
         # How a back-off waits: the lease's wait renews the lease meanwhile (a
         # Retry-After of a minute must not cost a 5 s lease).
         self.sleep = sleep or clock.sleep
+        # Where the poll's stamps go (one write per poll); None: each server's metadata.
+        self.ledger = ledger
 
     def run(self, steps: tuple[Step, ...] | list[Step]) -> None:
         """Execute every step; the first permanent error is raised after all finish.
 
-        With a ``MemberBatcher`` the poll's member steps go to the balancer as one batch
-        (after the drains' stamps, which must land first as in ``apply``), beside the
-        server steps: a poll costs O(1) load-balancer writes, not one per member."""
+        With a ledger, the poll's drain stamps are one write of it before anything else
+        (a drain's stamp must land before the drain, as in ``apply``), and its serving
+        stamps one write after the members joined. With a ``MemberBatcher`` the poll's
+        member steps go to the balancer as one batch beside the server steps. A poll
+        then costs O(1) writes for stamps and members, not one per node."""
         if not steps:
             return
+        if self.ledger is None:
+            self._run_stamping_servers(steps)
+            return
+        errors: list[BaseException | None] = []
+        drains = [s for s in steps if isinstance(s, DrainMember)]
+        if drains:
+            errors = self._parallel([partial(self._stamp_ledger, drains)])
+            if errors[0] is not None:  # not stamped: no drain may start
+                steps = [s for s in steps if not isinstance(s, DrainMember)]
+        serving = [s for s in steps if isinstance(s, StampServing)]
+        rest = [s for s in steps if not isinstance(s, StampServing)]
+        lb = self.provider.load_balancer
+        if isinstance(lb, MemberBatcher) and any(isinstance(s, _MEMBER_STEPS) for s in rest):
+            members = [s for s in rest if isinstance(s, _MEMBER_STEPS)]
+            tasks: list[Callable[[], None]] = [
+                partial(self.apply, s) for s in rest if not isinstance(s, _MEMBER_STEPS)]
+            tasks.append(partial(self._change_members, lb, members))
+            done = self._parallel(tasks)
+            joined_failed = done[-1] is not None
+        else:
+            done = self._parallel([partial(self.apply, s) for s in rest])
+            joined_failed = any(e is not None for s, e in zip(rest, done, strict=True)
+                                if isinstance(s, AddMember))
+        errors += done
+        if serving and not joined_failed:
+            errors += self._parallel([partial(self._stamp_ledger, serving)])
+        _raise_first(errors)
+
+    def _run_stamping_servers(self, steps: Sequence[Step]) -> None:
+        """``run`` without a ledger: stamps on each server's metadata."""
         lb = self.provider.load_balancer
         members = [s for s in steps if isinstance(s, _MEMBER_STEPS)]
         if not members or not isinstance(lb, MemberBatcher):
             _raise_first(self._parallel([partial(self.apply, s) for s in steps]))
             return
         drains = [s for s in members if isinstance(s, DrainMember)]
-        errors = self._parallel([partial(self._stamp_drain, s) for s in drains])
-        unstamped = {s.name for s, error in zip(drains, errors, strict=True) if error}
-        batch = [s for s in members if s.name not in unstamped or not isinstance(s, DrainMember)]
+        stamped = self._parallel([partial(self._stamp_drain, s) for s in drains])
+        unstamped = {s.name for s, error in zip(drains, stamped, strict=True) if error}
+        members = [s for s in members if s.name not in unstamped or not isinstance(s, DrainMember)]
         tasks: list[Callable[[], None]] = [
             partial(self.apply, s) for s in steps if not isinstance(s, _MEMBER_STEPS)]
-        if batch:
-            tasks.append(partial(self._change_members, lb, batch))
-        _raise_first(errors + self._parallel(tasks))
+        if members:
+            tasks.append(partial(self._change_members, lb, members))
+        _raise_first(stamped + self._parallel(tasks))
+
+    def _stamp_ledger(self, steps: Sequence[Step]) -> None:
+        """One ledger write with the stamps of ``steps`` (drains, or serving)."""
+        now = self.clock.now().isoformat()
+        updates: dict[str, dict[str, str]] = {}
+        for step in steps:
+            if isinstance(step, StampServing):
+                log.info("step", action="StampServing", detail=step.describe())
+                updates[step.node_id] = {META_SERVING_SINCE: now, META_DRAIN_SINCE: ""}
+            elif isinstance(step, DrainMember):
+                updates.setdefault(step.node_id, {})[META_DRAIN_SINCE] = now
+        ledger = self.ledger
+        assert ledger is not None
+        self._mutate(lambda: ledger.stamp(updates), STORE)
 
     def _parallel(self, tasks: Sequence[Callable[[], None]]) -> list[BaseException | None]:
         """Run ``tasks`` on the pool (one: inline); each one's exception, or None."""
@@ -170,9 +220,11 @@ class Executor:
                 self._mutate(lambda: compute.set_metadata(region, node_id, stamp), COMPUTE)
             case DrainMember(node_id=node_id, name=name):
                 # Stamp first: a crash between the two leaves a serving member with a
-                # stamp, which the planner simply drains again.
-                stamp = {META_DRAIN_SINCE: self.clock.now().isoformat()}
-                self._mutate(lambda: compute.set_metadata(region, node_id, stamp), COMPUTE)
+                # stamp, which the planner simply drains again. (``run`` stamps the
+                # ledger, when there is one, before it gets here.)
+                if self.ledger is None:
+                    stamp = {META_DRAIN_SINCE: self.clock.now().isoformat()}
+                    self._mutate(lambda: compute.set_metadata(region, node_id, stamp), COMPUTE)
                 self._mutate(
                     lambda: _ignore_missing(lambda: lb.drain_member(region, pool, name)), LB)
             case RemoveMember(name=name):

@@ -55,7 +55,7 @@ MINUTE = 60.0
 HOUR = 3600.0
 DAY = 86400.0
 # The largest number of nodes (per region) and the largest percentage-free count.
-MAX_COUNT = 1000
+MAX_COUNT = 10_000
 
 
 def parse_duration(value: Any) -> float:
@@ -372,7 +372,7 @@ class HealSpec(_Strict):
 
     max_parallel: int = Field(
         default=1, strict=True, ge=1, le=MAX_COUNT,
-        description="sick nodes replaced at once; 1-1000",
+        description=f"sick nodes replaced at once; 1-{MAX_COUNT}",
     )
     max_unhealthy: CountOrPercent = Field(
         default="34%",

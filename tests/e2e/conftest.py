@@ -89,6 +89,24 @@ class _BatchingProxy(_Proxy):
         return self.__getattr__("change_members")(*args, **kwargs)
 
 
+class _LedgerWatch:
+    """The store, with writes of the pool ledger (the poll's stamps) counted, watched
+    and crashable like any other mutation; records and the lease pass through."""
+
+    def __init__(self, inner: Any, world: World) -> None:
+        self._inner = inner
+        self._counted = _Proxy(inner, world, {"put"})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def put(self, key: str, data: bytes) -> None:
+        if "/ledger/" in key:
+            self._counted.put(key, data)
+        else:
+            self._inner.put(key, data)
+
+
 @dataclass
 class World:
     tmp: Path
@@ -151,7 +169,7 @@ class World:
                 plain.load_balancer, self,
                 {"add_member", "drain_member", "remove_member", "change_members"}
             ),  # type: ignore[arg-type]
-            store=plain.store,
+            store=_LedgerWatch(plain.store, self),  # type: ignore[arg-type]
             dns=plain.dns,
             health_source=plain.health_source,
         )
