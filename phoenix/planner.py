@@ -17,6 +17,7 @@ Vocabulary used below:
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -127,6 +128,12 @@ def boot_base(target: Target, observed: Observed) -> dict[int, int]:
 def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
+    return _parse_time(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_time(text: str) -> datetime | None:
+    # Cached: a poll parses every node's stamps, which rarely change between polls.
     try:
         return datetime.fromisoformat(text)
     except ValueError:
@@ -399,9 +406,10 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
     #    already keeps traffic off members that are really down.
     serving_ready = view.incoming_serving_healthy()
     fully_serving = len(serving_ready) == count
+    order = _drain_order(target)
     victims = sorted(
         outgoing_serving,
-        key=lambda n: (view.health_of(n) is not Health.UNHEALTHY, *_drain_order(target)(n)),
+        key=lambda n: (view.health_of(n) is not Health.UNHEALTHY, *order(n)),
     )
     if rollout.strategy == "rolling":
         floor = count - unavailable
