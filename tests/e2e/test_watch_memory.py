@@ -14,7 +14,7 @@ from phoenix.lease import DeployLock
 from phoenix.spec import Spec
 from phoenix.watch import AppReport, Watcher
 
-from .conftest import POOL, REGION, World
+from .conftest import POOL, REGION, SimulatedCrash, World, make_world
 
 ROLLING = "  max_surge: 1\n  max_unavailable: 0"
 INTERVAL = 5.0
@@ -334,3 +334,46 @@ def test_api_requests_count_every_call_watch_makes_by_service(world: World) -> N
     assert by_watch("compute") == by_cloud("compute.", but=("compute.find_images",)) > 0
     assert by_watch("load_balancer") == by_cloud("lb.") > 0
     assert by_watch("store") > 0
+
+
+def _heal(world: World) -> tuple[Spec, str, str]:
+    """Deploy three nodes and make one sick; (spec, serving release, the sick node)."""
+    spec = spec_of(world)
+    first = phoenix.deploy(spec, provider=world.provider(), clock=world.clock)
+    sick = sorted(world.serving())[1]
+    world.cloud.faults.unhealthy_nodes = {sick}
+    world.watch.reset()
+    world.mutations = 0
+    return spec, first.release, sick
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_watch_killed_at_any_step_of_a_heal_converges_once_restarted(
+    tmp_path_factory: pytest.TempPathFactory, when: str
+) -> None:
+    """Issue 14: kill -9 of watch at every mutation of a heal (before or after it); a
+    restarted watch finishes: the sick node gone, the pool whole with the same release,
+    no orphan server, and never fewer than the healthy two serving meanwhile."""
+    probe = make_world(tmp_path_factory.mktemp("probe"))
+    spec, _, _ = _heal(probe)
+    with Watcher([spec], clock=probe.clock, providers={"web": probe.provider()}) as watcher:
+        rounds(probe, watcher, 8)
+    total = probe.mutations
+    assert total >= 5, probe.trace
+    for k in range(1, total + 1):
+        world = make_world(tmp_path_factory.mktemp(f"kill{k}"))
+        spec, release, sick = _heal(world)
+        setattr(world, f"crash_{when}", k)
+        with (Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as dying,
+              pytest.raises(SimulatedCrash)):
+            rounds(world, dying, 8)
+        world.crash_before = world.crash_after = None
+        with Watcher([spec], clock=world.clock, providers={"web": world.provider()}) as again:
+            rounds(world, again, 8)
+
+        where = f"killed {when} mutation {k} of {total}"
+        serving = world.serving()
+        assert sick not in serving and len(serving) == 3, where
+        assert set(serving.values()) == {release}, where
+        assert {s.name for s in world.live_servers()} == set(serving), where  # no orphan
+        assert world.watch.min_serving is not None and world.watch.min_serving >= 2, where
