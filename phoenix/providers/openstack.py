@@ -16,6 +16,8 @@ Why it looks the way it does:
 * **Octavia answers 409 while a load balancer is PENDING_*.** Every member write first
   waits (bounded, with the injected clock) for ``provisioning_status == ACTIVE``, and
   writes to one load balancer from this process are serialised so they do not collide.
+  A poll's member changes go in one batch member update (``PUT .../members`` with the
+  whole desired list): one PENDING_UPDATE cycle instead of one per member.
 * **Swift holds the release records and the deploy lock.** ``create_exclusive`` is a PUT
   with ``If-None-Match: *`` (412 means the object exists), done with the connection's
   session-level request because the SDK's ``create_object`` has no such switch.
@@ -56,6 +58,8 @@ from phoenix.model import (
     Flavor,
     Image,
     Member,
+    MemberAction,
+    MemberChange,
     MemberState,
     Node,
     NodeRequest,
@@ -779,7 +783,8 @@ def _checked_metadata(request: NodeRequest, region: str) -> dict[str, str]:
 
 
 class OpenStackLoadBalancer(_Adapter):
-    """``LoadBalancer`` and ``PoolEndpoint`` over Octavia; the pool exists beforehand."""
+    """``LoadBalancer``, ``MemberBatcher`` and ``PoolEndpoint`` over Octavia; the pool
+    exists beforehand."""
 
     def _pool(self, region: str, pool: str) -> _PoolRef:
         key = ("pool", region, pool)
@@ -809,16 +814,18 @@ class OpenStackLoadBalancer(_Adapter):
     def _members(self, region: str, ref: _PoolRef) -> list[Any]:
         return list(self._cloud.conn(region).load_balancer.members(ref.pool_id))
 
-    def _wait_active(self, region: str, ref: _PoolRef) -> None:
-        """Octavia refuses writes (409) while the load balancer is PENDING_*: wait it out."""
+    def _wait_active(self, region: str, ref: _PoolRef) -> bool:
+        """Octavia refuses writes (409) while the load balancer is PENDING_*: wait it out.
+        True when it had to wait (what was read before may have changed since)."""
         clock = self._cloud.clock
         octavia = self._cloud.conn(region).load_balancer
         deadline = clock.now() + timedelta(seconds=self._cloud.lb_wait_seconds)
         delay = 0.25
+        waited = False
         while True:
             status = str(_attr(octavia.get_load_balancer(ref.lb_id), "provisioning_status", ""))
             if status == "ACTIVE":
-                return
+                return waited
             if not status.startswith("PENDING"):
                 raise errors.Permanent(
                     f"load balancer {ref.lb_id} in {region} is {status or 'in no state'};"
@@ -832,6 +839,7 @@ class OpenStackLoadBalancer(_Adapter):
                     region=region,
                 )
             clock.sleep(delay)
+            waited = True
             delay = min(delay * 2, 2.0)
 
     @_translated
@@ -919,6 +927,38 @@ class OpenStackLoadBalancer(_Adapter):
                     continue
 
     @_translated
+    def change_members(self, region: str, pool: str, changes: Sequence[MemberChange]) -> None:
+        """``MemberBatcher`` through Octavia's batch member update: one ``PUT
+        /lbaas/pools/{id}/members`` with the whole desired list (one PENDING_UPDATE cycle
+        for any number of changes), none when the pool already looks as asked."""
+        ref = self._pool(region, pool)
+        with self._cloud.named_lock("lb", region, ref.lb_id):
+            current = self._member_bodies(region, ref)
+            desired = _desired_members(current, changes)
+            if desired == current:
+                return
+            if self._wait_active(region, ref):
+                # It was PENDING_*: the members read may have moved on since.
+                current = self._member_bodies(region, ref)
+                desired = _desired_members(current, changes)
+                if desired == current:
+                    return
+            response = self._cloud.conn(region).load_balancer.put(
+                f"/lbaas/pools/{quote(ref.pool_id, safe='')}/members",
+                json={"members": list(desired.values())},
+            )
+            os_exc.raise_from_response(response)
+
+    def _member_bodies(self, region: str, ref: _PoolRef) -> dict[_MemberKey, dict[str, Any]]:
+        """The pool's members as batch-update entries, by (address, port): the key Octavia
+        matches a batch by. Members on their way out (PENDING_DELETE) count as gone."""
+        return {
+            _member_key(body): body
+            for body in (_member_body(raw) for raw in self._members(region, ref)
+                         if _attr(raw, "provisioning_status") != "PENDING_DELETE")
+        }
+
+    @_translated
     def url(self, region: str, pool: str) -> str:
         ref = self._pool(region, pool)
         octavia = self._cloud.conn(region).load_balancer
@@ -936,6 +976,67 @@ class OpenStackLoadBalancer(_Adapter):
         scheme = "https" if protocol in ("HTTPS", "TERMINATED_HTTPS") else "http"
         host = f"[{vip}]" if ":" in vip else vip
         return f"{scheme}://{host}:{int(_attr(listener, 'protocol_port', 80))}"
+
+
+_MemberKey = tuple[str, int]
+_BATCH_ORDER = {MemberAction.ADD: 0, MemberAction.DRAIN: 1, MemberAction.REMOVE: 2}
+
+
+def _member_key(body: Mapping[str, Any]) -> _MemberKey:
+    return _canonical_ip(str(body["address"])), int(body["protocol_port"])
+
+
+def _member_body(raw: Any) -> dict[str, Any]:
+    """A member as a batch-update entry that leaves it exactly as it is: Octavia resets
+    every field a batch entry leaves out to its create default (weight 1, admin up, no
+    backup, no monitor address), so everything that is set is sent back."""
+    body: dict[str, Any] = {
+        "name": str(_attr(raw, "name", "")),
+        "address": str(_attr(raw, "address", "")),
+        "protocol_port": int(_attr(raw, "protocol_port", 0)),
+        "weight": int(_attr(raw, "weight", 1)),
+        "admin_state_up": bool(_attr(raw, "is_admin_state_up", True)),
+        "backup": bool(_attr(raw, "backup", False)),
+    }
+    for field in ("subnet_id", "monitor_address", "monitor_port"):
+        value = _attr(raw, field)
+        if value is not None:
+            body[field] = value
+    tags = _attr(raw, "tags", [])
+    if tags:
+        body["tags"] = list(tags)
+    return body
+
+
+def _desired_members(
+    current: Mapping[_MemberKey, dict[str, Any]], changes: Sequence[MemberChange]
+) -> dict[_MemberKey, dict[str, Any]]:
+    """The pool after ``changes``, as the single-member calls would leave it: adds, then
+    drains, then removals. ADD replaces a same-named member at another address or port
+    and serves a draining one (weight 1, admin up); DRAIN sets weight 0 (as
+    ``drain_member``) and ignores a missing member; REMOVE leaves the member out."""
+    desired = {key: dict(body) for key, body in current.items()}
+    for change in sorted(changes, key=lambda c: _BATCH_ORDER[c.action]):
+        named = [key for key, body in desired.items() if body["name"] == change.name]
+        if change.action is MemberAction.ADD:
+            key = (_canonical_ip(change.address), change.port)
+            for stale in named:
+                if stale != key:  # Octavia cannot move a member: replace it
+                    del desired[stale]
+            body = desired.setdefault(key, {
+                "name": change.name, "address": change.address,
+                "protocol_port": change.port, "weight": 1, "admin_state_up": True,
+            })
+            body["name"] = change.name
+            if body["weight"] == 0 or not body["admin_state_up"]:
+                body.update(weight=1, admin_state_up=True)
+        elif change.action is MemberAction.DRAIN:
+            for key in named:
+                desired[key]["weight"] = 0
+        else:
+            for key in named:
+                del desired[key]
+    return desired
 
 
 def _member(raw: Any) -> Member:

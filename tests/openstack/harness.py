@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -1091,6 +1092,30 @@ def start(deadline_s: float = START_DEADLINE) -> Info:
         log(f"{k:38s} {v:6.1f}s")
     log(f"clouds.yaml: {p} (clouds phoenix-harness, phoenix-harness-admin)")
     return Info(clouds_yaml=p, started=True, timings=timings)
+
+
+class OctaviaRequests:
+    """The requests Octavia's API logged from now on (its access log, .openstack/logs/
+    octavia.log), read back as ``(method, path)``: what a client really sent, however
+    its SDK calls were made."""
+
+    LINE = re.compile(r'"(GET|HEAD|POST|PUT|PATCH|DELETE) (/\S*) HTTP/[\d.]+" (\d{3})')
+
+    def __init__(self) -> None:
+        self.path = LOGS / "octavia.log"
+        self.start = self.path.stat().st_size if self.path.exists() else 0
+
+    def since_start(self) -> list[tuple[str, str]]:
+        with open(self.path, "rb") as log_file:
+            log_file.seek(self.start)
+            text = log_file.read().decode("utf-8", "replace")
+        return [(m.group(1), m.group(2)) for m in self.LINE.finditer(text)]
+
+    def member_writes(self, pool_id: str) -> list[tuple[str, str]]:
+        """POST/PUT/DELETE on the pool's members, one member or the batch."""
+        prefix = f"/v2.0/lbaas/pools/{pool_id}/members"
+        return [(method, path) for method, path in self.since_start()
+                if method in ("POST", "PUT", "DELETE") and path.split("?")[0].startswith(prefix)]
 
 
 @contextlib.contextmanager

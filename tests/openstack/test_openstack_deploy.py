@@ -11,13 +11,19 @@ speaks Swift's API and checks tokens with Keystone; see tests/openstack/fake_obj
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
+import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -233,3 +239,114 @@ def test_deploy_points_the_designate_record_at_the_octavia_vip(cloud: Cloud) -> 
     assert json.loads(shown.stdout)["serving_region"] == "RegionOne"
     again = cloud.phoenix("deploy")
     assert again.returncode == 0 and json.loads(again.stdout)["outcome"] == "unchanged"
+
+
+@contextlib.contextmanager
+def _instances_quota(cloud: Cloud, instances: int) -> Iterator[None]:
+    """The phoenix project's Nova quota raised to ``instances`` (m1.small: 1 vCPU,
+    512 MB each), and back to what it was afterwards."""
+    project = cloud.admin.identity.find_project("phoenix")  # type: ignore[attr-defined]
+    before = cloud.admin.get_compute_quotas(project.id)  # type: ignore[attr-defined]
+    cloud.admin.set_compute_quotas(  # type: ignore[attr-defined]
+        project.id, instances=instances, cores=instances,
+        ram=max(int(before.ram), instances * 512))
+    try:
+        yield
+    finally:
+        cloud.admin.set_compute_quotas(  # type: ignore[attr-defined]
+            project.id, instances=before.instances, cores=before.cores, ram=before.ram)
+
+
+_MEMBER_STEP = re.compile(r"^(add .* to the load balancer|drain |remove .* from the load balancer)")
+
+
+class _PollWrites:
+    """Octavia member writes per poll of an in-process deploy: every HTTP request the
+    SDK sends goes through keystoneauth's ``Session.request`` (recorded here), and the
+    engine announces each poll's steps right before it runs them (the event sink)."""
+
+    def __init__(self, pool_id: str) -> None:
+        self.members_path = f"/lbaas/pools/{pool_id}/members"
+        self.writes: list[tuple[str, str]] = []
+        self.polls: list[tuple[int, int]] = []  # (member steps, writes before the poll)
+        self._lock = threading.Lock()
+
+    def record(self, method: str, url: str) -> None:
+        path = urllib.parse.urlsplit(url).path
+        if method.upper() in ("POST", "PUT", "DELETE") and self.members_path in path:
+            with self._lock:
+                self.writes.append((method.upper(), path))
+
+    def on_event(self, event: Any) -> None:
+        if event.kind == "steps":
+            member_steps = sum(1 for line in event.lines if _MEMBER_STEP.match(line))
+            with self._lock:
+                self.polls.append((member_steps, len(self.writes)))
+
+    def per_poll(self) -> list[tuple[int, int]]:
+        """(member steps, member writes) for each poll that changed anything."""
+        ends = [before for _, before in self.polls[1:]] + [len(self.writes)]
+        return [(steps, end - before)
+                for (steps, before), end in zip(self.polls, ends, strict=True)]
+
+
+def test_a_20_node_blue_green_redeploy_makes_o1_octavia_member_writes(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: a poll's member changes go to Octavia as one batch member update
+    (``PUT /v2.0/lbaas/pools/{id}/members``), so each poll of a 20-node blue-green
+    redeploy writes the pool's members at most once, whether it adds, drains or removes
+    one member or twenty (one at a time that was 60 writes: an add, a drain and a removal
+    per node). Counted on the client (keystoneauth) and checked against Octavia's own
+    access log."""
+    from keystoneauth1 import session as ks_session
+
+    from phoenix import api
+    from phoenix.spec_loader import load_spec
+    from tests.openstack import harness
+
+    count = 20
+    with _instances_quota(cloud, 2 * count):
+        try:
+            cloud.write(count=count)
+            first = cloud.phoenix("deploy")
+            assert first.returncode == 0, first.stderr[-3000:]
+            r1 = json.loads(first.stdout)["release"]
+
+            cloud.write(count=count, greeting="two")
+            counter = _PollWrites(cloud.pool_id)
+            send = ks_session.Session.request
+
+            def counted(session: Any, url: str, method: str, *args: Any, **kwargs: Any) -> Any:
+                counter.record(method, url)
+                return send(session, url, method, *args, **kwargs)
+
+            monkeypatch.setattr(ks_session.Session, "request", counted)
+            monkeypatch.chdir(cloud.tmp)
+            octavia_log = harness.OctaviaRequests()
+            result = api.deploy(load_spec(cloud.tmp / "phoenix.yaml"),
+                                on_event=counter.on_event)
+            monkeypatch.undo()
+            assert result.outcome == "succeeded" and result.release != r1, result
+
+            per_poll = counter.per_poll()
+            member_polls = [(steps, writes) for steps, writes in per_poll if steps]
+            assert sum(steps for steps, _ in member_polls) >= 3 * count, per_poll
+            assert all(writes <= 1 for _, writes in per_poll), per_poll
+            assert all(method == "PUT" and path.endswith(counter.members_path)
+                       for method, path in counter.writes), counter.writes
+            assert len(counter.writes) <= len(member_polls), per_poll
+            # What Octavia saw is what was sent.
+            assert len(octavia_log.member_writes(cloud.pool_id)) == len(counter.writes)
+
+            lb = cloud.conn.load_balancer  # type: ignore[attr-defined]
+            lb.wait_for_load_balancer(lb.find_load_balancer(cloud.pool).id, wait=60)
+            assert cloud.members() == {f"{cloud.app}-{result.release}-{i}": 1
+                                       for i in range(count)}
+            deadline = time.monotonic() + 120  # Nova deletes asynchronously
+            while {s.metadata["phoenix:release"] for s in cloud.servers()} != {result.release}:
+                assert time.monotonic() < deadline, [s.name for s in cloud.servers()]
+                time.sleep(1)
+        finally:
+            monkeypatch.undo()
+            cloud.phoenix("destroy", "--yes")
