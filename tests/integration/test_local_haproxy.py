@@ -24,7 +24,8 @@ import httpx
 import pytest
 
 from phoenix import errors
-from phoenix.model import MemberState
+from phoenix.model import MemberAction, MemberChange, MemberState
+from phoenix.providers.local import haproxy
 from phoenix.providers.local.balancer import BalancerConfig
 from phoenix.providers.local.haproxy import (
     HaproxyBalancer,
@@ -236,6 +237,44 @@ def frontend_connections(lb: HaproxyBalancer) -> int:
     """Connections HAProxy's frontend accepted so far."""
     header, row = lb._command("show stat listener 1 -1").strip().splitlines()[:2]
     return int(dict(zip(header[2:].split(","), row.split(","), strict=False))["conn_tot"])
+
+
+def adding(*members: Backend) -> list[MemberChange]:
+    return [MemberChange(MemberAction.ADD, b.name, b.host, b.port) for b in members]
+
+
+def draining(*members: Backend) -> list[MemberChange]:
+    return [MemberChange(MemberAction.DRAIN, b.name) for b in members]
+
+
+def removing(*members: Backend) -> list[MemberChange]:
+    return [MemberChange(MemberAction.REMOVE, b.name) for b in members]
+
+
+@dataclass
+class Spy:
+    """Counts runtime-API connections and members.json writes of every HaproxyBalancer."""
+
+    connections: int = 0
+    member_writes: int = 0
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
+    counts = Spy()
+    connect, write = HaproxyBalancer._connect, haproxy.atomic_write
+
+    def counting_connect(self: HaproxyBalancer, sock: socket.socket) -> None:
+        counts.connections += 1
+        connect(self, sock)
+
+    def counting_write(path: Path, text: str) -> None:
+        counts.member_writes += path.name == "members.json"
+        write(path, text)
+
+    monkeypatch.setattr(HaproxyBalancer, "_connect", counting_connect)
+    monkeypatch.setattr(haproxy, "atomic_write", counting_write)
+    return counts
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -580,6 +619,80 @@ def test_idempotency(lb: HaproxyBalancer, backends: Backends) -> None:
     assert [(m.name, m.state) for m in lb.list_members()] == [("a", MemberState.SERVING)]
 
 
+def test_a_batch_uses_one_runtime_api_connection(
+    lb: HaproxyBalancer, backends: Backends, spy: Spy
+) -> None:
+    old = [backends.start(f"old-{i}") for i in range(3)]
+    new = [backends.start(f"new-{i}") for i in range(3)]
+    lb.change_members(adding(*old))
+    with httpx.Client() as client:
+        wait_serving(lb, client, {b.name for b in old})
+    spy.connections = spy.member_writes = 0
+    switch = [*adding(*new), *draining(*old[:2]), *removing(old[2]),
+              MemberChange(MemberAction.DRAIN, "missing"),
+              MemberChange(MemberAction.REMOVE, "never-added")]
+    lb.change_members(switch)
+    print(f"\nbatch of {len(switch)} changes: {spy.connections} runtime-API connection(s),"
+          f" {spy.member_writes} members.json write(s)")
+    assert spy.connections == 1
+    assert spy.member_writes == 2  # ahead of HAProxy, and once the removed one is gone
+    want = {"old-0": MemberState.DRAINING, "old-1": MemberState.DRAINING,
+            **{b.name: MemberState.SERVING for b in new}}
+    assert {m.name: m.state for m in lb.list_members()} == want
+    with httpx.Client() as client:
+        # Right away: the batch waited for the new members' first checks before draining.
+        assert set(names_of(lb, client, 12)) == {b.name for b in new}
+
+    spy.connections = spy.member_writes = 0
+    lb.change_members(switch)  # again: nothing to do, still one connection, no write
+    assert (spy.connections, spy.member_writes) == (1, 0)
+    assert {m.name: m.state for m in lb.list_members()} == want
+    lb.change_members(adding(old[0]))  # re-enables a draining member
+    assert {m.name: m.state for m in lb.list_members()}["old-0"] is MemberState.SERVING
+
+
+def test_a_batch_with_a_busy_removal_applies_the_rest_then_is_transient(
+    make_balancer: Callable[..., HaproxyBalancer], backends: Backends
+) -> None:
+    lb = make_balancer(remove_wait=0.5)
+    lb.ensure_running()
+    a, b = backends.start("a"), backends.start("b")
+    add(lb, a)
+    with httpx.Client() as client:
+        wait_serving(lb, client, {"a"})
+    result: list[httpx.Response] = []
+    slow = threading.Thread(
+        target=lambda: result.append(httpx.get(lb.url() + "/slow?s=2", timeout=10))
+    )
+    slow.start()
+    try:
+        wait_for(lambda: lb.list_members()[0].active_connections == 1, what="in flight")
+        with pytest.raises(errors.Transient, match="in flight"):
+            lb.change_members([*removing(a), *adding(b)])
+        members = {m.name: m for m in lb.list_members()}
+        assert members["a"].state is MemberState.DRAINING
+        assert members["b"].state is MemberState.SERVING
+    finally:
+        slow.join(timeout=10)
+    assert result[0].status_code == 200
+    lb.change_members(removing(a))  # the retry succeeds once it finished
+    assert [m.name for m in lb.list_members()] == ["b"]
+
+
+def test_a_batch_while_haproxy_is_down_is_saved_and_transient(
+    make_balancer: Callable[..., HaproxyBalancer], backends: Backends
+) -> None:
+    lb = make_balancer(supervise=False)
+    a, b = backends.start("a"), backends.start("b")
+    with pytest.raises(errors.Transient, match="not running"):
+        lb.change_members([*adding(a, b), *draining(b)])
+    lb.change_members(removing(a))  # a stopped balancer serves nobody: removing works
+    saved = json.loads((lb.config.pool_dir / "members.json").read_text())
+    assert {name: entry["state"] for name, entry in saved.items()} == {"b": "DRAINING"}
+    lb.ensure_running()  # applies what was saved
+    assert {m.name: m.state for m in lb.list_members()} == {"b": MemberState.DRAINING}
+
+
 def test_socket_failures_are_transient(make_balancer: Callable[..., HaproxyBalancer]) -> None:
     lb = make_balancer()
     with pytest.raises(errors.Transient, match="show servers state"):
@@ -673,4 +786,71 @@ def test_replace_all_members_under_load_without_a_failed_request(
     assert failures == []
     assert len(after) >= 100, "the load ended before the old members were gone"
     assert set(after) <= {b.name for b in new}
+    assert [m.name for m in lb.list_members()] == [b.name for b in new]
+
+
+@pytest.mark.slow
+def test_batch_switch_under_load_without_a_failed_request(
+    lb: HaproxyBalancer, backends: Backends, spy: Spy
+) -> None:
+    """One batch adds the new members and drains the old ones; a second removes them."""
+    total, workers = 3000, 8
+    old = [backends.start(f"old-{i}") for i in range(3)]
+    new = [backends.start(f"new-{i}") for i in range(3)]
+    lb.change_members(adding(*old))
+    with httpx.Client() as client:
+        wait_serving(lb, client, {b.name for b in old})
+
+    lock = threading.Lock()
+    issued = 0
+    results: list[tuple[float, str, bool]] = []  # (start, answer or error, ok)
+
+    def worker() -> None:
+        nonlocal issued
+        with httpx.Client(timeout=10) as client:
+            while True:
+                with lock:
+                    if issued >= total:
+                        return
+                    issued += 1
+                start = time.monotonic()
+                try:
+                    response = client.get(lb.url())
+                    answer, ok = response.text, response.status_code == 200
+                except httpx.HTTPError as exc:
+                    answer, ok = repr(exc), False
+                with lock:
+                    results.append((start, answer, ok))
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(results) >= 300, what="load to start")
+        spy.connections = 0
+        lb.change_members([*adding(*new), *draining(*old)])
+        switched_at = time.monotonic()
+        switch_connections = spy.connections
+        wait_for(
+            lambda: all(
+                m.active_connections == 0 for m in lb.list_members() if m.name.startswith("old")
+            ),
+            what="old members to drain",
+        )
+        lb.change_members(removing(*old))
+        removed_at = time.monotonic()
+        for backend in old:
+            backend.stop()
+    finally:
+        for thread in threads:
+            thread.join(timeout=60)
+
+    failures = [r for r in results if not r[2]]
+    print(f"\nbatch switch under load: {len(results)} requests, failures {len(failures)},"
+          f" {sum(r[0] > removed_at for r in results)} after the removal")
+    assert switch_connections == 1
+    assert len(results) == total
+    assert failures == []
+    assert {r[1] for r in results if r[0] > switched_at} <= {b.name for b in new}
+    assert sum(r[0] > removed_at for r in results) >= 100, "the load ended too soon"
     assert [m.name for m in lb.list_members()] == [b.name for b in new]

@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from phoenix import errors
-from phoenix.model import MemberState
+from phoenix.model import MemberAction, MemberChange, MemberState
 from phoenix.providers.local.balancer import BalancerConfig
 from phoenix.providers.local.proxy import BuiltinBalancer
 
@@ -254,6 +255,38 @@ def hits(url: str, count: int, path: str = "/") -> list[str]:
     return [r.text for r in responses]
 
 
+def adding(*members: Backend) -> list[MemberChange]:
+    return [MemberChange(MemberAction.ADD, b.name, b.address, b.port) for b in members]
+
+
+def draining(*members: Backend) -> list[MemberChange]:
+    return [MemberChange(MemberAction.DRAIN, b.name) for b in members]
+
+
+def removing(*members: Backend) -> list[MemberChange]:
+    return [MemberChange(MemberAction.REMOVE, b.name) for b in members]
+
+
+@pytest.fixture
+def control_ops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ops of every control request any BuiltinBalancer sends, pings left out."""
+    ops: list[str] = []
+    request = BuiltinBalancer._request
+
+    def recording(self: BuiltinBalancer, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        if body.get("op") != "ping":
+            ops.append(str(body.get("op")))
+        return request(self, body, timeout)
+
+    monkeypatch.setattr(BuiltinBalancer, "_request", recording)
+    return ops
+
+
+def member_writes(balancer: BuiltinBalancer) -> int:
+    """members.json writes of the running process so far (its own counter)."""
+    return int(balancer._request({"op": "ping"}, 5.0)["saves"])
+
+
 def members(balancer: BuiltinBalancer) -> dict[str, tuple[MemberState, int | None]]:
     return {m.name: (m.state, m.active_connections) for m in balancer.list_members()}
 
@@ -445,6 +478,60 @@ def test_member_hanging_up_unanswered_replays_only_safe_requests(
         assert closer.requests == 2
     finally:
         closer.stop()
+
+
+def test_a_batch_is_one_control_message_and_one_members_write(
+    pools: Pools, backends: Backends, control_ops: list[str]
+) -> None:
+    balancer = pools.new()
+    old = [backends.start(f"old{i}") for i in range(3)]
+    new = [backends.start(f"new{i}") for i in range(3)]
+    balancer.change_members(adding(*old))
+    control_ops.clear()
+    writes = member_writes(balancer)
+    switch = [*adding(*new), *draining(*old[:2]), *removing(old[2]),
+              MemberChange(MemberAction.DRAIN, "missing"),
+              MemberChange(MemberAction.REMOVE, "never-added")]
+    balancer.change_members(switch)
+    assert control_ops == ["batch"]
+    assert member_writes(balancer) == writes + 1
+    want = {"old0": (MemberState.DRAINING, 0), "old1": (MemberState.DRAINING, 0),
+            **{b.name: (MemberState.SERVING, 0) for b in new}}
+    assert members(balancer) == want
+    assert all(online(balancer)[b.name] for b in new)  # checked before the batch answered
+    assert set(hits(balancer.url(), 12)) == {b.name for b in new}
+    saved = json.loads((balancer.config.pool_dir / "members.json").read_text())
+    assert {name: entry["state"] for name, entry in saved.items()} == {
+        name: state.value for name, (state, _) in want.items()}
+
+    balancer.change_members(switch)  # again: nothing changes, nothing written
+    assert members(balancer) == want
+    assert member_writes(balancer) == writes + 1
+    balancer.change_members(adding(old[0]))  # re-enables a draining member
+    assert members(balancer)["old0"] == (MemberState.SERVING, 0)
+
+
+def test_a_batch_to_a_process_without_batch_falls_back_to_single_calls(
+    pools: Pools, backends: Backends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    balancer = pools.new()
+    a, b = backends.start("a"), backends.start("b")
+    add(balancer, a)
+    request = BuiltinBalancer._request
+
+    def older(self: BuiltinBalancer, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        if body.get("op") == "batch":  # what a process of an older Phoenix answers
+            return {"ok": False, "error": "bad_request", "message": "unknown op 'batch'"}
+        return request(self, body, timeout)
+
+    monkeypatch.setattr(BuiltinBalancer, "_request", older)
+    balancer.change_members([*draining(a), *adding(b), MemberChange(MemberAction.DRAIN, "gone")])
+    assert members(balancer) == {"a": (MemberState.DRAINING, 0), "b": (MemberState.SERVING, 0)}
+
+    monkeypatch.undo()  # the current process checks a whole batch before applying any of it
+    with pytest.raises(errors.BadRequest, match="address"):
+        balancer.change_members([*removing(a), MemberChange(MemberAction.ADD, "c", "", 0)])
+    assert set(members(balancer)) == {"a", "b"}
 
 
 def test_restart_restores_members_from_members_json(pools: Pools, backends: Backends) -> None:
@@ -717,3 +804,66 @@ def test_membership_changes_under_load_fail_no_request(
         f" max={latencies[-1]:.1f}ms;"
         f" {sum(o.started > killed_at for o in outcomes)} after the old members were killed"
     )
+
+
+def test_a_batch_switch_under_load_fails_no_request(
+    pools: Pools, backends: Backends, control_ops: list[str]
+) -> None:
+    """One batch adds the new members and drains the old ones; a second removes them."""
+    balancer = pools.new()
+    old = [backends.start(f"old{i}") for i in range(3)]
+    balancer.change_members(adding(*old))
+    total, workers = 3000, 8
+    outcomes: list[Outcome] = []
+    lock = threading.Lock()
+    issued = 0
+
+    def worker() -> None:
+        nonlocal issued
+        with httpx.Client(base_url=balancer.url(), timeout=10) as client:
+            while True:
+                with lock:
+                    if issued >= total:
+                        return
+                    issued += 1
+                started = time.monotonic()
+                backend = error = None
+                try:
+                    response = client.get("/")
+                    backend = response.text
+                    if response.status_code != 200:
+                        error = f"HTTP {response.status_code}: {response.text.strip()}"
+                except httpx.HTTPError as exc:
+                    error = repr(exc)
+                with lock:
+                    outcomes.append(Outcome(started, time.monotonic() - started, backend, error))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: len(outcomes) >= 300, what="load to start")
+
+    new = [backends.start(f"new{i}") for i in range(3)]
+    control_ops.clear()
+    balancer.change_members([*adding(*new), *draining(*old)])
+    switched_at = time.monotonic()
+    assert control_ops == ["batch"]
+    wait_for(
+        lambda: all(m.active_connections == 0 for m in balancer.list_members()
+                    if m.name.startswith("old")),
+        what="old members to finish their requests",
+    )
+    balancer.change_members(removing(*old))
+    for backend in old:
+        backend.kill()
+    killed_at = time.monotonic()
+    for thread in threads:
+        thread.join(60)
+
+    failed = [o for o in outcomes if o.error is not None]
+    assert len(outcomes) == total
+    assert failed == []
+    after_switch = [o.backend for o in outcomes if o.started > switched_at]
+    assert after_switch and set(after_switch) <= {"new0", "new1", "new2"}
+    assert sum(o.started > killed_at for o in outcomes) >= 100, "load ran past the kill"
+    assert {m.name for m in balancer.list_members()} == {"new0", "new1", "new2"}

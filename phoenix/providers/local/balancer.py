@@ -17,12 +17,13 @@ member changes) do.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from phoenix import errors
-from phoenix.model import Member, MemberState
+from phoenix.model import Member, MemberAction, MemberChange, MemberState
 
 CONFIG_FILE = "config.json"
 MEMBERS_FILE = "members.json"
@@ -92,10 +93,24 @@ class Balancer(Protocol):
         """Remove; a missing member is not an error."""
         ...
 
+    def change_members(self, changes: Sequence[MemberChange]) -> None:
+        """Apply a batch (``MemberBatcher``) with one members.json update and one
+        conversation with the process; each change as idempotent as its single call,
+        except that draining a missing member is ignored. Adds go in first."""
+        ...
+
     def stop(self) -> None:
         """Stop the process and its supervisor, leaving nothing running (members.json is
         kept); the supervisor does not bring a stopped balancer back."""
         ...
+
+
+_BATCH_ORDER = {MemberAction.ADD: 0, MemberAction.DRAIN: 1, MemberAction.REMOVE: 2}
+
+
+def batch_order(changes: Sequence[MemberChange]) -> list[MemberChange]:
+    """``changes`` as a batch applies them: adds, then drains, then removals (stable)."""
+    return sorted(changes, key=lambda change: _BATCH_ORDER[change.action])
 
 
 def read_config(pool_dir: Path) -> BalancerConfig:

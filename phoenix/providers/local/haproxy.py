@@ -37,6 +37,11 @@ HAProxy behaviours this module works around (measured on 2.6.12):
   relative to the pool_dir (HAProxy's start directory) so any pool_dir works.
 * Health checks on dynamic servers need HAProxy 2.5 (``add server ... check``), hence
   the minimum version.
+* ``experimental-mode on`` (needed for ``add/del server`` on 2.5 and 2.6) holds for one
+  connection only: a one-shot line sends it before the command, separated by ``;``.
+* A batch (``change_members``) keeps one connection in interactive mode (``prompt``):
+  then every command, each ``;``-separated one too, answers with its text followed by
+  ``\n> ``, and the connection stays open for the next line (and the waits between).
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -61,11 +67,11 @@ from pathlib import Path
 from phoenix import errors
 from phoenix import log as plog
 from phoenix.clock import SystemClock
-from phoenix.model import Member, MemberState
+from phoenix.model import Member, MemberAction, MemberChange, MemberState
 from phoenix.processes import minimal_env, pid_alive
 from phoenix.providers.base import Clock
 from phoenix.providers.local import supervisor as supervision
-from phoenix.providers.local.balancer import BalancerConfig
+from phoenix.providers.local.balancer import BalancerConfig, batch_order
 from phoenix.providers.local.store import atomic_write
 
 __all__ = [
@@ -103,6 +109,11 @@ MAX_SUN_PATH = 107
 # `show servers state` srv_admin_state bits (HAProxy's enum srv_admin).
 _ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20  # forced, inherited, config, resolution failure
 _ADMIN_DRAIN = 0x08 | 0x10  # forced, inherited
+# `show servers state` srv_check_result (HAProxy's enum chk_result): 0 unknown (no check
+# concluded yet), 1 neutral, 2 failed, 3 passed, 4 conditionally passed.
+_CHECK_FAILED = 2
+# What interactive mode (``prompt``) prints after every command's answer.
+_PROMPT = b"\n> "
 
 _SAFE_NAME_CHARS = re.compile(r"[A-Za-z0-9.-]")
 _CONFIG_WORD = re.compile(r"[A-Za-z0-9._~/%?=&:@+,;-]+")
@@ -269,6 +280,7 @@ class _Server:
     admin_state: int
     active: int | None  # scur: streams (in-flight requests) on the server
     op_state: int = 2  # srv_op_state: 0 stopped (check failing), 1 starting, 2 running
+    check_result: int = 0  # srv_check_result: the last concluded check (_CHECK_FAILED...)
 
     @property
     def online(self) -> bool:
@@ -322,6 +334,7 @@ def parse_servers(state_text: str, stat_text: str) -> dict[str, _Server]:
             admin_state=int(row["srv_admin_state"]),
             active=active.get(name),
             op_state=int(row.get("srv_op_state", _OP_RUNNING)),
+            check_result=int(row.get("srv_check_result", 0)),
         )
     return servers
 
@@ -359,7 +372,9 @@ class HaproxyBalancer:
 
     ``clock`` times the bounded waits (start-up, connections draining before a delete);
     ``start_timeout`` bounds how long HAProxy may take to answer on its socket;
-    ``remove_wait`` how long ``remove_member`` waits for in-flight requests to finish.
+    ``remove_wait`` how long ``remove_member`` waits for in-flight requests to finish;
+    ``add_wait`` how long a batch that adds members and takes serving ones away waits
+    for the new members' first checks before it takes the old ones away.
     """
 
     def __init__(
@@ -370,6 +385,7 @@ class HaproxyBalancer:
         clock: Clock | None = None,
         start_timeout: float = 10.0,
         remove_wait: float = 5.0,
+        add_wait: float = 3.0,
         socket_timeout: float = 5.0,
     ) -> None:
         if config.check_path is not None and (
@@ -388,7 +404,10 @@ class HaproxyBalancer:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.start_timeout = start_timeout
         self.remove_wait = remove_wait
+        self.add_wait = add_wait
         self.socket_timeout = socket_timeout
+        # The open interactive connection of a batch, per thread (see ``_one_connection``).
+        self._local = threading.local()
         pool_dir = config.pool_dir.resolve()
         self._cfg_path = pool_dir / CONFIG_FILE
         self._sock_path = pool_dir / SOCKET_FILE
@@ -527,6 +546,118 @@ class HaproxyBalancer:
             if name in desired:
                 del desired[name]
                 self._save(desired)
+
+    def change_members(self, changes: Sequence[MemberChange]) -> None:
+        """Apply a batch (``MemberBatcher``): one lock, one load of members.json, one
+        save before HAProxy is touched (a second once removed members are gone), and every
+        runtime command on one connection.
+
+        Adds go in first and take traffic only once a check passes; when the batch also
+        takes serving members away, that waits (up to ``add_wait``) for the new members'
+        first checks, so the pool is not left without a server in between. Draining a
+        missing member is ignored. Removals wait together (up to ``remove_wait``) for
+        their in-flight requests; members still busy stay in maintenance (DRAINING) and
+        ``errors.Transient`` names them after everything else was applied.
+        """
+        ordered = batch_order(changes)
+        adds = [
+            (c.name, _Desired(_validate_member(c.name, c.address, c.port), c.port,
+                              MemberState.SERVING))
+            for c in ordered if c.action is MemberAction.ADD
+        ]
+        with self._locked():
+            desired = self._load()
+            before = dict(desired)
+            desired.update(adds)
+            # Write ahead, as the single calls do: a member being drained or removed is
+            # saved DRAINING first, so a restart in between does not bring it back serving.
+            drains: list[tuple[str, _Desired]] = []
+            removals: list[str] = []
+            for change in ordered:
+                entry = desired.get(change.name)
+                if change.action is MemberAction.ADD:
+                    continue
+                if change.action is MemberAction.REMOVE:
+                    removals.append(change.name)
+                if entry is None:
+                    continue  # removing a missing member: HAProxy may still have it
+                entry = _Desired(entry.address, entry.port, MemberState.DRAINING)
+                desired[change.name] = entry
+                if change.action is MemberAction.DRAIN:
+                    drains.append((change.name, entry))
+            saved = dict(desired)
+            if saved != before:
+                self._save(saved)
+            connection = contextlib.ExitStack()
+            try:
+                connection.enter_context(self._one_connection())
+            except errors.Transient as exc:
+                # Not running: a stopped balancer serves nobody, so removals only leave
+                # members.json; ensure_running applies the rest from it.
+                for name in removals:
+                    desired.pop(name, None)
+                if desired != saved:
+                    self._save(desired)
+                if adds or drains:
+                    raise self._not_running("change_members") from exc
+                return
+            with connection:
+                busy = self._apply_batch(adds, drains, removals)
+            for name in removals:
+                if name not in busy:
+                    desired.pop(name, None)
+            if desired != saved:
+                self._save(desired)
+            if busy:
+                raise errors.Transient("; ".join(busy.values()))
+
+    def _apply_batch(
+        self, adds: Sequence[tuple[str, _Desired]], drains: Sequence[tuple[str, _Desired]],
+        removals: Sequence[str],
+    ) -> dict[str, str]:
+        """The runtime commands of ``change_members``; the removals still busy (why)."""
+        servers = self._servers()
+        fresh: list[str] = []  # servers that take traffic once their first check passes
+        for name, want in adds:
+            server = servers.get(server_name(name))
+            if server is not None and (server.address, server.port) != (want.address, want.port):
+                self._delete(name, server)  # it moved: re-create it at its new address
+                server = None
+            if server is None:
+                self._create(name, want)
+                fresh.append(server_name(name))
+            elif server.maint:
+                self._bring_up(server.name)
+                fresh.append(server.name)
+            elif server.drain:
+                self._command_ok(f"set server {BACKEND}/{server.name} state ready")
+        going = [servers.get(server_name(name)) for name in (*(n for n, _ in drains), *removals)]
+        if fresh and any(server is not None and server.ready for server in going):
+            self._await_first_checks(fresh)
+        if adds:
+            servers = self._servers()
+        for name, want in drains:
+            server = servers.get(server_name(name))
+            if server is None:  # HAProxy lost it: back, but draining
+                self._create(name, want)
+            elif server.ready:
+                self._command_ok(f"set server {BACKEND}/{server.name} state drain")
+        present = {name: servers[server_name(name)] for name in removals
+                   if server_name(name) in servers}
+        return self._delete_all(present)
+
+    def _await_first_checks(self, fresh: Sequence[str]) -> None:
+        """Until every one of ``fresh`` passed a check (takes traffic) or failed one, or
+        ``add_wait`` passed; a sick new member must not hold the batch for long."""
+        deadline = self.clock.now() + timedelta(seconds=self.add_wait)
+        while self.clock.now() < deadline:
+            servers = self._servers()
+            if all(
+                server is None or server.online or server.check_result == _CHECK_FAILED
+                for server in (servers.get(name) for name in fresh)
+            ):
+                return
+            self.clock.sleep(0.05)
 
     def stop(self) -> None:
         """Stop the supervisor, then HAProxy (SIGTERM, then SIGKILL), and remove its
@@ -712,29 +843,52 @@ class HaproxyBalancer:
 
     def _delete(self, name: str, server: _Server) -> None:
         """Maintenance, wait (bounded) for in-flight requests, then ``del server``."""
-        if not server.maint:
-            self._command_ok(f"set server {BACKEND}/{server.name} state maint")
-        command = f"experimental-mode on; del server {BACKEND}/{server.name}"
+        busy = self._delete_all({name: server})
+        if busy:
+            raise errors.Transient(busy[name])
+
+    def _delete_all(self, servers: Mapping[str, _Server]) -> dict[str, str]:
+        """Maintenance for all, then ``del server`` each once its in-flight requests
+        finished, all within one ``remove_wait``; the members left (why), by name."""
+        for server in servers.values():
+            if not server.maint:
+                self._command_ok(f"set server {BACKEND}/{server.name} state maint")
+        pending = dict(servers)
+        failed: dict[str, str] = {}
+        answers: dict[str, str] = {}
         deadline = self.clock.now() + timedelta(seconds=self.remove_wait)
-        answer = ""
-        while True:
-            current = self._servers().get(server.name)
-            if current is None:
-                return
-            if not current.active:
+        while pending:
+            current = self._servers()
+            for name, server in list(pending.items()):
+                now = current.get(server.name)
+                if now is None:
+                    del pending[name]
+                    continue
+                pending[name] = now
+                if now.active:
+                    continue
+                command = f"experimental-mode on; del server {BACKEND}/{server.name}"
                 answer = self._command(command).strip()
                 if "Server deleted" in answer or "No such server" in answer:
-                    return
-                if "still has connections" not in answer:
-                    raise errors.Transient(f"haproxy refused {command!r}: {answer!r}")
-            if self.clock.now() >= deadline:
-                raise errors.Transient(
-                    f"member {name!r} still has {current.active or 0} request(s) in flight"
-                    f" after {self.remove_wait}s (last answer to {command!r}:"
-                    f" {answer or 'not sent'!r}); it is in maintenance and takes no new"
-                    " requests; retry remove_member"
-                )
-            self.clock.sleep(0.05)
+                    del pending[name]
+                elif "still has connections" in answer:
+                    answers[name] = answer
+                else:
+                    failed[name] = f"haproxy refused {command!r}: {answer!r}"
+                    del pending[name]
+            if pending and self.clock.now() >= deadline:
+                for name, server in pending.items():
+                    command = f"del server {BACKEND}/{server.name}"
+                    failed[name] = (
+                        f"member {name!r} still has {server.active or 0} request(s) in flight"
+                        f" after {self.remove_wait}s (last answer to {command!r}:"
+                        f" {answers.get(name) or 'not sent'!r}); it is in maintenance and"
+                        " takes no new requests; retry remove_member"
+                    )
+                return failed
+            if pending:
+                self.clock.sleep(0.05)
+        return failed
 
     def _servers(self) -> dict[str, _Server]:
         state = self._command(f"show servers state {BACKEND}")
@@ -754,17 +908,25 @@ class HaproxyBalancer:
 
     def _require_running(self, what: str) -> None:
         if not self._answers():
-            raise errors.Transient(
-                f"{what}: haproxy for {self.config.pool_dir} is not running; the change is"
-                " saved in members.json and applied by ensure_running()"
-            )
+            raise self._not_running(what)
+
+    def _not_running(self, what: str) -> errors.Transient:
+        return errors.Transient(
+            f"{what}: haproxy for {self.config.pool_dir} is not running; the change is"
+            " saved in members.json and applied by ensure_running()"
+        )
 
     # --- runtime API ----------------------------------------------------------------
 
     def _command(self, command: str) -> str:
-        """Send one command line to the admin socket and return HAProxy's whole answer."""
+        """Send one command line to the admin socket and return HAProxy's whole answer:
+        on the batch's open connection (``_one_connection``) if there is one, else on a
+        connection of its own."""
+        session: _Session | None = getattr(self._local, "session", None)
         chunks: list[bytes] = []
         try:
+            if session is not None:
+                return session.send(command)
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(self.socket_timeout)
                 self._connect(sock)
@@ -772,15 +934,43 @@ class HaproxyBalancer:
                 while chunk := sock.recv(65536):
                     chunks.append(chunk)
         except OSError as exc:
-            hint = ""
-            if isinstance(exc, FileNotFoundError | ConnectionRefusedError) or (
-                exc.errno in (errno.ENOENT, errno.ECONNREFUSED)
-            ):
-                hint = " (is haproxy running? ensure_running() starts it)"
-            raise errors.Transient(
-                f"haproxy admin socket {self._sock_path}: {command!r} failed: {exc}{hint}"
-            ) from exc
+            raise self._socket_error(command, exc) from exc
         return b"".join(chunks).decode("utf-8", errors="replace")
+
+    def _socket_error(self, command: str, exc: OSError) -> errors.Transient:
+        hint = ""
+        if isinstance(exc, FileNotFoundError | ConnectionRefusedError) or (
+            exc.errno in (errno.ENOENT, errno.ECONNREFUSED)
+        ):
+            hint = " (is haproxy running? ensure_running() starts it)"
+        return errors.Transient(
+            f"haproxy admin socket {self._sock_path}: {command!r} failed: {exc}{hint}"
+        )
+
+    @contextlib.contextmanager
+    def _one_connection(self) -> Iterator[None]:
+        """Every ``_command`` inside (in this thread) goes over one interactive connection
+        with ``experimental-mode`` on: a batch costs one connect, waits included.
+        ``errors.Transient`` when HAProxy does not answer."""
+        if getattr(self._local, "session", None) is not None:
+            yield
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.socket_timeout)
+            self._connect(sock)
+            session = _Session(sock)
+            session.send("prompt")
+            session.send("experimental-mode on")
+        except OSError as exc:
+            sock.close()
+            raise self._socket_error("prompt", exc) from exc
+        self._local.session = session
+        try:
+            yield
+        finally:
+            self._local.session = None
+            sock.close()
 
     def _connect(self, sock: socket.socket) -> None:
         path = os.fsencode(self._sock_path)
@@ -835,6 +1025,26 @@ class HaproxyBalancer:
     def _save(self, members: Mapping[str, _Desired]) -> None:
         atomic_write(self._members_path, _desired_to_json(members))
 
+
+class _Session:
+    """One runtime-API connection in interactive mode (``prompt``): each command line is
+    answered by one ``\\n> `` prompt per ``;``-separated command, and the connection stays
+    open for the next line."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def send(self, command: str) -> str:
+        """The answer to ``command``, as a one-shot connection would have returned it."""
+        self._sock.sendall(command.encode() + b"\n")
+        prompts = command.count(";") + 1
+        buffer = b""
+        while buffer.count(_PROMPT) < prompts:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("haproxy closed the runtime-API connection")
+            buffer += chunk
+        return buffer.replace(_PROMPT, b"\n").decode("utf-8", errors="replace")
 
 
 def _validate_member(name: str, address: str, port: int) -> str:

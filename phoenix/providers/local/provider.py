@@ -43,6 +43,7 @@ from phoenix.model import (
     Flavor,
     Image,
     Member,
+    MemberChange,
     Node,
     NodeRequest,
     NodeState,
@@ -328,8 +329,8 @@ class LocalLoadBalancer:
 
     Reads report, writers act: ``list_members`` (``phoenix status``, a deploy's observe)
     never starts or restarts a balancer, and ``pool_problems`` says when one is down;
-    ``add_member``, ``drain_member``, ``remove_member`` and ``ensure_pool`` start it (and
-    its supervisor) when it is not running.
+    ``add_member``, ``drain_member``, ``remove_member``, ``change_members`` and
+    ``ensure_pool`` start it (and its supervisor) when it is not running.
     """
 
     def __init__(self, cloud: LocalCloud) -> None:
@@ -394,6 +395,13 @@ class LocalLoadBalancer:
     def remove_member(self, region: str, pool: str, name: str) -> None:
         self.cloud.check_available(region)
         self._running(region, pool).remove_member(name)
+
+    def change_members(self, region: str, pool: str, changes: Sequence[MemberChange]) -> None:
+        """A poll's member changes in one go (``MemberBatcher``): one start check, then
+        the balancer's own batch (one HAProxy connection, one proxy control message)."""
+        self.cloud.check_available(region)
+        if changes:
+            self._running(region, pool).change_members(changes)
 
     def url(self, region: str, pool: str) -> str:
         # Not guarded: computed from state, like a load balancer's DNS name that a client

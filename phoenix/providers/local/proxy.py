@@ -7,7 +7,8 @@ traffic, but HAProxy is not always installed. This module holds both halves of o
   event loop per pool that proxies each HTTP request -- not each TCP connection, so
   keep-alive clients are re-balanced and draining works -- round robin over the members
   that are SERVING and pass the balancer's own health check, and obeys a control socket
-  that speaks one JSON object per line (ops ``add``/``drain``/``remove``/``list``/``ping``);
+  that speaks one JSON object per line (ops ``add``/``drain``/``remove``/``batch``/
+  ``list``/``ping``; ``batch`` applies many changes with one members.json write);
 * the **client**, :class:`BuiltinBalancer`, the ``Balancer`` the local provider uses.
   Its ``ensure_running`` also starts the pool's supervisor (``supervisor.py``), which
   restarts a process that died; its ``list_members`` is a read and never starts one.
@@ -52,10 +53,10 @@ from typing import Any
 import h11
 
 from phoenix import errors
-from phoenix.model import Member, MemberState
+from phoenix.model import Member, MemberAction, MemberChange, MemberState
 from phoenix.processes import python_child_env
 from phoenix.providers.local import supervisor as supervision
-from phoenix.providers.local.balancer import BalancerConfig, read_config
+from phoenix.providers.local.balancer import BalancerConfig, batch_order, read_config
 from phoenix.providers.local.store import atomic_write
 
 __all__ = ["BuiltinBalancer", "main"]
@@ -270,6 +271,7 @@ class ProxyServer:
         self._stop = asyncio.Event()
         self._default_host = _host_port(config.listen_host, config.listen_port).encode()
         self._check_timeout = min(max(config.check_interval, 1.0), 5.0)
+        self.saves = 0  # members.json writes (reported by ``ping``)
 
     # -- membership ------------------------------------------------------------------
 
@@ -307,6 +309,7 @@ class ProxyServer:
             for member in self.members.values()
         }
         atomic_write(self.config.pool_dir / MEMBERS_FILE, json.dumps(members, indent=2) + "\n")
+        self.saves += 1
 
     def _start_checks(self, member: _Upstream) -> None:
         member.checker = asyncio.create_task(self._check_loop(member), name=f"check {member.name}")
@@ -318,6 +321,43 @@ class ProxyServer:
         member.up = False
 
     async def add(self, name: str, address: str, port: int) -> _Upstream:
+        member = self._put(name, address, port)
+        self._save()
+        await self._settle([member])
+        return member
+
+    def drain(self, name: str) -> bool:
+        member = self.members.get(name)
+        if member is None:
+            return False
+        if self._set_draining(member):
+            self._save()
+        return True
+
+    def remove(self, name: str) -> None:
+        if self._pop(name):
+            self._save()
+
+    async def batch(self, changes: Sequence[MemberChange]) -> None:
+        """Adds, then (once the new members' first checks concluded, so the pool keeps a
+        member up) drains and removals, then one members.json write if anything changed;
+        draining a missing member is ignored."""
+        ordered = batch_order(changes)
+        before = [member.desired() for member in self.members.values()]
+        added = [self._put(c.name, c.address, c.port)
+                 for c in ordered if c.action is MemberAction.ADD]
+        await self._settle(added)
+        for change in ordered:
+            member = self.members.get(change.name)
+            if change.action is MemberAction.DRAIN and member is not None:
+                self._set_draining(member)
+            elif change.action is MemberAction.REMOVE:
+                self._pop(change.name)
+        if [member.desired() for member in self.members.values()] != before:
+            self._save()
+
+    def _put(self, name: str, address: str, port: int) -> _Upstream:
+        """Add a member, or make it SERVING again (not saved)."""
         member = self.members.get(name)
         if member is not None and (member.address, member.port) != (address, port):
             self._forget(member)
@@ -331,29 +371,31 @@ class ProxyServer:
         elif member.state is not MemberState.SERVING:
             member.state = MemberState.SERVING
             log.info("member %s serving again", name)
-        self._save()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(ADD_WAIT):
-                await member.settled.wait()
         return member
 
-    def drain(self, name: str) -> bool:
-        member = self.members.get(name)
-        if member is None:
+    @staticmethod
+    async def _settle(members: Sequence[_Upstream]) -> None:
+        """Until each member's first check passed or failed, at most ADD_WAIT."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ADD_WAIT):
+                await asyncio.gather(*(member.settled.wait() for member in members))
+
+    def _set_draining(self, member: _Upstream) -> bool:
+        """Draining (not saved); whether that changed anything."""
+        if member.state is MemberState.DRAINING:
             return False
-        if member.state is not MemberState.DRAINING:
-            member.state = MemberState.DRAINING
-            log.info("member %s draining (%d in flight)", name, member.in_flight)
-            self._save()
+        member.state = MemberState.DRAINING
+        log.info("member %s draining (%d in flight)", member.name, member.in_flight)
         return True
 
-    def remove(self, name: str) -> None:
+    def _pop(self, name: str) -> bool:
+        """Out of the pool at once (not saved); whether it was in it."""
         member = self.members.pop(name, None)
         if member is None:
-            return
+            return False
         self._forget(member)
         log.info("member %s removed (%d in flight)", name, member.in_flight)
-        self._save()
+        return True
 
     def pick(self, exclude: set[_Upstream]) -> _Upstream | None:
         """The next SERVING, up member after the last one picked, round robin."""
@@ -644,19 +686,18 @@ class ProxyServer:
                 raise ValueError("expected a JSON object")
             op = request.get("op")
             if op == "ping":
-                return {"ok": True, "pid": os.getpid(),
+                return {"ok": True, "pid": os.getpid(), "saves": self.saves,
                         "listen": _host_port(self.config.listen_host, self.config.listen_port)}
             if op == "list":
                 return {"ok": True, "members": [m.to_json() for m in self.members.values()]}
+            if op == "batch":
+                await self.batch(_parse_changes(request.get("changes")))
+                return {"ok": True}
             name = request.get("name")
             if not isinstance(name, str) or not name:
                 raise ValueError("'name' must be a non-empty string")
             if op == "add":
-                address, port = request.get("address"), request.get("port")
-                if not isinstance(address, str) or not address:
-                    raise ValueError("'address' must be a non-empty string")
-                if not isinstance(port, int) or not 0 < port < 65536:
-                    raise ValueError("'port' must be an integer in 1..65535")
+                address, port = _address_and_port(request)
                 member = await self.add(name, address, port)
                 return {"ok": True, "member": member.to_json()}
             if op == "drain":
@@ -741,6 +782,33 @@ class ProxyServer:
                 pid_path.unlink()
                 os.unlink(SOCKET_FILE)
         log.info("stopped")
+
+
+def _address_and_port(request: dict[str, Any]) -> tuple[str, int]:
+    address, port = request.get("address"), request.get("port")
+    if not isinstance(address, str) or not address:
+        raise ValueError("'address' must be a non-empty string")
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError("'port' must be an integer in 1..65535")
+    return address, port
+
+
+def _parse_changes(raw: object) -> list[MemberChange]:
+    """A ``batch`` request's ``changes``, all checked before any is applied."""
+    if not isinstance(raw, list):
+        raise ValueError("'changes' must be a list")
+    changes = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            raise ValueError("each change must be a JSON object")
+        action, name = MemberAction(str(entry.get("action"))), entry.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError("'name' must be a non-empty string")
+        if action is MemberAction.ADD:
+            changes.append(MemberChange(action, name, *_address_and_port(entry)))
+        else:
+            changes.append(MemberChange(action, name))
+    return changes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -895,6 +963,30 @@ class BuiltinBalancer:
 
     def remove_member(self, name: str) -> None:
         self._call({"op": "remove", "name": name})
+
+    def change_members(self, changes: Sequence[MemberChange]) -> None:
+        """The whole batch in one control message (one members.json write); a process
+        started by an older Phoenix, which does not know ``batch``, gets the single
+        calls instead."""
+        body = [
+            {"action": c.action.value, "name": c.name, "address": c.address, "port": c.port}
+            if c.action is MemberAction.ADD else {"action": c.action.value, "name": c.name}
+            for c in changes
+        ]
+        try:
+            # "name": an older process checks it before the op, and must answer "unknown op".
+            self._call({"op": "batch", "name": "*", "changes": body})
+        except errors.BadRequest as exc:
+            if "unknown op 'batch'" not in str(exc):
+                raise
+            for change in batch_order(changes):
+                if change.action is MemberAction.ADD:
+                    self.add_member(change.name, change.address, change.port)
+                elif change.action is MemberAction.DRAIN:
+                    with contextlib.suppress(errors.NotFound):
+                        self.drain_member(change.name)
+                else:
+                    self.remove_member(change.name)
 
     def stop(self) -> None:
         """Stop the supervisor first (so it cannot restart the process), then the process:
