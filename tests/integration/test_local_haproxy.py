@@ -573,6 +573,18 @@ def test_remove_member(lb: HaproxyBalancer, backends: Backends) -> None:
     assert " b " not in lb._command("show servers state pool")
 
 
+
+def slow_request_in_flight(lb: HaproxyBalancer) -> tuple[list[httpx.Response], threading.Thread]:
+    """A 2-second request through the balancer, in flight on its only member when this
+    returns; its response lands in the list once the thread ends."""
+    result: list[httpx.Response] = []
+    slow = threading.Thread(
+        target=lambda: result.append(httpx.get(lb.url() + "/slow?s=2", timeout=10))
+    )
+    slow.start()
+    wait_for(lambda: lb.list_members()[0].active_connections == 1, what="in flight")
+    return result, slow
+
 def test_remove_waits_for_in_flight_then_reports_transient(
     make_balancer: Callable[..., HaproxyBalancer], backends: Backends
 ) -> None:
@@ -581,13 +593,8 @@ def test_remove_waits_for_in_flight_then_reports_transient(
     add(lb, backends.start("a"))
     with httpx.Client() as client:
         wait_serving(lb, client, {"a"})
-    result: list[httpx.Response] = []
-    slow = threading.Thread(
-        target=lambda: result.append(httpx.get(lb.url() + "/slow?s=2", timeout=10))
-    )
-    slow.start()
+    result, slow = slow_request_in_flight(lb)
     try:
-        wait_for(lambda: lb.list_members()[0].active_connections == 1, what="in flight")
         with pytest.raises(errors.Transient, match="in flight"):
             lb.remove_member("a")
         member = lb.list_members()[0]
@@ -660,13 +667,8 @@ def test_a_batch_with_a_busy_removal_applies_the_rest_then_is_transient(
     add(lb, a)
     with httpx.Client() as client:
         wait_serving(lb, client, {"a"})
-    result: list[httpx.Response] = []
-    slow = threading.Thread(
-        target=lambda: result.append(httpx.get(lb.url() + "/slow?s=2", timeout=10))
-    )
-    slow.start()
+    result, slow = slow_request_in_flight(lb)
     try:
-        wait_for(lambda: lb.list_members()[0].active_connections == 1, what="in flight")
         with pytest.raises(errors.Transient, match="in flight"):
             lb.change_members([*removing(a), *adding(b)])
         members = {m.name: m for m in lb.list_members()}
@@ -706,21 +708,13 @@ def test_socket_failures_are_transient(make_balancer: Callable[..., HaproxyBalan
 # --- under load -----------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_replace_all_members_under_load_without_a_failed_request(
-    lb: HaproxyBalancer, backends: Backends
-) -> None:
-    total, workers = 3000, 8
-    old = [backends.start(f"old-{i}") for i in range(3)]
-    new = [backends.start(f"new-{i}") for i in range(3)]
-    for backend in old:
-        add(lb, backend)
-    with httpx.Client() as client:
-        wait_serving(lb, client, {b.name for b in old})
-
+def start_load(
+    url: str, total: int, workers: int
+) -> tuple[list[tuple[float, float, str, bool]], threading.Lock, list[threading.Thread]]:
+    """``total`` GETs of ``url`` from ``workers`` threads, started: each result is
+    (start, end, answer or error, ok), appended under the returned lock."""
     lock = threading.Lock()
     issued = 0
-    # (start, end, answer or error, latency)
     results: list[tuple[float, float, str, bool]] = []
 
     def worker() -> None:
@@ -733,7 +727,7 @@ def test_replace_all_members_under_load_without_a_failed_request(
                     issued += 1
                 start = time.monotonic()
                 try:
-                    response = client.get(lb.url())
+                    response = client.get(url)
                     answer, ok = response.text, response.status_code == 200
                 except httpx.HTTPError as exc:
                     answer, ok = repr(exc), False
@@ -743,6 +737,22 @@ def test_replace_all_members_under_load_without_a_failed_request(
     threads = [threading.Thread(target=worker) for _ in range(workers)]
     for thread in threads:
         thread.start()
+    return results, lock, threads
+
+
+@pytest.mark.slow
+def test_replace_all_members_under_load_without_a_failed_request(
+    lb: HaproxyBalancer, backends: Backends
+) -> None:
+    total, workers = 3000, 8
+    old = [backends.start(f"old-{i}") for i in range(3)]
+    new = [backends.start(f"new-{i}") for i in range(3)]
+    for backend in old:
+        add(lb, backend)
+    with httpx.Client() as client:
+        wait_serving(lb, client, {b.name for b in old})
+
+    results, lock, threads = start_load(lb.url(), total, workers)
     try:
         wait_for(lambda: len(results) >= 300, what="load to start")
         for backend in new:
@@ -801,30 +811,7 @@ def test_batch_switch_under_load_without_a_failed_request(
     with httpx.Client() as client:
         wait_serving(lb, client, {b.name for b in old})
 
-    lock = threading.Lock()
-    issued = 0
-    results: list[tuple[float, str, bool]] = []  # (start, answer or error, ok)
-
-    def worker() -> None:
-        nonlocal issued
-        with httpx.Client(timeout=10) as client:
-            while True:
-                with lock:
-                    if issued >= total:
-                        return
-                    issued += 1
-                start = time.monotonic()
-                try:
-                    response = client.get(lb.url())
-                    answer, ok = response.text, response.status_code == 200
-                except httpx.HTTPError as exc:
-                    answer, ok = repr(exc), False
-                with lock:
-                    results.append((start, answer, ok))
-
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
+    results, _, threads = start_load(lb.url(), total, workers)
     try:
         wait_for(lambda: len(results) >= 300, what="load to start")
         spy.connections = 0
@@ -845,12 +832,12 @@ def test_batch_switch_under_load_without_a_failed_request(
         for thread in threads:
             thread.join(timeout=60)
 
-    failures = [r for r in results if not r[2]]
+    failures = [r for r in results if not r[3]]
     print(f"\nbatch switch under load: {len(results)} requests, failures {len(failures)},"
           f" {sum(r[0] > removed_at for r in results)} after the removal")
     assert switch_connections == 1
     assert len(results) == total
     assert failures == []
-    assert {r[1] for r in results if r[0] > switched_at} <= {b.name for b in new}
+    assert {r[2] for r in results if r[0] > switched_at} <= {b.name for b in new}
     assert sum(r[0] > removed_at for r in results) >= 100, "the load ended too soon"
     assert [m.name for m in lb.list_members()] == [b.name for b in new]

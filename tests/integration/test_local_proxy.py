@@ -736,20 +736,28 @@ class Outcome:
     error: str | None
 
 
-def test_membership_changes_under_load_fail_no_request(
-    pools: Pools, backends: Backends
-) -> None:
-    balancer = pools.new()
-    old = [backends.start(f"old{i}") for i in range(3)]
-    add(balancer, *old)
-    total, workers = 3000, 8
+
+def assert_switched_cleanly(balancer: BuiltinBalancer, outcomes: list[Outcome], total: int,
+                            switched_at: float, killed_at: float) -> None:
+    """Every request answered; after the switch only new0..2 answered; the load ran on
+    past the old members' kill; the pool is the new members."""
+    assert len(outcomes) == total
+    assert [o for o in outcomes if o.error is not None] == []
+    after_switch = [o.backend for o in outcomes if o.started > switched_at]
+    assert after_switch and set(after_switch) <= {"new0", "new1", "new2"}
+    assert sum(o.started > killed_at for o in outcomes) >= 100, "load ran past the kill"
+    assert {m.name for m in balancer.list_members()} == {"new0", "new1", "new2"}
+
+def start_load(url: str, total: int, workers: int) -> tuple[list[Outcome], list[threading.Thread]]:
+    """``total`` GETs of ``url`` from ``workers`` threads, one outcome each; returns once
+    300 are in (the load is running), with the threads to join."""
     outcomes: list[Outcome] = []
     lock = threading.Lock()
     issued = 0
 
     def worker() -> None:
         nonlocal issued
-        with httpx.Client(base_url=balancer.url(), timeout=10) as client:
+        with httpx.Client(base_url=url, timeout=10) as client:
             while True:
                 with lock:
                     if issued >= total:
@@ -771,6 +779,17 @@ def test_membership_changes_under_load_fail_no_request(
     for thread in threads:
         thread.start()
     wait_for(lambda: len(outcomes) >= 300, what="load to start")
+    return outcomes, threads
+
+
+def test_membership_changes_under_load_fail_no_request(
+    pools: Pools, backends: Backends
+) -> None:
+    balancer = pools.new()
+    old = [backends.start(f"old{i}") for i in range(3)]
+    add(balancer, *old)
+    total, workers = 3000, 8
+    outcomes, threads = start_load(balancer.url(), total, workers)
 
     new = [backends.start(f"new{i}") for i in range(3)]
     add(balancer, *new)
@@ -789,13 +808,7 @@ def test_membership_changes_under_load_fail_no_request(
     for thread in threads:
         thread.join(60)
 
-    failed = [o for o in outcomes if o.error is not None]
-    assert len(outcomes) == total
-    assert failed == []
-    after_drain = [o.backend for o in outcomes if o.started > drained_at]
-    assert after_drain and set(after_drain) <= {"new0", "new1", "new2"}
-    assert sum(o.started > killed_at for o in outcomes) >= 100, "load ran past the kill"
-    assert {m.name for m in balancer.list_members()} == {"new0", "new1", "new2"}
+    assert_switched_cleanly(balancer, outcomes, total, drained_at, killed_at)
     latencies = sorted(o.seconds * 1000 for o in outcomes)
     print(
         f"\nbuiltin balancer, {total} requests, {workers} workers:"
@@ -814,34 +827,7 @@ def test_a_batch_switch_under_load_fails_no_request(
     old = [backends.start(f"old{i}") for i in range(3)]
     balancer.change_members(adding(*old))
     total, workers = 3000, 8
-    outcomes: list[Outcome] = []
-    lock = threading.Lock()
-    issued = 0
-
-    def worker() -> None:
-        nonlocal issued
-        with httpx.Client(base_url=balancer.url(), timeout=10) as client:
-            while True:
-                with lock:
-                    if issued >= total:
-                        return
-                    issued += 1
-                started = time.monotonic()
-                backend = error = None
-                try:
-                    response = client.get("/")
-                    backend = response.text
-                    if response.status_code != 200:
-                        error = f"HTTP {response.status_code}: {response.text.strip()}"
-                except httpx.HTTPError as exc:
-                    error = repr(exc)
-                with lock:
-                    outcomes.append(Outcome(started, time.monotonic() - started, backend, error))
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    wait_for(lambda: len(outcomes) >= 300, what="load to start")
+    outcomes, threads = start_load(balancer.url(), total, workers)
 
     new = [backends.start(f"new{i}") for i in range(3)]
     control_ops.clear()
@@ -860,10 +846,4 @@ def test_a_batch_switch_under_load_fails_no_request(
     for thread in threads:
         thread.join(60)
 
-    failed = [o for o in outcomes if o.error is not None]
-    assert len(outcomes) == total
-    assert failed == []
-    after_switch = [o.backend for o in outcomes if o.started > switched_at]
-    assert after_switch and set(after_switch) <= {"new0", "new1", "new2"}
-    assert sum(o.started > killed_at for o in outcomes) >= 100, "load ran past the kill"
-    assert {m.name for m in balancer.list_members()} == {"new0", "new1", "new2"}
+    assert_switched_cleanly(balancer, outcomes, total, switched_at, killed_at)
