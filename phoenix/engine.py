@@ -131,12 +131,12 @@ class Engine:
         self.retry = retry or RetryPolicy()
         self.poll = poll_seconds if poll_seconds is not None else min(spec.health.interval, 2.0)
         self.pool = spec.load_balancer.pool
-        # The store's back-offs sleep plainly: the lease itself goes through this store,
-        # and renewing it from inside its own retry would recurse.
-        self.ledger: Ledger | None = None
-        store_caller = self._executor(None)
-        store_caller.sleep = self.clock.sleep
-        self.store = RetryingStore(provider.store, store_caller)
+        # The store's back-offs sleep plainly (no guard, no lease renewal): the lease
+        # itself goes through this store, and renewing it from inside its own retry
+        # would recurse.
+        self.store = RetryingStore(provider.store, Executor(
+            provider, region=self.region, pool=self.pool, clock=self.clock,
+            build_request=_no_request, retry=self.retry))
         self.ledger = Ledger(self.store, spec.app, self.region)
         self.records = Records(self.store, spec.app)
         self._lock: DeployLock | None = None
@@ -161,8 +161,8 @@ class Engine:
         """Read the region's nodes, pool members and health (read-only calls, retried)."""
         caller = self._executor(None)
         nodes = caller.call(lambda: self.provider.compute.list_nodes(self.region, self.spec.app))
-        if self.ledger is not None:  # when each node started serving, and draining
-            nodes = list(self.ledger.merged(nodes, self.ledger.read()))
+        # When each node started serving, and draining.
+        nodes = list(self.ledger.merged(nodes, self.ledger.read()))
         members = caller.call(
             lambda: self.provider.load_balancer.list_members(self.region, self.pool), LB
         )
@@ -921,6 +921,10 @@ def serving_release(observed: Observed) -> str | None:
     """The release most serving members run (None: nothing serves)."""
     counts = _serving_counts(observed)
     return counts.most_common(1)[0][0] if counts else None
+
+
+def _no_request(step: CreateNode) -> NodeRequest:
+    raise AssertionError(f"the store's caller builds no server ({step.name})")
 
 
 def _calls(provider: Provider) -> int | None:

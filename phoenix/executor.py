@@ -98,20 +98,17 @@ class Executor:
     def run(self, steps: tuple[Step, ...] | list[Step]) -> None:
         """Execute every step; the first permanent error is raised after all finish.
 
-        With a ledger, the poll's drain stamps are one write of it before anything else
-        (a drain's stamp must land before the drain, as in ``apply``), and its serving
-        stamps one write after the members joined. With a ``MemberBatcher`` the poll's
-        member steps go to the balancer as one batch beside the server steps. A poll
-        then costs O(1) writes for stamps and members, not one per node."""
+        The poll's drain stamps land first (a crash between a stamp and its drain leaves
+        a serving member with a stamp, which the planner simply drains again), its
+        serving stamps after the members joined. With a ledger each of those is one
+        write; with a ``MemberBatcher`` the poll's member steps are one call beside the
+        server steps. A poll then costs O(1) writes for stamps and members."""
         if not steps:
-            return
-        if self.ledger is None:
-            self._run_stamping_servers(steps)
             return
         errors: list[BaseException | None] = []
         drains = [s for s in steps if isinstance(s, DrainMember)]
         if drains:
-            errors = self._parallel([partial(self._stamp_ledger, drains)])
+            errors = self._parallel([partial(self._stamp, drains)])
             if errors[0] is not None:  # not stamped: no drain may start
                 steps = [s for s in steps if not isinstance(s, DrainMember)]
         serving = [s for s in steps if isinstance(s, StampServing)]
@@ -130,28 +127,12 @@ class Executor:
                                 if isinstance(s, AddMember))
         errors += done
         if serving and not joined_failed:
-            errors += self._parallel([partial(self._stamp_ledger, serving)])
+            errors += self._parallel([partial(self._stamp, serving)])
         _raise_first(errors)
 
-    def _run_stamping_servers(self, steps: Sequence[Step]) -> None:
-        """``run`` without a ledger: stamps on each server's metadata."""
-        lb = self.provider.load_balancer
-        members = [s for s in steps if isinstance(s, _MEMBER_STEPS)]
-        if not members or not isinstance(lb, MemberBatcher):
-            _raise_first(self._parallel([partial(self.apply, s) for s in steps]))
-            return
-        drains = [s for s in members if isinstance(s, DrainMember)]
-        stamped = self._parallel([partial(self._stamp_drain, s) for s in drains])
-        unstamped = {s.name for s, error in zip(drains, stamped, strict=True) if error}
-        members = [s for s in members if s.name not in unstamped or not isinstance(s, DrainMember)]
-        tasks: list[Callable[[], None]] = [
-            partial(self.apply, s) for s in steps if not isinstance(s, _MEMBER_STEPS)]
-        if members:
-            tasks.append(partial(self._change_members, lb, members))
-        _raise_first(stamped + self._parallel(tasks))
-
-    def _stamp_ledger(self, steps: Sequence[Step]) -> None:
-        """One ledger write with the stamps of ``steps`` (drains, or serving)."""
+    def _stamp(self, steps: Sequence[Step]) -> None:
+        """The stamps of ``steps`` (drains, or serving): one ledger write, or without a
+        ledger one metadata write per server."""
         now = self.clock.now().isoformat()
         updates: dict[str, dict[str, str]] = {}
         for step in steps:
@@ -160,9 +141,13 @@ class Executor:
                 updates[step.node_id] = {META_SERVING_SINCE: now, META_DRAIN_SINCE: ""}
             elif isinstance(step, DrainMember):
                 updates.setdefault(step.node_id, {})[META_DRAIN_SINCE] = now
-        ledger = self.ledger
-        assert ledger is not None
-        self._mutate(lambda: ledger.stamp(updates), STORE)
+        ledger, compute, region = self.ledger, self.provider.compute, self.region
+        if ledger is not None:
+            self._mutate(lambda: ledger.stamp(updates), STORE)
+            return
+        _raise_first(self._parallel([
+            partial(self._mutate, partial(compute.set_metadata, region, node_id, fields), COMPUTE)
+            for node_id, fields in updates.items()]))
 
     def _parallel(self, tasks: Sequence[Callable[[], None]]) -> list[BaseException | None]:
         """Run ``tasks`` on the pool (one: inline); each one's exception, or None."""
@@ -177,11 +162,6 @@ class Executor:
         with ThreadPoolExecutor(max_workers=min(self.workers, len(tasks))) as pool:
             futures = [pool.submit(contextvars.copy_context().run, task) for task in tasks]
             return [f.exception() for f in futures]
-
-    def _stamp_drain(self, step: DrainMember) -> None:
-        stamp = {META_DRAIN_SINCE: self.clock.now().isoformat()}
-        compute, region = self.provider.compute, self.region
-        self._mutate(lambda: compute.set_metadata(region, step.node_id, stamp), COMPUTE)
 
     def _change_members(self, lb: MemberBatcher, steps: Sequence[Step]) -> None:
         changes = []
@@ -198,7 +178,8 @@ class Executor:
         self._mutate(lambda: lb.change_members(region, pool, changes), LB)
 
     def apply(self, step: Step) -> None:
-        """One step, with retries; idempotent so a retry after a lost response is safe."""
+        """One step, with retries; idempotent so a retry after a lost response is safe.
+        (A drain is stamped by ``run`` first; ``apply`` alone only drains.)"""
         log.info("step", action=type(step).__name__, detail=step.describe())
         compute, lb, region, pool = (
             self.provider.compute,
@@ -215,16 +196,10 @@ class Executor:
                     lambda: _ignore_missing(lambda: compute.delete_node(region, node_id)), COMPUTE)
             case AddMember(name=name, address=address, port=port):
                 self._mutate(lambda: lb.add_member(region, pool, name, address, port), LB)
-            case StampServing(node_id=node_id):
-                stamp = {META_SERVING_SINCE: self.clock.now().isoformat(), META_DRAIN_SINCE: ""}
-                self._mutate(lambda: compute.set_metadata(region, node_id, stamp), COMPUTE)
-            case DrainMember(node_id=node_id, name=name):
-                # Stamp first: a crash between the two leaves a serving member with a
-                # stamp, which the planner simply drains again. (``run`` stamps the
-                # ledger, when there is one, before it gets here.)
-                if self.ledger is None:
-                    stamp = {META_DRAIN_SINCE: self.clock.now().isoformat()}
-                    self._mutate(lambda: compute.set_metadata(region, node_id, stamp), COMPUTE)
+            case StampServing():
+                self._stamp([step])
+            case DrainMember(name=name):
+                # Its stamp is ``run``'s job, done before any drain of the poll.
                 self._mutate(
                     lambda: _ignore_missing(lambda: lb.drain_member(region, pool, name)), LB)
             case RemoveMember(name=name):

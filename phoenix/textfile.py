@@ -25,12 +25,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from phoenix.errors import InputError
 
@@ -131,14 +133,28 @@ def _label_names(name: str) -> tuple[str, ...] | None:
 
 
 def _write(path: Path, counters: Samples, gauges: Samples) -> None:
-    registry = CollectorRegistry()
+    """Replace the file atomically. Metric families, not live Counters: a counter's
+    ``_created`` sample would say "now" on every run, as if it had been reset."""
+    families: list[Metric] = []
     for name, values in counters.items():
         help_text, labels = _COUNTERS[name]
-        counter = Counter(name, help_text, labels, registry=registry)
-        for key, value in values.items():
-            counter.labels(*key).inc(value)
+        counter = CounterMetricFamily(name, help_text, labels=labels)
+        for key, value in sorted(values.items()):
+            counter.add_metric(key, value)
+        families.append(counter)
     for name, values in gauges.items():
-        gauge = Gauge(name, _GAUGES[name], ("app", "action"), registry=registry)
-        for key, value in values.items():
-            gauge.labels(*key).set(value)
+        gauge = GaugeMetricFamily(name, _GAUGES[name], labels=("app", "action"))
+        for key, value in sorted(values.items()):
+            gauge.add_metric(key, value)
+        families.append(gauge)
+    registry = CollectorRegistry()
+    registry.register(_Fixed(families))
     write_to_textfile(str(path), registry)
+
+
+class _Fixed(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
