@@ -31,20 +31,13 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, TextIO, cast
+from typing import TYPE_CHECKING, Annotated, Any, TextIO, cast
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.status import Status
 
-from phoenix import api, api_calls, textfile
-from phoenix import log as plog
-from phoenix import watch as watch_module
-from phoenix.engine import DeployResult, Event, EventSink
+from phoenix import api_calls
 from phoenix.errors import (
     ExitCode,
     InputError,
@@ -53,12 +46,19 @@ from phoenix.errors import (
     PhoenixError,
     SpecError,
 )
-from phoenix.metrics import Endpoints
-from phoenix.records import DeployRecord
-from phoenix.release import PLACEHOLDER_RELEASE
-from phoenix.render import RenderContext, mask_secrets, render_user_data
-from phoenix.spec import Spec, parse_duration
-from phoenix.spec_loader import load_spec, spec_json_schema
+
+# Start-up time (issue 15): `phoenix --help` and `--version` must not pay for the library
+# (pydantic, jinja2, httpx, structlog, prometheus_client, the provider SDKs) nor for rich,
+# so each command imports what it uses when it runs; these names are for type checking.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.status import Status
+
+    from phoenix import api
+    from phoenix import watch as watch_module
+    from phoenix.engine import DeployResult, Event, EventSink
+    from phoenix.records import DeployRecord
+    from phoenix.spec import Spec
 
 __all__ = ["app", "main"]
 
@@ -181,6 +181,8 @@ class _Session:
         failure to is a warning: the deploy's outcome, not its metrics, sets the exit."""
         if self.metrics_file is None:
             return
+        from phoenix import textfile
+
         now = api_calls.snapshot()
         calls = {key: n - self._calls_at_start.get(key, 0) for key, n in now.items()
                  if n != self._calls_at_start.get(key, 0)}
@@ -198,6 +200,9 @@ class _Session:
 
     def load(self, path: str) -> Spec:
         """Load the spec; from now on its secret values are masked in all output."""
+        from phoenix import log as plog
+        from phoenix.spec_loader import load_spec
+
         spec = load_spec(path)
         self.secrets = spec.secret_values
         plog.register_secrets(self.secrets)
@@ -205,6 +210,9 @@ class _Session:
 
     def load_many(self, paths: Sequence[str]) -> list[Spec]:
         """Every spec named (a folder: every ``*.yaml`` in it); all their secrets masked."""
+        from phoenix import log as plog
+        from phoenix.spec_loader import load_spec
+
         files: list[str] = []
         for path in paths:
             folder = Path(path)
@@ -221,7 +229,11 @@ class _Session:
         return specs
 
     def mask(self, text: str) -> str:
-        return mask_secrets(text, self.secrets) if self.secrets else text
+        if not self.secrets:
+            return text
+        from phoenix.render import mask_secrets
+
+        return mask_secrets(text, self.secrets)
 
     def out(self, text: str = "", *, masked: bool = True) -> None:
         typer.echo(self.mask(text) if masked else text)
@@ -251,10 +263,10 @@ class _Session:
         problems = exc.problems if isinstance(exc, SpecError) else str(exc).splitlines()
         for line in problems or [type(exc).__name__]:
             self.err(f"error: {line}")
-        result = exc.result if isinstance(exc, OutcomeError) else None
-        if isinstance(result, DeployResult):
+        result = _deploy_result(exc)
+        if result is not None:
             self.record(result)
-        if isinstance(result, DeployResult) and not self.json:
+        if result is not None and not self.json:
             self.out("\n".join(_deploy_text(result)))
         if self.json:
             error: dict[str, Any] = {
@@ -264,7 +276,7 @@ class _Session:
             }
             if isinstance(exc, SpecError):
                 error["problems"] = list(exc.problems)
-            data = dataclasses.asdict(result) if isinstance(result, DeployResult) else {}
+            data = dataclasses.asdict(result) if result is not None else {}
             self.emit({**data, "error": error, "exit_code": code})
         return code
 
@@ -288,6 +300,16 @@ class _Session:
         if isinstance(value, list | tuple):
             return [self._masked(v) for v in value]
         return value
+
+
+def _deploy_result(exc: PhoenixError) -> DeployResult | None:
+    """The ``DeployResult`` that ``exc`` carries, if any."""
+    result = exc.result if isinstance(exc, OutcomeError) else None
+    if result is None:
+        return None
+    from phoenix.engine import DeployResult  # loaded already: the engine made the result
+
+    return result if isinstance(result, DeployResult) else None
 
 
 @contextlib.contextmanager
@@ -315,8 +337,12 @@ def _session(
         progress_shown = changes_cloud and _Stderr().isatty() and fmt is not LogFormat.JSON
         level = LogLevel.WARNING if progress_shown else LogLevel.INFO
     try:
+        from phoenix import log as plog
+
         plog.configure_logging(fmt=fmt.value, level=level.value, stream=cast(TextIO, _Stderr()))
         if session.metrics_file is not None:
+            from phoenix import textfile
+
             textfile.check_writable(session.metrics_file)  # before the cloud is touched
         yield session
     except (typer.Exit, typer.Abort) as exc:
@@ -355,6 +381,8 @@ def _session(
 
 def _version(value: bool) -> None:
     if value:
+        from importlib import metadata
+
         try:
             version = metadata.version("phoenix-deploy")
         except metadata.PackageNotFoundError:
@@ -415,6 +443,8 @@ def validate(
 ) -> None:
     """Check the spec and render the template for every region and node; touches no cloud."""
     with _session(ctx, output, log_format, log_level) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         api.validate(spec)
         session.done(
@@ -445,6 +475,9 @@ def render(
 ) -> None:
     """Print the user-data one node would boot with (release shown as RELEASE)."""
     with _session(ctx, output, log_format, log_level) as session:
+        from phoenix.release import PLACEHOLDER_RELEASE
+        from phoenix.render import RenderContext, render_user_data
+
         spec = session.load(spec_file)
         where = _region(spec, region)
         if index >= spec.count:
@@ -479,6 +512,8 @@ def plan(
 ) -> None:
     """Show which release the spec means and what deploy would do first; changes nothing."""
     with _session(ctx, output, log_format, log_level) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         report = api.plan(spec, region=_given_region(spec, region))
         session.done(dataclasses.asdict(report), _plan_text(report))
@@ -502,6 +537,8 @@ def deploy(
     """
     with _session(ctx, output, log_format, log_level, changes_cloud=True,
                   records_action=True) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         where = _given_region(spec, region)
         with _progress(session, f"deploying {spec.app}"
@@ -527,6 +564,8 @@ def failover(
     healthy, point DNS at it, retire the old region (when it can be reached)."""
     with _session(ctx, output, log_format, log_level, changes_cloud=True,
                   records_action=True) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         if not to:
             raise InputError(
@@ -552,6 +591,8 @@ def failback(
     """Move the app back to the primary region (the spec's first), health-gated."""
     with _session(ctx, output, log_format, log_level, changes_cloud=True,
                   records_action=True) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         primary = spec.regions[0]
         _confirm("failback", f"Move {spec.app} back to {primary}?", yes=yes)
@@ -574,6 +615,8 @@ def status(
 ) -> None:
     """Show what runs where: nodes, health, pool membership, DNS, the lock, problems."""
     with _session(ctx, output, log_format, log_level) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         report = api.status(spec, check_health=not no_health)
         session.done(dataclasses.asdict(report), _status_text(spec, report, not no_health))
@@ -597,6 +640,8 @@ def rollback(
     """Put the previous good release (or --to RELEASE) back in service."""
     with _session(ctx, output, log_format, log_level, changes_cloud=True,
                   records_action=True) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         where = _given_region(spec, region)
         target = to or "the previous good release"
@@ -623,6 +668,8 @@ def repave(
     a suspected compromise."""
     with _session(ctx, output, log_format, log_level, changes_cloud=True,
                   records_action=True) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         where = _given_region(spec, region)
         place = f" in {where}" if where else ""
@@ -661,6 +708,10 @@ def watch(
     nodes, repave nodes older than max_node_age, open the circuit when too much of a
     fleet is sick. Never deploys a newer spec; waits while a deploy holds the lease."""
     with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        from phoenix import watch as watch_module
+        from phoenix.metrics import Endpoints
+        from phoenix.spec import parse_duration
+
         specs = session.load_many(spec_files)
         try:
             seconds = parse_duration(interval)
@@ -721,6 +772,8 @@ def history(
 ) -> None:
     """List every deploy, rollback and failover of the app, oldest first."""
     with _session(ctx, output, log_format, log_level) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         records = api.history(spec)
         session.done(
@@ -744,6 +797,8 @@ def destroy(
 ) -> None:
     """Take the app out of every region: pool members removed, servers deleted."""
     with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         what = "every server and pool member"
         if purge_records:
@@ -770,6 +825,8 @@ def unlock(
     Refuses a holder that looks alive (a process on this host that runs, or a lease
     elsewhere that has not expired) unless --force."""
     with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         _confirm(
             "unlock",
@@ -800,6 +857,8 @@ def image_list(
 ) -> None:
     """List the provider's images with their digest and creation time, newest first."""
     with _session(ctx, output, log_format, log_level) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         found = api.images(spec, region=region)
         rows = [
@@ -829,6 +888,8 @@ def image_import(
 ) -> None:
     """Import a directory as an immutable, content-addressed image (local provider)."""
     with _session(ctx, output, log_format, log_level) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         image = api.import_image(spec, source, name=name)
         digest = image.properties.get("digest", "-")
@@ -878,6 +939,8 @@ def _drill(
     log_format: LogFormat | None, log_level: LogLevel | None, *, end: bool,
 ) -> None:
     with _session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+        from phoenix import api
+
         spec = session.load(spec_file)
         if not region:
             raise InputError(f"--region REGION: say which region ({', '.join(spec.regions)})")
@@ -895,6 +958,8 @@ def _drill(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of phoenix.yaml (for editors and linters)."""
+    from phoenix.spec_loader import spec_json_schema
+
     typer.echo(json.dumps(spec_json_schema(), indent=2))
 
 
@@ -958,6 +1023,9 @@ def _progress(session: _Session, title: str) -> Iterator[EventSink | None]:
     if not _Stderr().isatty():
         yield None
         return
+    from rich.console import Console
+    from rich.markup import escape
+
     console = Console(stderr=True, highlight=False)
     with console.status(escape(title)) as spinner:
         yield _ProgressView(console, spinner, session.mask)
@@ -974,6 +1042,8 @@ class _ProgressView:
         self.mask = mask
 
     def __call__(self, event: Event) -> None:
+        from rich.markup import escape
+
         message = escape(self.mask(event.message))
         lines = [escape(self.mask(line)) for line in event.lines]
         if event.kind == "steps":

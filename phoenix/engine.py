@@ -20,6 +20,7 @@ from functools import partial
 from typing import NoReturn, TypeVar
 
 from phoenix import log as plog
+from phoenix import request_tally
 from phoenix.blast import BlastRadius, RegionAttempt, radius_of
 from phoenix.clock import SystemClock
 from phoenix.errors import (
@@ -92,7 +93,8 @@ class DeployResult:
     seconds: float
     nodes: tuple[str, ...]
     reason: str | None = None
-    provider_calls: int | None = None
+    provider_calls: int | None = None  # API requests, all services (None: not counted)
+    provider_requests: dict[str, int] | None = None  # the same, by service
     history: tuple[str, ...] = field(default_factory=tuple)
     endpoint: str | None = None  # where clients reach the app in this region
     radius: str | None = None  # how far the failure reaches (phoenix.blast.BlastRadius)
@@ -153,6 +155,7 @@ class Engine:
         self.last_observed: Observed | None = None  # by verdict(), for watch's metrics
         self.history: list[str] = []
         self._tracked: set[str] = set()
+        self._requests_at_start = _calls(provider)
         plog.register_secrets(spec.secret_values)
 
     # --- observe -------------------------------------------------------------------
@@ -333,7 +336,7 @@ class Engine:
 
     def _retire(self) -> bool:
         started = self.clock.now()
-        calls_before = _calls(self.provider)
+        calls_before = self._requests_at_start
         deadline = started + timedelta(seconds=self._restore_budget())
         final = self.converge(self._target(NO_RELEASE, 0, fast=True), None, deadline)
         if final.converged:
@@ -350,6 +353,8 @@ class Engine:
                           ttl=self.spec.rollout.lease_ttl)
 
     def _locked(self, body: Callable[[], T]) -> T:
+        # The action's requests count from here: taking the lease is part of its cost.
+        self._requests_at_start = _calls(self.provider)
         plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)
         if self._held_lock is not None:
             self._lock = self._held_lock
@@ -443,7 +448,7 @@ class Engine:
         previous = self._adopted_previous(adopted)
         log.error("deploy failed before it started, restoring", reason=failure)
         self.on_event(Event("failed", failure))
-        calls_before = _calls(self.provider)
+        calls_before = self._requests_at_start
         self._save_attempt(action, adopted.release, previous, started)
         restored = self._restore(adopted.release, previous,
                                  patient=radius != BlastRadius.REGION)
@@ -513,7 +518,7 @@ class Engine:
         fresh = judge(self.spec, target, observed, started)
         if fresh.idle or fresh.circuit_open:
             return self._result(action, serving, (serving, self.spec.count), "unchanged",
-                                started, _calls(self.provider))
+                                started, self._requests_at_start)
         log.info(f"{action} started", reason=verdict.describe())
         return self._run(action, release, target, (serving, self.spec.count), started,
                          why=verdict.describe())
@@ -545,7 +550,7 @@ class Engine:
     ) -> DeployResult:
         """Converge on ``target``; record the result (``why``: what made an automatic
         action run, its reason on success) or restore ``previous``."""
-        calls_before = _calls(self.provider)
+        calls_before = self._requests_at_start
         deadline = started + timedelta(seconds=self.spec.rollout.deadline)
         failure: str | None = None
         radius: str | None = None
@@ -805,6 +810,7 @@ class Engine:
             clock=self.clock,
             build_request=build,
             retry=self.retry,
+            workers=self.spec.rollout.max_parallel_calls,
             guard=self._guard,
             sleep=self._sleep,
             ledger=self.ledger,
@@ -817,12 +823,14 @@ class Engine:
         previous: tuple[str, int] | None,
         outcome: str,
         started: datetime,
-        calls_before: int | None,
+        calls_before: dict[str, int] | None,
         *,
         reason: str | None = None,
         radius: str | None = None,
     ) -> DeployResult:
         calls_after = _calls(self.provider)
+        requests = (request_tally.since(calls_before, calls_after)
+                    if calls_after is not None and calls_before is not None else None)
         nodes: tuple[str, ...] = ()
         with contextlib.suppress(PhoenixError):
             listed = self._executor(None).call(
@@ -842,8 +850,8 @@ class Engine:
             nodes=nodes,
             reason=reason,
             radius=radius,
-            provider_calls=(calls_after - calls_before)
-            if calls_after is not None and calls_before is not None else None,
+            provider_calls=sum(requests.values()) if requests is not None else None,
+            provider_requests=requests,
             history=tuple(self.history),
             endpoint=(
                 lb.url(self.region, self.pool)
@@ -874,6 +882,7 @@ class Engine:
                     reason=result.reason,
                     steps=result.steps,
                     provider_calls=result.provider_calls,
+                    provider_requests=result.provider_requests,
                     events=list(result.history[-200:]),
                     lease=self._generation(),
                 )
@@ -927,6 +936,6 @@ def _no_request(step: CreateNode) -> NodeRequest:
     raise AssertionError(f"the store's caller builds no server ({step.name})")
 
 
-def _calls(provider: Provider) -> int | None:
-    counter = getattr(provider.compute, "total_calls", None)
-    return counter() if callable(counter) else None
+def _calls(provider: Provider) -> dict[str, int] | None:
+    """The provider's requests so far by service, when it counts them."""
+    return provider.requests.snapshot() if provider.requests is not None else None

@@ -207,7 +207,8 @@ class Executor:
 
     def call(self, fn: Callable[[], T], service: str = COMPUTE) -> T:
         """Call the provider's ``service``, retrying transient errors (honouring
-        Retry-After); each attempt is counted (``phoenix.api_calls``)."""
+        Retry-After). Each attempt is counted (``phoenix.api_calls``) unless the provider
+        counts its own requests (``Provider.requests``), which is the truer number."""
         return self._retrying(fn, service, guarded=False)
 
     def _mutate(self, fn: Callable[[], T], service: str) -> T:
@@ -217,9 +218,11 @@ class Executor:
     def _retrying(self, fn: Callable[[], T], service: str, *, guarded: bool) -> T:
         guard = self.guard if guarded else None
         provider = self.provider.name
+        counted_by_provider = self.provider.requests is not None
 
         def attempt() -> T:
-            api_calls.count(provider, service)
+            if not counted_by_provider:
+                api_calls.count(provider, service)
             return fn()
 
         retrying = Retrying(

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from phoenix import probe_loop
 from phoenix.errors import InputError, Transient
 from phoenix.model import Health, Node, NodeHealth, NodeState
 from phoenix.providers.base import Clock, HealthSource
@@ -116,17 +117,17 @@ def http_probe(check: HttpCheck, timeout: float, client: httpx.AsyncClient) -> P
 
 @asynccontextmanager
 async def http_session(check: HttpCheck, timeout: float) -> AsyncIterator[Probe]:
-    """An ``http_probe`` with its own client, created in the running loop and closed after.
+    """An ``http_probe`` for one round.
 
-    ``trust_env=False``: health checks go straight to the node, never through a proxy
-    from the environment. Each node is a different host and the client lives for one
-    round, so keep-alive buys nothing; the connection limit matches the probe limit so
-    no probe spends its timeout waiting for a pooled connection.
+    On the process's probe loop (``phoenix.probe_loop``, where ``check_sync`` runs every
+    round) it uses the loop's long-lived client. Awaited on any other loop, it makes a
+    client for the round and closes it after: a client belongs to the loop it was made on.
     """
+    probes = probe_loop.shared()
+    if probes.owns_running_loop():
+        yield http_probe(check, timeout, probes.client())
+        return
     limits = httpx.Limits(max_connections=MAX_CONCURRENT_PROBES, max_keepalive_connections=0)
-    # Probes only ever use plain http:// URLs, so no TLS context is needed; building the
-    # default one (loading the CA bundle) would cost ~30 ms on every round.
-    # If https checks are ever added, pass a real verify context here.
     async with httpx.AsyncClient(
         timeout=timeout,
         limits=limits,
@@ -290,13 +291,13 @@ class HealthTracker:
         return result, due
 
     def check_sync(self, nodes: Sequence[Node]) -> dict[str, NodeHealth]:
-        """``check`` on a fresh event loop; for callers without one (not inside a loop).
-        An inline probe needs no loop at all."""
+        """``check`` for synchronous callers: run on the process's long-lived probe loop
+        (``phoenix.probe_loop``). An inline probe needs no loop at all."""
         if self._inline is not None:
             now = self._clock.now()
             result, due = self._due(nodes, now)
             return self._recorded(result, due, [self._probe_inline(n) for n in due], now)
-        return asyncio.run(self.check(nodes))
+        return probe_loop.shared().run(self.check(nodes))
 
     def forget(self, names: Iterable[str]) -> None:
         """Drop the counters of nodes that are gone (deleted, or rebuilt under a name)."""
@@ -362,7 +363,7 @@ def build_tracker(
     probes each node over HTTP or TCP as the spec says.
     """
     if health_source is not None:
-        if getattr(health_source, "in_memory", False):  # no I/O: ask inline
+        if getattr(health_source, "answers_inline", False):  # no I/O: ask inline
             source = health_source
             return HealthTracker.inline(spec, lambda node: ask_source(source, region, node),
                                         clock)

@@ -82,6 +82,7 @@ class DeployRecord:
     reason: str | None = None
     steps: int = 0
     provider_calls: int | None = None
+    provider_requests: dict[str, int] | None = None  # by service
     events: list[str] = field(default_factory=list)
     lease: int | None = None  # the lease generation of the actor that wrote it
     schema_version: int = SCHEMA_VERSION

@@ -425,6 +425,14 @@ class RolloutSpec(_Strict):
     deadline: Annotated[Duration, _within(1.0, 7 * DAY)] = Field(
         default=1800.0, description="the whole deploy's deadline; 1s to 7d"
     )
+    max_parallel_calls: int = Field(
+        default=8,
+        strict=True,
+        ge=1,
+        le=64,
+        description="create, delete and metadata calls in flight at once in each region;"
+        " lower it for a cloud that rate-limits its API; 1-64",
+    )
     lease_ttl: Annotated[Duration, _within(5.0, DAY)] = Field(
         default=120.0,
         description="how long an actor holding the app's lease may go without renewing it"

@@ -5,7 +5,9 @@ Rules every implementation follows (the contract suite in tests/contract checks 
 * Methods are synchronous and may be called from worker threads concurrently.
 * SDK exceptions never escape: they are translated into ``phoenix.errors`` types.
 * ``create_node`` is idempotent by ``request.name``: if a node with that name and the same
-  ``phoenix:app`` tag exists, it is returned instead of creating a second one.
+  ``phoenix:app`` tag exists, it is returned instead of creating a second one. (A provider
+  may check only for names it was itself asked for before, i.e. a retry after a lost answer:
+  the engine asks for a name only after its listing showed none, under the app's lease.)
 * ``delete_node``, ``remove_member`` and ``delete`` on a missing resource succeed silently;
   ``add_member`` of a present member succeeds (and makes it SERVING again).
 * ``list_nodes`` returns only nodes tagged with the app, never another app's servers, and
@@ -31,6 +33,7 @@ from phoenix.model import (
     NodeRequest,
     Quota,
 )
+from phoenix.request_tally import RequestTally
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,8 @@ class Provider:
     store: Store
     dns: Dns | None = None
     health_source: HealthSource | None = None
+    requests: RequestTally | None = None
+    """The API requests this provider sent, by service, where it can see them."""
 
     def close(self) -> None:
         """Release connections; a no-op for most providers."""

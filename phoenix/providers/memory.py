@@ -86,6 +86,7 @@ from phoenix.provider_options import (
     parse_options,
 )
 from phoenix.providers.base import Clock, ImageQuery, Provider
+from phoenix.request_tally import RequestTally
 
 __all__ = [
     "DEFAULT_STATE_FILE",
@@ -301,6 +302,11 @@ class _State:
         return True
 
 
+_SERVICE_OF_CALL = {"compute": "compute", "compute.find_images": "image", "lb": "load_balancer",
+                    "dns": "dns", "store": "store"}
+"""The service a memory call (or its prefix) stands for; ``health`` probes are not counted."""
+
+
 class MemoryCloud:
     """An OpenStack-ish cloud in memory: servers, images, flavors, quota, LB, DNS, store.
 
@@ -329,6 +335,9 @@ class MemoryCloud:
         self._lb_busy_until: dict[str, datetime] = {}  # region -> end of PENDING_UPDATE
         self._buckets: dict[str, _Bucket] = {}  # service -> its rate limit
         self.calls: collections.Counter[str] = collections.Counter()
+        # The control-plane requests, by service, as a real cloud's SDK would count them
+        # (health probes are traffic to the nodes, not requests to the cloud's API).
+        self.requests = RequestTally("memory")
         self.state_file = Path(state_file) if state_file is not None else None
         self._seed = seed
         self._draws: collections.Counter[str] = collections.Counter()
@@ -384,6 +393,7 @@ class MemoryCloud:
             store=_MemoryStore(self),
             dns=_MemoryDns(self),
             health_source=_MemoryHealth(self),
+            requests=self.requests,
         )
 
     def servers(self, region: str) -> list[Node]:
@@ -442,6 +452,9 @@ class MemoryCloud:
         fault draws do not depend on the order in which threads make their calls."""
         with self._lock:
             self.calls[name] += 1
+            service = _SERVICE_OF_CALL.get(name) or _SERVICE_OF_CALL.get(name.partition(".")[0])
+            if service is not None:
+                self.requests.count(service)
             where = f"{name}|{region}|{key}"
             with self._persisted(writes=mutating):
                 if region is not None:
@@ -910,7 +923,7 @@ class _MemoryStore:
 class _MemoryHealth:
     """``HealthSource``: what an HTTP probe of the simulated app would conclude."""
 
-    in_memory = True  # no I/O: the health tracker asks inline, without threads
+    answers_inline = True  # no I/O: the health tracker asks inline, without threads
 
     def __init__(self, cloud: MemoryCloud) -> None:
         self._cloud = cloud

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import functools
 import ipaddress
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,7 +70,9 @@ from phoenix.model import (
 from phoenix.provider_options import OpenStackOptions
 from phoenix.providers.base import Clock, ImageQuery, Provider, Store
 from phoenix.providers.http_errors import AuthHints, error_for_status
+from phoenix.providers.openstack_requests import SessionCounter
 from phoenix.providers.trusted_health import TrustedStateHealth
+from phoenix.request_tally import RequestTally
 from phoenix.spec import OpenStackProvider, Spec
 
 __all__ = [
@@ -348,6 +351,10 @@ class OpenStackCloud:
         if api_timeout is not None:
             self._extra["api_timeout"] = api_timeout
         self._connect = connect if connect is not None else openstack.connect
+        self.requests = RequestTally("openstack")
+        # Names this process has asked Nova to create: only a retry of one of those can
+        # find the server already there (see OpenStackCompute.create_node).
+        self.create_sent: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._connections: dict[str, Any] = {}
         self._named_locks: dict[tuple[str, ...], threading.Lock] = {}
@@ -377,6 +384,7 @@ class OpenStackCloud:
             except _SDK_ERRORS as exc:
                 raise translate(exc, region=region, cloud=self.cloud_name) from exc
             self._connections[region] = connection
+            SessionCounter(self.requests).attach(connection)
             log.debug("openstack.connected", cloud=self.cloud_name, region=region)
             return connection
 
@@ -585,6 +593,19 @@ class OpenStackCompute(_Adapter):
             for server in conn.compute.servers(details=True, tags=app_tag(app))
         ]
 
+    def _existing(self, region: str, app: str, name: str) -> Node | None:
+        """The app's live server called ``name``, if any (one filtered listing)."""
+        conn = self._cloud.conn(region)
+        now = self._cloud.clock.now()
+        # Nova's name filter is a regular expression: anchor it and escape the name.
+        for server in conn.compute.servers(
+            details=True, tags=app_tag(app), name=f"^{re.escape(name)}$"
+        ):
+            node = _node(server, region, now=now)
+            if node.name == name and node.app == app and node.state is not NodeState.DELETING:
+                return node
+        return None
+
     @_translated
     def create_node(self, region: str, request: NodeRequest) -> Node:
         app = request.metadata.get(TAG_APP, "")
@@ -594,13 +615,15 @@ class OpenStackCompute(_Adapter):
             )
         metadata = _checked_metadata(request, region)
         with self._cloud.named_lock("create", region, request.name):
-            for node in self._servers(region, app):
-                if (
-                    node.name == request.name
-                    and node.app == app
-                    and node.state is not NodeState.DELETING
-                ):
-                    return node
+            # The engine asks for a name only after a listing showed no such server, and
+            # the lease keeps other actors out; so only a retry of a create this process
+            # sent (whose answer was lost) can find it there. Looking it up on every
+            # create would list the app's servers once per server (O(n^2) a deploy).
+            sent = (region, request.name)
+            if sent in self._cloud.create_sent:
+                existing = self._existing(region, app, request.name)
+                if existing is not None:
+                    return existing
             conn = self._cloud.conn(region)
             flavor = self.get_flavor(region, request.flavor)
             self._check_image(conn, region, request.image_id)
@@ -626,25 +649,22 @@ class OpenStackCompute(_Adapter):
                 attrs["scheduler_hints"] = {
                     "group": self._server_group(conn, region, request.server_group)
                 }
+            self._cloud.create_sent.add(sent)
             created = conn.compute.create_server(**attrs)
-            try:
-                return _node(
-                    conn.compute.get_server(created.id), region, now=self._cloud.clock.now()
-                )
-            except os_exc.NotFoundException:
-                # Listing lags the create on some clouds: report what was asked for.
-                return Node(
-                    id=str(created.id),
-                    name=request.name,
-                    region=region,
-                    app=app,
-                    release=request.metadata.get(TAG_RELEASE, ""),
-                    index=_int_tag(request.metadata.get(TAG_INDEX)),
-                    state=NodeState.BUILD,
-                    created_at=self._cloud.clock.now(),
-                    attempt=_int_tag(request.metadata.get(TAG_ATTEMPT)),
-                    metadata=dict(metadata),
-                )
+            # Nova's answer holds only the id; the server is BUILDing, with no address
+            # yet. The next poll's listing reads it whole, so no GET per server here.
+            return Node(
+                id=str(created.id),
+                name=request.name,
+                region=region,
+                app=app,
+                release=request.metadata.get(TAG_RELEASE, ""),
+                index=_int_tag(request.metadata.get(TAG_INDEX)),
+                state=NodeState.BUILD,
+                created_at=self._cloud.clock.now(),
+                attempt=_int_tag(request.metadata.get(TAG_ATTEMPT)),
+                metadata=dict(metadata),
+            )
 
     def _check_image(self, conn: Any, region: str, image_id: str) -> None:
         key = ("image", region, image_id)
@@ -1346,4 +1366,5 @@ def open_openstack_provider(spec: Spec, *, clock: Clock) -> Provider:
         store=_store(options, cloud),
         dns=OpenStackDns(cloud) if spec.dns is not None else None,
         health_source=TrustedStateHealth("Nova") if spec.health.mode == "provider" else None,
+        requests=cloud.requests,
     )

@@ -13,6 +13,10 @@ from phoenix.model import Health, Node, NodeHealth, NodeState
 class TrustedStateHealth:
     """Healthy when the compute API says the server runs; unhealthy when it failed."""
 
+    # Judged from the listing the engine just read: no I/O, so the tracker asks inline
+    # (no thread or event loop per probe).
+    answers_inline = True
+
     def __init__(self, cloud: str) -> None:
         self._cloud = cloud
 

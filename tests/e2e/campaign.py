@@ -330,6 +330,7 @@ def _provider(world: World, wire: _Wire) -> Provider:
         store=part(plain.store, STORE_MUTATIONS, changing=False, regional=False),
         dns=part(plain.dns, DNS_MUTATIONS, changing=False, regional=False),
         health_source=plain.health_source,
+        requests=plain.requests,
     )
 
 

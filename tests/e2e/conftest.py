@@ -172,6 +172,7 @@ class World:
             store=_LedgerWatch(plain.store, self),  # type: ignore[arg-type]
             dns=plain.dns,
             health_source=plain.health_source,
+            requests=plain.requests,
         )
 
     def observe(self) -> None:

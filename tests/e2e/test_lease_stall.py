@@ -90,6 +90,7 @@ def stalling_provider(world: World, stall: Stall) -> Provider:
         store=plain.store,
         dns=plain.dns,
         health_source=plain.health_source,
+        requests=plain.requests,
     )
 
 
@@ -243,7 +244,8 @@ def test_a_deploy_keeps_its_lease_through_back_offs_longer_than_its_ttl(world: W
     slow = _SlowToCreate(plain.compute)
     provider = Provider(name="memory", compute=slow,  # type: ignore[arg-type]
                         load_balancer=plain.load_balancer, store=store,  # type: ignore[arg-type]
-                        dns=plain.dns, health_source=plain.health_source)
+                        dns=plain.dns, health_source=plain.health_source,
+                        requests=plain.requests)
     spec = world.spec(count=2, extra_rollout=f"  lease_ttl: {TTL:g}s")
 
     result = phoenix.deploy(spec, provider=provider, clock=world.clock)

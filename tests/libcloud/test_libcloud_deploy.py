@@ -131,6 +131,10 @@ def test_deploy_rolling_forced_rollback_and_destroy_through_the_cli(deployer: De
     assert "DescribeInstances" in first.stderr
     assert SECRET_KEY not in first.stdout + first.stderr
     r1 = json.loads(first.stdout)["release"]
+    # Its API requests, counted at libcloud's connection, by service (issue 15).
+    requests = json.loads(first.stdout)["provider_requests"]
+    assert {"compute", "load_balancer", "store"} <= set(requests), requests
+    assert json.loads(first.stdout)["provider_calls"] == sum(requests.values())
     instances = deployer.instances()
     assert sorted(_tags(i)["Name"] for i in instances) == [f"shop-{r1}-{n}" for n in range(3)]
     for instance in instances:

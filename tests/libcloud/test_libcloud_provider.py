@@ -4,10 +4,13 @@ changes batched into one ELB request each way."""
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 import pytest
 
+from phoenix import request_tally
 from phoenix.clock import SystemClock
 from phoenix.model import MemberAction, MemberChange, MemberState
 from phoenix.providers.base import MemberBatcher, Provider
@@ -152,3 +155,52 @@ def test_a_batch_of_member_changes_is_one_elb_request_each_way(
     states = {m.name: m.state for m in lb.list_members(REGION, "web")}
     assert states == {**dict.fromkeys(new, MemberState.SERVING),
                       **dict.fromkeys(old[:2], MemberState.DRAINING)}
+
+
+_SERVED = re.compile(r'"[A-Z]+ \S+ HTTP/1\.[01]" \d{3}')
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours lines of non-200 answers
+
+
+def _served(moto: MotoServer) -> int:
+    """Requests moto's server has answered so far (it logs one line for each)."""
+    log = _COLOUR.sub("", moto.log_path.read_text(errors="replace"))
+    return len(_SERVED.findall(log))
+
+
+def _served_after(moto: MotoServer, at_least: int, wait: float = 3.0) -> int:
+    """The served count once the log has caught up (a line is written after the answer)."""
+    deadline = time.monotonic() + wait
+    while _served(moto) < at_least and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)
+    return _served(moto)
+
+
+def test_the_request_tally_counts_what_aws_served_by_service(
+    provider: Provider, moto: MotoServer
+) -> None:
+    """Issue 15: the provider counts its API requests at libcloud's connection, so the
+    deploy result, history and metrics report what the cloud served: here equal to the
+    requests moto logged, split by service."""
+    moto.client("elb", REGION).create_load_balancer(
+        LoadBalancerName="web",
+        Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 8080}],
+        AvailabilityZones=[f"{REGION}a"],
+    )
+    moto.client("route53").create_hosted_zone(Name=ZONE, CallerReference="tally")
+    assert provider.requests is not None
+    tally_before = provider.requests.snapshot()
+    served_before = _served_after(moto, 0)
+
+    provider.compute.list_nodes(REGION, "shop")
+    provider.load_balancer.list_members(REGION, "web")
+    provider.store.put("apps/shop/probe.json", b"{}")
+    provider.store.get("apps/shop/probe.json")
+    provider.store.list("apps/shop/")
+    assert provider.dns is not None
+    provider.dns.get_record(ZONE, "www")
+
+    counted = request_tally.since(tally_before, provider.requests.snapshot())
+    assert set(counted) == {"compute", "load_balancer", "store", "dns"}
+    assert _served_after(moto, served_before + sum(counted.values())) - served_before == sum(
+        counted.values())

@@ -30,6 +30,7 @@ from phoenix.health import (
     tcp_probe,
 )
 from phoenix.model import Health, Node, NodeHealth, NodeState
+from phoenix.providers.trusted_health import TrustedStateHealth
 from phoenix.spec import HealthSpec, HttpCheck, TcpCheck
 
 LOOPBACK = "127.0.0.1"
@@ -524,7 +525,7 @@ def test_an_in_memory_source_is_asked_inline_without_threads(
     names = [f"n{i}" for i in range(50)]
     source = StubHealthSource({**{n: NodeHealth(Health.HEALTHY) for n in names},
                                "flaky": NodeHealth(Health.UNHEALTHY, "raise")})
-    source.in_memory = in_memory  # type: ignore[attr-defined]
+    source.answers_inline = in_memory  # type: ignore[attr-defined]
     spec = http_spec(1, healthy_threshold=1, unhealthy_threshold=1)
     tracker = build_tracker(spec, clock=clock, health_source=source, region="r2")
 
@@ -575,3 +576,58 @@ def test_the_last_failure_is_kept_after_a_success(server: _Server, clock: FakeCl
 
     assert last.status is Health.UNKNOWN and last.detail == "HTTP 200 (1/2 successes)"
     assert last.passing is True and last.last_failure == "HTTP 503"
+
+
+def test_http_rounds_share_one_loop_and_client_and_start_no_thread(
+    server: _Server, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: the engine probes every poll; a round must not pay for a new event loop,
+    a new client or new threads. After the first round (which may start the process's
+    probe loop), rounds make no client and start no thread, and every probe still
+    reaches the server."""
+    spec = http_spec(server.port, interval=1.0, healthy_threshold=1)
+    tracker = build_tracker(spec, clock=clock, health_source=None, region="r1")
+    nodes = [make_node(clock, f"n{i}") for i in range(5)]
+    tracker.check_sync(nodes)
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting_start(thread: threading.Thread) -> None:
+        if "process_request_thread" not in thread.name:  # the test server's own
+            started.append(thread.name)
+        real_start(thread)
+
+    clients: list[httpx.AsyncClient] = []
+    real_init = httpx.AsyncClient.__init__
+
+    def counting_init(client: httpx.AsyncClient, *args: object, **kwargs: object) -> None:
+        clients.append(client)
+        real_init(client, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    monkeypatch.setattr(httpx.AsyncClient, "__init__", counting_init)
+    for _ in range(5):
+        clock.advance(1.0)
+        health = tracker.check_sync(nodes)
+        assert all(h.status is Health.HEALTHY for h in health.values()), health
+    monkeypatch.undo()
+    assert started == []
+    assert clients == []
+    assert server.requests == 30
+
+
+def test_provider_mode_trusts_the_listing_inline(clock: FakeClock) -> None:
+    """``health.mode: provider`` on OpenStack/libcloud judges from the listing the engine
+    just read: no I/O, so no thread or event loop per probe (issue 15)."""
+    seen: list[int] = []
+
+    class Watching(TrustedStateHealth):
+        def node_health(self, region: str, node: Node) -> NodeHealth:
+            seen.append(threading.get_ident())
+            return super().node_health(region, node)
+
+    tracker = build_tracker(HealthSpec(mode="provider", healthy_threshold=1), clock=clock,
+                            health_source=Watching("Nova"), region="r1")
+    health = tracker.check_sync([make_node(clock, f"n{i}") for i in range(8)])
+    assert {h.status for h in health.values()} == {Health.HEALTHY}
+    assert set(seen) == {threading.get_ident()}

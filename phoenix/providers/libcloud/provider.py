@@ -14,6 +14,7 @@ from phoenix.providers.libcloud.config import Credentials, ServiceOptions, parse
 from phoenix.providers.libcloud.dns import LibcloudDns
 from phoenix.providers.libcloud.store import LibcloudStore
 from phoenix.providers.trusted_health import TrustedStateHealth
+from phoenix.request_tally import RequestTally
 from phoenix.spec import LibcloudProvider, Spec
 
 
@@ -55,8 +56,32 @@ def _known_args(cls: type) -> set[str]:
     return names - {"self", "key", "secret"}
 
 
+_SERVICE_OF_KIND = {"compute": "compute", "loadbalancer": "load_balancer", "dns": "dns",
+                    "storage": "store"}
+
+
+def _counted(driver: Any, kind: str, tally: RequestTally) -> Any:
+    """``driver`` with every request of its connection counted in ``tally``.
+
+    libcloud drivers send each API request through their connection's ``request``
+    method (pagination and uploads included), so wrapping it on this one instance counts
+    what the cloud served. The method is looked up at call time, so a patch applied to
+    the connection class later still takes effect."""
+    connection = getattr(driver, "connection", None)
+    if connection is None:
+        return driver
+    service = _SERVICE_OF_KIND[kind]
+
+    def request(*args: Any, **kwargs: Any) -> Any:
+        tally.count(service)
+        return type(connection).request(connection, *args, **kwargs)
+
+    connection.request = request
+    return driver
+
+
 def _build(kind: str, service: ServiceOptions, credentials: Credentials,
-           **extra: Any) -> Any:
+           tally: RequestTally | None = None, **extra: Any) -> Any:
     cls = _driver_class(kind, service.driver)
     known = _known_args(cls)
     for arg in service.args:
@@ -71,12 +96,13 @@ def _build(kind: str, service: ServiceOptions, credentials: Credentials,
         kwargs.setdefault("token", credentials.token)
     args = [credentials.key] + ([credentials.secret] if credentials.secret is not None else [])
     try:
-        return cls(*args, **kwargs)
+        driver = cls(*args, **kwargs)
     except TypeError as exc:
         raise errors.InputError(
             f"provider.options: the {service.driver} driver does not take these arguments"
             f" ({', '.join(sorted(kwargs))}): {exc}"
         ) from exc
+    return _counted(driver, kind, tally) if tally is not None else driver
 
 
 class _PerRegion:
@@ -103,21 +129,25 @@ def open_libcloud_provider(
     options = parse_options(spec.provider.options, want_dns=spec.dns is not None,
                             environ=environ)
     creds = options.credentials
+    tally = RequestTally("libcloud")
     # Build once now for every region: a wrong driver name or argument fails before any
     # call (libcloud constructors do no network I/O).
-    compute_drivers = _PerRegion(lambda r: _build("compute", options.compute, creds, region=r))
+    compute_drivers = _PerRegion(
+        lambda r: _build("compute", options.compute, creds, tally, region=r)
+    )
     balancer_drivers = _PerRegion(
-        lambda r: _build("loadbalancer", options.load_balancer, creds, region=r)
+        lambda r: _build("loadbalancer", options.load_balancer, creds, tally, region=r)
     )
     for region in spec.regions:
         compute_drivers(region)
         balancer_drivers(region)
     storage_region = options.storage_region or spec.regions[0]
-    storage_driver = _build("storage", options.storage, creds, region=storage_region)
+    storage_driver = _build("storage", options.storage, creds, tally,
+                            region=storage_region)
     compute = LibcloudCompute(compute_drivers, clock)
     dns = None
     if options.dns is not None:
-        dns = LibcloudDns(_build("dns", options.dns, creds))
+        dns = LibcloudDns(_build("dns", options.dns, creds, tally))
     return Provider(
         name="libcloud",
         compute=compute,
@@ -127,4 +157,5 @@ def open_libcloud_provider(
         health_source=(
             TrustedStateHealth("the compute API") if spec.health.mode == "provider" else None
         ),
+        requests=tally,
     )
