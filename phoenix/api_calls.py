@@ -1,11 +1,13 @@
-"""How many calls this process made to each provider's API, by service.
+"""How many requests this process sent to each provider's API, by service.
 
-Counted in one place, the executor, which makes every provider call Phoenix makes
-(each attempt of a retried call counts: a 503 was a request too). ``phoenix watch``
-exports the counts as ``phoenix_api_requests_total{provider,service}``, so an operator
-sees what the reconciler costs the cloud's control plane, and a retry storm shows as a
-rate. A process-wide count rather than one per engine: watch runs many engines (one per
-app and round), and Prometheus wants one monotonic counter.
+A provider that sees its SDK's requests counts them itself (``phoenix.request_tally``:
+openstacksdk's session, libcloud's connection, the memory cloud), which includes what
+the SDK does on its own (tokens, version discovery, each page of a listing); for any
+other provider the executor counts each attempt of each call. ``phoenix watch`` exports
+the counts as ``phoenix_api_requests_total{provider,service}``, so an operator sees what
+the reconciler costs the cloud's control plane, and a retry storm shows as a rate. A
+process-wide count rather than one per engine: watch runs many engines (one per app and
+round), and Prometheus wants one monotonic counter.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ class _ApiCalls(Collector):
 
     def collect(self) -> Iterable[CounterMetricFamily]:
         family = CounterMetricFamily(
-            "phoenix_api_requests", "Calls made to the provider's API (each attempt), by service",
+            "phoenix_api_requests", "Requests made to the provider's API, by service",
             labels=["provider", "service"])
         for (provider, service), calls in sorted(api_calls.snapshot().items()):
             family.add_metric([provider, service], calls)

@@ -38,7 +38,7 @@ from phoenix.errors import InputError
 
 _COUNTERS = {
     "phoenix_deploys_total": ("Actions by outcome", ("app", "action", "outcome")),
-    "phoenix_api_requests_total": ("Calls made to the provider's API (each attempt)",
+    "phoenix_api_requests_total": ("Requests made to the provider's API, by service",
                                    ("provider", "service")),
 }
 _GAUGES = {
