@@ -4,6 +4,7 @@ changes batched into one ELB request each way."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from phoenix import request_tally
 from phoenix.clock import SystemClock
-from phoenix.model import MemberAction, MemberChange, MemberState
+from phoenix.model import MemberAction, MemberChange, MemberState, NodeRequest
 from phoenix.providers.base import MemberBatcher, Provider
 from phoenix.providers.libcloud import open_libcloud_provider
 from phoenix.providers.libcloud.quirks import Ec2ComputeQuirks
@@ -204,3 +205,39 @@ def test_the_request_tally_counts_what_aws_served_by_service(
     assert set(counted) == {"compute", "load_balancer", "store", "dns"}
     assert _served_after(moto, served_before + sum(counted.values())) - served_before == sum(
         counted.values())
+
+
+def test_creates_send_no_listing_but_a_retry_finds_its_server(
+    provider: Provider, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: the engine asks for a name only after its listing showed none, so a
+    create lists nothing (it listed the app's servers and the sizes each time: O(n^2) a
+    deploy); only a repeated create of a name, a retry after a lost answer, looks it up."""
+    from libcloud.compute.drivers.ec2 import EC2NodeDriver
+
+    ec2 = moto.client("ec2", REGION)
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    actions: list[str] = []
+    original = EC2NodeDriver.connectionCls.request
+
+    def counting(self: Any, action: str, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        actions.append(str((params or {}).get("Action")))
+        return original(self, action, params, *args, **kwargs)
+
+    monkeypatch.setattr(EC2NodeDriver.connectionCls, "request", counting)
+    compute = provider.compute
+    request = NodeRequest(name="shop-r1-0", image_id=image, flavor="t2.micro", user_data="",
+                          network=None,
+                          metadata={"phoenix:app": "shop", "phoenix:release": "r1",
+                                    "phoenix:index": "0"})
+    first = compute.create_node(REGION, request)
+    for index in (1, 2):
+        compute.create_node(REGION, dataclasses.replace(request, name=f"shop-r1-{index}"))
+    assert "DescribeInstances" not in actions, actions
+    assert actions.count("RunInstances") == 3
+    assert sum(a.startswith("DescribeInstanceTypes") for a in actions) <= 1, actions
+
+    again = compute.create_node(REGION, request)
+    assert again.id == first.id
+    assert actions.count("RunInstances") == 3
+    assert len(compute.list_nodes(REGION, "shop")) == 3

@@ -79,6 +79,8 @@ class LibcloudCompute(Part):
         self._lock = threading.Lock()
         self._create_locks: dict[tuple[str, str], threading.Lock] = {}
         self._known_images: dict[tuple[str, str], Any] = {}
+        self._sizes: dict[tuple[str, str], Any] = {}
+        self._create_sent: set[tuple[str, str]] = set()
 
     def _quirks(self, region: str) -> tuple[Any, ComputeQuirks]:
         driver = self._drivers(region)
@@ -138,9 +140,14 @@ class LibcloudCompute(Part):
             raise errors.BadRequest(f"{request.name}: a server needs the {TAG_APP} tag",
                                     region=region)
         with self._create_lock(region, request.name):
-            for node in self.list_nodes(region, app):
-                if node.name == request.name and node.state is not NodeState.DELETING:
-                    return node
+            # The engine asks for a name only after its listing showed none, under the
+            # app's lease: only a retry of a create sent from here (its answer lost) can
+            # find the server there. Listing the app's servers before every create would
+            # cost O(n) per server, O(n^2) per deploy.
+            if (region, request.name) in self._create_sent:
+                for node in self.nodes_tagged(region, NAME_TAG, request.name):
+                    if node.app == app and node.state is not NodeState.DELETING:
+                        return node
             driver, quirks = self._quirks(region)
             size = self._size(driver, region, request.flavor)
             image = self._image(driver, region, request.image_id)
@@ -152,12 +159,18 @@ class LibcloudCompute(Part):
                 kwargs["ex_security_groups"] = list(request.security_groups)
             if request.availability_zone:
                 kwargs["location"] = self._location(driver, region, request.availability_zone)
+            self._create_sent.add((region, request.name))
             created = driver.create_node(name=request.name, size=size, image=image, **kwargs)
             return self.to_node(created, region, quirks)
 
     def _size(self, driver: Any, region: str, name: str) -> Any:
+        """The size called ``name``, listed once per region and name (a size's meaning
+        does not change; the listing is long on EC2)."""
+        if (region, name) in self._sizes:
+            return self._sizes[(region, name)]
         for size in driver.list_sizes():
             if name in (str(size.id), str(size.name)):
+                self._sizes[(region, name)] = size
                 return size
         raise errors.UnknownResource(f"flavor {name!r} not found in {region}; check the spec's"
                                      " flavor (a size id of the compute driver)")
