@@ -227,122 +227,144 @@ class _View:
 
 
 def plan(target: Target, observed: Observed, now: datetime) -> Plan:
-    """The next steps towards ``target``; see the module docstring for the words used."""
-    view = _View(target, observed)
-    steps: list[Step] = []
-    waiting: list[str] = []
-    wake: list[datetime] = []
-    count = target.count
-    rollout = target.rollout
+    """The next steps towards ``target``; see the module docstring for the words used.
+
+    One round reads as a chain of named phases over one accumulator (``_Round``): the
+    health gate may end the round early (a failure, or new nodes still to be judged);
+    otherwise every phase adds its steps and what it waits for."""
+    round_ = _Round(target, observed, now)
+    round_.members_of_gone_servers()
+    verdict = round_.gate()
+    if verdict is not None:
+        return verdict
+    round_.join_pool()
+    round_.canary_window()
+    round_.drain()
+    round_.finish_drains()
+    round_.delete()
+    round_.create()
+    round_.repave()
+    return round_.result()
+
+
+class _Round:
+    """One plan() call: the observation's view, and the steps and waits found so far."""
+
+    def __init__(self, target: Target, observed: Observed, now: datetime) -> None:
+        self.target = target
+        self.rollout = target.rollout
+        self.count = target.count
+        self.now = now
+        self.view = view = _View(target, observed)
+        self.steps: list[Step] = []
+        self.waiting: list[str] = []
+        self.wake: list[datetime] = []
+        self.outgoing_serving = [n for n in view.outgoing if view.serving(n)]
+        # A rollout is under way while another release (or a surplus) still serves.
+        # When healing, the nodes being replaced serve until their replacements do: that
+        # is not a rollout, and the other sick nodes wait for a slot rather than fail a
+        # gate.
+        self.deploying = (
+            bool(self.outgoing_serving) if target.heal_parallel is None
+            else any(n.release != target.release or n.index >= self.count
+                     for n in self.outgoing_serving)
+        )
+        self.allowed_indexes = range(self.count)  # narrowed by the canary window
+        self.bake_done = True
+        self.fully_serving = False
+        self.deleted: set[str] = set()
+        self.budget = 0  # room left for new boots within the surge
 
     # 1. Members pointing at nothing (a node deleted behind our back) go first.
-    for name in view.members:
-        if name not in view.by_name and name.startswith(f"{target.app}-"):
-            steps.append(RemoveMember(name, "its server is gone"))
+    def members_of_gone_servers(self) -> None:
+        view, app = self.view, self.target.app
+        for name in view.members:
+            if name not in view.by_name and name.startswith(f"{app}-"):
+                self.steps.append(RemoveMember(name, "its server is gone"))
 
-    outgoing_serving = [n for n in view.outgoing if view.serving(n)]
-    # A rollout is under way while another release (or a surplus) still serves. When
-    # healing, the nodes being replaced serve until their replacements do: that is not
-    # a rollout, and the other sick nodes wait for a slot rather than fail a gate.
-    deploying = (
-        bool(outgoing_serving) if target.heal_parallel is None
-        else any(n.release != target.release or n.index >= count for n in outgoing_serving)
-    )
-
-    # 2. Boot failures and health gate of the incoming release. A node that fails the
-    #    gate fails the plan, but only once every other new node is judged too: whether
-    #    *all* of them failed decides the blast radius (a bad region, or a bad node).
-    gate_failures: list[str] = []
-    undecided: list[Node] = []
-    heal_slots = (
-        None if target.heal_parallel is None
-        else target.heal_parallel - len(_replacements_in_flight(view))
-    )
-    for index, node in sorted(view.incoming.items()):
-        health = view.health_of(node)
-        # A boot an earlier run started that is still not done after this attempt's own
-        # gate deadline is stuck: replaced like a failed boot, not a reason to roll back.
-        inherited = _inherited(target, node)
-        stuck = inherited and node.state is NodeState.BUILD and now >= target.gate_deadline(node)
-        broken = node.state is NodeState.ERROR or stuck
-        sick_in_service = (
-            health is Health.UNHEALTHY
-            and view.serving(node)
-            and not deploying
-            and not target.restore
+    # 2. Boot failures and the health gate of the incoming release. A node that fails
+    #    the gate fails the plan, but only once every other new node is judged too:
+    #    whether *all* of them failed decides the blast radius (a bad region, or a bad
+    #    node).
+    def gate(self) -> Plan | None:
+        """A final (FAILED) or early (new nodes still to be judged) plan, or None."""
+        target, view, now = self.target, self.view, self.now
+        gate_failures: list[str] = []
+        undecided: list[Node] = []
+        heal_slots = (
+            None if target.heal_parallel is None
+            else target.heal_parallel - len(_replacements_in_flight(view))
         )
-        if broken and node.capacity_fault:
-            return Plan(
-                Phase.FAILED,
-                failure=f"no capacity in {target.region} for {node.name}: {node.fault}",
-                radius=BlastRadius.REGION,
+        for index, node in sorted(view.incoming.items()):
+            health = view.health_of(node)
+            # A boot an earlier run started that is still not done after this attempt's
+            # own gate deadline is stuck: replaced like a failed boot, not a reason to
+            # roll back.
+            stuck = (node.state is NodeState.BUILD and _inherited(target, node)
+                     and now >= target.gate_deadline(node))
+            broken = node.state is NodeState.ERROR or stuck
+            sick_in_service = (
+                health is Health.UNHEALTHY
+                and view.serving(node)
+                and not self.deploying
+                and not target.restore
             )
-        if sick_in_service and not broken and heal_slots is not None:
-            if heal_slots <= 0:
-                waiting.append(f"a heal slot to replace {node.name} (heal.max_parallel)")
-                continue
-            heal_slots -= 1
-        if broken or sick_in_service:
-            why = (
-                f"still BUILD {target.health.deadline:g}s after this attempt started" if stuck
-                else node.fault or view.detail_of(node) or "no detail from the provider"
-            )
-            own_boots = node.attempt - target.boot_base.get(index, 0)
-            if own_boots >= rollout.max_boot_retries:
-                tries = own_boots + 1
-                gate_failures.append(f"{node.name} failed {tries} time(s), the last with: {why}")
-                continue
-            replacement = node_name(target.app, target.release, index, node.attempt + 1)
-            if replacement not in view.by_name and replacement not in view.deleting:
-                steps.append(
-                    CreateNode(replacement, index, node.attempt + 1, f"replaces {node.name}: {why}")
+            if broken and node.capacity_fault:
+                return Plan(
+                    Phase.FAILED,
+                    failure=f"no capacity in {target.region} for {node.name}: {node.fault}",
+                    radius=BlastRadius.REGION,
                 )
+            if sick_in_service and not broken and heal_slots is not None:
+                if heal_slots <= 0:
+                    self.waiting.append(
+                        f"a heal slot to replace {node.name} (heal.max_parallel)")
+                    continue
+                heal_slots -= 1
+            if broken or sick_in_service:
+                failure = self._replace_boot(index, node, stuck)
+                if failure is not None:
+                    gate_failures.append(failure)
+                else:
+                    undecided.append(node)
+                continue
+            if target.restore and node.name in view.members and node.state is NodeState.ACTIVE:
+                continue  # restoring: it serves (or served until the drain) as before
+            if health is Health.UNHEALTHY:
+                gate_failures.append(
+                    f"{node.name} failed its health check: {view.detail_of(node)}")
+                continue
+            if health is Health.HEALTHY:
+                if node.state is NodeState.BUILD:
+                    self.waiting.append(f"{node.name} to boot")
+                continue
+            if view.proven(node):
+                continue  # serves and passes: not on trial
+            deadline = target.gate_deadline(node)
+            if now >= deadline:
+                gate_failures.append(self._missed_deadline(node))
+                continue
+            self.waiting.append(f"{node.name} to boot" if node.state is NodeState.BUILD
+                                else f"{node.name} to pass its health check")
+            self.wake.append(deadline)
             undecided.append(node)
-            continue
-        if target.restore and node.name in view.members and node.state is NodeState.ACTIVE:
-            continue  # restoring: it serves (or served until the drain) as it did before
-        if health is Health.UNHEALTHY:
-            gate_failures.append(f"{node.name} failed its health check: {view.detail_of(node)}")
-            continue
-        if view.proven(node):
-            continue  # serves and passes: not on trial
-        deadline = target.gate_deadline(node)
-        if health is not Health.HEALTHY and now >= deadline:
-            state = node.state.value if node.state is not NodeState.ACTIVE else "not healthy"
-            detail = view.detail_of(node)
-            known = view.health.get(node.name)
-            if known is not None and known.last_failure and known.last_failure not in detail:
-                detail = f"{detail}; the last failed check: {known.last_failure}"
-            rerun = target.attempt_started is not None and target.attempt_started > node.created_at
-            counted_from = "this attempt started" if rerun else "its creation"
-            gate_failures.append(
-                f"{node.name} still {state} {target.health.deadline:g}s after {counted_from}"
-                f" (health.deadline){': ' + detail if detail else ''}"
-            )
-            continue
-        if node.state is NodeState.BUILD:
-            waiting.append(f"{node.name} to boot")
-        elif health is not Health.HEALTHY:
-            waiting.append(f"{node.name} to pass its health check")
-        if health is not Health.HEALTHY:
-            wake.append(deadline)
-            undecided.append(node)
-    if gate_failures:
+        if not gate_failures:
+            return None
         if undecided:
             # Nothing else moves meanwhile, except the replacements of failed boots.
             judged = f"{len(undecided)} other new node(s) to be judged after: {gate_failures[0]}"
             return Plan(
-                Phase.PROGRESSING if steps else Phase.WAITING,
-                tuple(steps),
+                Phase.PROGRESSING if self.steps else Phase.WAITING,
+                tuple(self.steps),
                 waiting_for=(judged,),
-                wake_at=min(wake) if wake else None,
+                wake_at=min(self.wake) if self.wake else None,
             )
         passed = len(view.incoming) - len(gate_failures)
         # Every new node failing points at the region (a broken network, say) only when
         # nothing there proves otherwise: old members that still pass their checks in
         # the same region show it is the release that fails, and another region would
         # not help.
-        old_ones_pass = any(view.health_of(n) is Health.HEALTHY for n in outgoing_serving)
+        old_ones_pass = any(view.health_of(n) is Health.HEALTHY for n in self.outgoing_serving)
         return Plan(
             Phase.FAILED,
             failure=gate_failures[0]
@@ -350,161 +372,221 @@ def plan(target: Target, observed: Observed, now: datetime) -> Plan:
             radius=BlastRadius.NODE if passed or old_ones_pass else BlastRadius.REGION,
         )
 
-    # 3. Healthy incoming nodes join the pool; serving ones get their timestamp.
-    for node in sorted(view.incoming.values(), key=lambda n: n.index):
-        member = view.members.get(node.name)
-        was_serving = target.restore and member is not None  # drained by the failed deploy
-        if node.state is not NodeState.ACTIVE or (
-            view.health_of(node) is not Health.HEALTHY and not was_serving
-        ):
-            continue
-        if not view.serving(node):
-            if node.address is None:
-                waiting.append(f"{node.name} to get an address")
-                continue
-            steps.append(AddMember(node.name, node.address, target.member_port))
-        elif view.members[node.name].online is False:
-            waiting.append(f"{node.name} to come online in the load balancer")
-        elif META_SERVING_SINCE not in node.metadata or parse_time(
-            node.metadata.get(META_DRAIN_SINCE)
-        ):
-            # Unstamped, or put back in service after a drain (a rollback).
-            steps.append(StampServing(node.id, node.name))
+    def _replace_boot(self, index: int, node: Node, stuck: bool) -> str | None:
+        """A fresh boot for a broken or sick node, or why none is left (its failure)."""
+        target, view = self.target, self.view
+        why = (
+            f"still BUILD {target.health.deadline:g}s after this attempt started" if stuck
+            else node.fault or view.detail_of(node) or "no detail from the provider"
+        )
+        own_boots = node.attempt - target.boot_base.get(index, 0)
+        if own_boots >= self.rollout.max_boot_retries:
+            return f"{node.name} failed {own_boots + 1} time(s), the last with: {why}"
+        replacement = node_name(target.app, target.release, index, node.attempt + 1)
+        if replacement not in view.by_name and replacement not in view.deleting:
+            self.steps.append(
+                CreateNode(replacement, index, node.attempt + 1, f"replaces {node.name}: {why}")
+            )
+        return None
 
-    # 4. Canary gate: with an old release still serving, only the canary batch is built
-    #    until it has served, healthy, for the bake time.
-    canary = rollout.strategy == "canary" and deploying
-    bake_done = True
-    allowed_indexes = range(count)
-    if canary:
-        size = canary_size(rollout, count)
-        allowed_indexes = range(size)
+    def _missed_deadline(self, node: Node) -> str:
+        target, view = self.target, self.view
+        state = node.state.value if node.state is not NodeState.ACTIVE else "not healthy"
+        detail = view.detail_of(node)
+        known = view.health.get(node.name)
+        if known is not None and known.last_failure and known.last_failure not in detail:
+            detail = f"{detail}; the last failed check: {known.last_failure}"
+        rerun = target.attempt_started is not None and target.attempt_started > node.created_at
+        counted_from = "this attempt started" if rerun else "its creation"
+        return (
+            f"{node.name} still {state} {target.health.deadline:g}s after {counted_from}"
+            f" (health.deadline){': ' + detail if detail else ''}"
+        )
+
+    # 3. Healthy incoming nodes join the pool; serving ones get their timestamp.
+    def join_pool(self) -> None:
+        target, view = self.target, self.view
+        for node in sorted(view.incoming.values(), key=lambda n: n.index):
+            member = view.members.get(node.name)
+            was_serving = target.restore and member is not None  # drained by the failed deploy
+            if node.state is not NodeState.ACTIVE or (
+                view.health_of(node) is not Health.HEALTHY and not was_serving
+            ):
+                continue
+            if not view.serving(node):
+                if node.address is None:
+                    self.waiting.append(f"{node.name} to get an address")
+                    continue
+                self.steps.append(AddMember(node.name, node.address, target.member_port))
+            elif view.members[node.name].online is False:
+                self.waiting.append(f"{node.name} to come online in the load balancer")
+            elif META_SERVING_SINCE not in node.metadata or parse_time(
+                node.metadata.get(META_DRAIN_SINCE)
+            ):
+                # Unstamped, or put back in service after a drain (a rollback).
+                self.steps.append(StampServing(node.id, node.name))
+
+    # 4. Canary window: with an old release still serving, only the canary batch is
+    #    built until it has served, healthy, for the bake time.
+    def canary_window(self) -> None:
+        rollout, view = self.rollout, self.view
+        if rollout.strategy != "canary" or not self.deploying:
+            return
+        size = canary_size(rollout, self.count)
+        self.allowed_indexes = range(size)
         batch = [view.incoming.get(i) for i in range(size)]
         stamps = [
             parse_time(n.metadata.get(META_SERVING_SINCE)) if n and view.serving(n) else None
             for n in batch
         ]
-        if all(stamp is not None for stamp in stamps):
-            bake_end = max(s for s in stamps if s is not None) + timedelta(
-                seconds=rollout.canary.bake
-            )
-            if now >= bake_end:
-                allowed_indexes = range(count)
-            else:
-                bake_done = False
-                waiting.append(f"the canary to bake until {bake_end.isoformat()}")
-                wake.append(bake_end)
+        if not all(stamp is not None for stamp in stamps):
+            self.bake_done = False
+            self.waiting.append(f"the canary batch of {size} to serve")
+            return
+        bake_end = max(s for s in stamps if s is not None) + timedelta(
+            seconds=rollout.canary.bake)
+        if self.now >= bake_end:
+            self.allowed_indexes = range(self.count)
         else:
-            bake_done = False
-            waiting.append(f"the canary batch of {size} to serve")
-
-    surge, unavailable = surge_and_unavailable(rollout, count)
+            self.bake_done = False
+            self.waiting.append(f"the canary to bake until {bake_end.isoformat()}")
+            self.wake.append(bake_end)
 
     # 5. Drain outgoing members only as their replacements serve. Unhealthy ones go
     #    first, but a health verdict alone never retires the old fleet: the verdict may
     #    come from a wrong check in the new spec, and the load balancer's own monitor
     #    already keeps traffic off members that are really down.
-    serving_ready = view.incoming_serving_healthy()
-    fully_serving = len(serving_ready) == count
-    order = _drain_order(target)
-    victims = sorted(
-        outgoing_serving,
-        key=lambda n: (view.health_of(n) is not Health.UNHEALTHY, *order(n)),
-    )
-    if rollout.strategy == "rolling":
-        floor = count - unavailable
-        healthy_out = [n for n in outgoing_serving if view.health_of(n) is not Health.UNHEALTHY]
-        retire = max(0, len(serving_ready) + len(outgoing_serving) - floor)
-        healthy_budget = max(0, len(serving_ready) + len(healthy_out) - floor)
-        chosen = []
-        for node in victims[:retire]:
-            if view.health_of(node) is not Health.UNHEALTHY:
-                if healthy_budget == 0:
-                    continue
-                healthy_budget -= 1
-            chosen.append(node)
-    elif fully_serving and bake_done:
-        chosen = victims
-    else:
-        chosen = _strays(view, target.release, outgoing_serving, serving_ready, count)
-    for node in chosen:
-        sick = view.health_of(node) is Health.UNHEALTHY
-        why = "unhealthy, " if sick else ""
-        goal = f"replaced by {target.release}" if count else RETIRED
-        steps.append(DrainMember(node.id, node.name, f"{why}{goal}"))
-    if len(chosen) < len(outgoing_serving):
-        waiting.append(f"{len(outgoing_serving) - len(chosen)} old member(s) to be replaced")
+    def drain(self) -> None:
+        target, view = self.target, self.view
+        serving_ready = view.incoming_serving_healthy()
+        self.fully_serving = len(serving_ready) == self.count
+        order = _drain_order(target)
+        victims = sorted(
+            self.outgoing_serving,
+            key=lambda n: (view.health_of(n) is not Health.UNHEALTHY, *order(n)),
+        )
+        policy = _rolling_drains if self.rollout.strategy == "rolling" else _switch_drains
+        chosen = policy(self, victims, serving_ready)
+        for node in chosen:
+            sick = view.health_of(node) is Health.UNHEALTHY
+            why = "unhealthy, " if sick else ""
+            goal = f"replaced by {target.release}" if self.count else RETIRED
+            self.steps.append(DrainMember(node.id, node.name, f"{why}{goal}"))
+        if len(chosen) < len(self.outgoing_serving):
+            self.waiting.append(
+                f"{len(self.outgoing_serving) - len(chosen)} old member(s) to be replaced")
 
     # 6. Drained members leave the pool once idle or after the drain timeout.
-    for node in view.outgoing:
-        draining = view.members.get(node.name)
-        if draining is None or draining.state is not MemberState.DRAINING:
-            continue
-        since = parse_time(node.metadata.get(META_DRAIN_SINCE))
-        if draining.active_connections == 0 or node.state is not NodeState.ACTIVE:
-            steps.append(RemoveMember(node.name, "drained"))
-        elif since is None:
-            steps.append(DrainMember(node.id, node.name, "drain start not recorded"))
-        elif now >= since + timedelta(seconds=rollout.drain_timeout):
-            steps.append(RemoveMember(node.name, "drain timeout"))
-        else:
-            waiting.append(f"{node.name} to drain")
-            wake.append(since + timedelta(seconds=rollout.drain_timeout))
+    def finish_drains(self) -> None:
+        view = self.view
+        for node in view.outgoing:
+            draining = view.members.get(node.name)
+            if draining is None or draining.state is not MemberState.DRAINING:
+                continue
+            since = parse_time(node.metadata.get(META_DRAIN_SINCE))
+            if draining.active_connections == 0 or node.state is not NodeState.ACTIVE:
+                self.steps.append(RemoveMember(node.name, "drained"))
+            elif since is None:
+                self.steps.append(DrainMember(node.id, node.name, "drain start not recorded"))
+            elif self.now >= since + timedelta(seconds=self.rollout.drain_timeout):
+                self.steps.append(RemoveMember(node.name, "drain timeout"))
+            else:
+                self.waiting.append(f"{node.name} to drain")
+                self.wake.append(since + timedelta(seconds=self.rollout.drain_timeout))
 
     # 7. Outgoing nodes out of the pool are deleted (standby nodes excepted).
-    deleted: set[str] = set()
-    for node in view.outgoing:
-        if node.name in view.members or node.name in view.standby:
-            continue
-        steps.append(DeleteNode(node.id, node.name, _delete_reason(node, target)))
-        deleted.add(node.name)
+    def delete(self) -> None:
+        view = self.view
+        for node in view.outgoing:
+            if node.name in view.members or node.name in view.standby:
+                continue
+            self.steps.append(DeleteNode(node.id, node.name, _delete_reason(node, self.target)))
+            self.deleted.add(node.name)
 
     # 8. Build missing incoming nodes within the surge budget (nodes deleted above no
     #    longer count; replacements of failed boots do not count either).
-    surge_limit = count + surge
-    counted = [
-        n
-        for n in view.nodes
-        if n.name not in view.standby
-        and n.state is not NodeState.ERROR
-        and n.name not in deleted
-    ]
-    budget = max(0, surge_limit - len(counted))
-    missing = [i for i in allowed_indexes if i not in view.incoming]
-    for index in missing[:budget]:
-        name = node_name(target.app, target.release, index)
-        if name in view.deleting:
-            waiting.append(f"the old {name} to finish deleting")
-            continue
-        steps.append(CreateNode(name, index, 0))
-    if len(missing) > budget:
-        waiting.append(f"room to build {len(missing) - budget} more node(s)")
-    budget = max(0, budget - len(missing))
+    def create(self) -> None:
+        target, view = self.target, self.view
+        surge, _ = surge_and_unavailable(self.rollout, self.count)
+        counted = [
+            n
+            for n in view.nodes
+            if n.name not in view.standby
+            and n.state is not NodeState.ERROR
+            and n.name not in self.deleted
+        ]
+        budget = max(0, self.count + surge - len(counted))
+        missing = [i for i in self.allowed_indexes if i not in view.incoming]
+        for index in missing[:budget]:
+            name = node_name(target.app, target.release, index)
+            if name in view.deleting:
+                self.waiting.append(f"the old {name} to finish deleting")
+                continue
+            self.steps.append(CreateNode(name, index, 0))
+        if len(missing) > budget:
+            self.waiting.append(f"room to build {len(missing) - budget} more node(s)")
+        self.budget = max(0, budget - len(missing))
 
     # 9. Repave: fresh boots of the nodes to replace, oldest first, within what is left
     #    of the budget (the node replaced is outgoing from then on, drained as usual).
-    repave = sorted(
-        (n for n in view.incoming.values() if n.name in target.replace),
-        key=lambda n: (n.created_at, n.index),
-    )
-    for node in repave[:budget]:
-        name = node_name(target.app, target.release, node.index, node.attempt + 1)
-        if name in view.deleting:
-            waiting.append(f"the old {name} to finish deleting")
-            continue
-        steps.append(CreateNode(name, node.index, node.attempt + 1, f"repaves {node.name}"))
-    if len(repave) > budget:
-        waiting.append(f"room to repave {len(repave) - budget} more node(s)")
+    def repave(self) -> None:
+        target, view, budget = self.target, self.view, self.budget
+        repave = sorted(
+            (n for n in view.incoming.values() if n.name in target.replace),
+            key=lambda n: (n.created_at, n.index),
+        )
+        for node in repave[:budget]:
+            name = node_name(target.app, target.release, node.index, node.attempt + 1)
+            if name in view.deleting:
+                self.waiting.append(f"the old {name} to finish deleting")
+                continue
+            self.steps.append(
+                CreateNode(name, node.index, node.attempt + 1, f"repaves {node.name}"))
+        if len(repave) > budget:
+            self.waiting.append(f"room to repave {len(repave) - budget} more node(s)")
 
-    if steps:
-        return Plan(Phase.PROGRESSING, tuple(steps), tuple(waiting))
-    if fully_serving and not waiting and _all_stamped(view):
-        return Plan(Phase.CONVERGED)
-    return Plan(
-        Phase.WAITING,
-        waiting_for=tuple(waiting) or ("the cloud to settle",),
-        wake_at=min(wake) if wake else None,
-    )
+    def result(self) -> Plan:
+        if self.steps:
+            return Plan(Phase.PROGRESSING, tuple(self.steps), tuple(self.waiting))
+        if self.fully_serving and not self.waiting and _all_stamped(self.view):
+            return Plan(Phase.CONVERGED)
+        return Plan(
+            Phase.WAITING,
+            waiting_for=tuple(self.waiting) or ("the cloud to settle",),
+            wake_at=min(self.wake) if self.wake else None,
+        )
+
+
+# --- the drain choice, per strategy ------------------------------------------------------
+
+
+def _rolling_drains(round_: _Round, victims: list[Node], serving_ready: list[Node]) -> list[Node]:
+    """Rolling: keep ``count - max_unavailable`` serving; sick old members may go beyond
+    that floor, healthy ones only as new ones serve."""
+    view = round_.view
+    _, unavailable = surge_and_unavailable(round_.rollout, round_.count)
+    floor = round_.count - unavailable
+    outgoing_serving = round_.outgoing_serving
+    healthy_out = [n for n in outgoing_serving if view.health_of(n) is not Health.UNHEALTHY]
+    retire = max(0, len(serving_ready) + len(outgoing_serving) - floor)
+    healthy_budget = max(0, len(serving_ready) + len(healthy_out) - floor)
+    chosen = []
+    for node in victims[:retire]:
+        if view.health_of(node) is not Health.UNHEALTHY:
+            if healthy_budget == 0:
+                continue
+            healthy_budget -= 1
+        chosen.append(node)
+    return chosen
+
+
+def _switch_drains(round_: _Round, victims: list[Node], serving_ready: list[Node]) -> list[Node]:
+    """Blue-green and canary: the old fleet goes at once, when the new one serves in full
+    (and the canary has baked); before that only strays of a third release."""
+    if round_.fully_serving and round_.bake_done:
+        return victims
+    return _strays(round_.view, round_.target.release, round_.outgoing_serving,
+                   serving_ready, round_.count)
 
 
 def _strays(

@@ -272,6 +272,7 @@ def _instances_quota(cloud: Cloud, instances: int) -> Iterator[None]:
             project.id, instances=before.instances, cores=before.cores, ram=before.ram)
 
 
+_ONE_SERVER = re.compile(r"/servers/[0-9a-f]{8}-[0-9a-f-]{27}$")
 _MEMBER_STEP = re.compile(r"^(add .* to the load balancer|drain |remove .* from the load balancer)")
 
 
@@ -284,13 +285,20 @@ class _PollWrites:
         self.members_path = f"/lbaas/pools/{pool_id}/members"
         self.writes: list[tuple[str, str]] = []
         self.polls: list[tuple[int, int]] = []  # (member steps, writes before the poll)
+        self.creates = 0  # POST /servers
+        self.server_reads = 0  # GET /servers/{id}
         self._lock = threading.Lock()
 
     def record(self, method: str, url: str) -> None:
-        path = urllib.parse.urlsplit(url).path
-        if method.upper() in ("POST", "PUT", "DELETE") and self.members_path in path:
-            with self._lock:
-                self.writes.append((method.upper(), path))
+        path = urllib.parse.urlsplit(url).path.rstrip("/")
+        method = method.upper()
+        with self._lock:
+            if method in ("POST", "PUT", "DELETE") and self.members_path in path:
+                self.writes.append((method, path))
+            if method == "POST" and path.endswith("/servers"):
+                self.creates += 1
+            if method == "GET" and _ONE_SERVER.search(path):
+                self.server_reads += 1
 
     def on_event(self, event: Any) -> None:
         if event.kind == "steps":
@@ -353,6 +361,15 @@ def test_a_20_node_blue_green_redeploy_makes_o1_octavia_member_writes(
             assert len(counter.writes) <= len(member_polls), per_poll
             # What Octavia saw is what was sent.
             assert len(octavia_log.member_writes(cloud.pool_id)) == len(counter.writes)
+            # A create is one request: no listing of the app's servers and no read of
+            # the new server per create (the next poll's one listing sees them all).
+            assert counter.creates == count and counter.server_reads == 0, (
+                counter.creates, counter.server_reads)
+            # The deploy reports its requests by service, counted at the SDK's session.
+            requests = result.provider_requests or {}
+            assert requests.get("load_balancer", 0) >= len(counter.writes) > 0, requests
+            assert requests.get("compute", 0) >= 2 * count, requests
+            assert result.provider_calls == sum(requests.values())
 
             lb = cloud.conn.load_balancer  # type: ignore[attr-defined]
             lb.wait_for_load_balancer(lb.find_load_balancer(cloud.pool).id, wait=60)
