@@ -51,10 +51,10 @@ class RegionAttempt:
     """
 
     region: str
-    outcome: str  # succeeded | unchanged | failed
+    outcome: str  # an Outcome: succeeded | unchanged | failed
     release: str | None
     reason: str | None = None
-    radius: str | None = None  # BlastRadius of the failure
+    radius: BlastRadius | None = None  # how far the failure reached
     cleaned_up: bool = True
 
     def describe(self) -> str:

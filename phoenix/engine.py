@@ -58,6 +58,7 @@ from phoenix.release import (
 )
 from phoenix.spec import Spec
 from phoenix.steps import CreateNode, Phase, Plan, Step
+from phoenix.vocabulary import EventKind, Outcome
 
 log = plog.get_logger("phoenix.engine")
 T = TypeVar("T")
@@ -70,7 +71,7 @@ MAX_FLAKY_POLLS = 3
 class Event:
     """Progress for a person watching (the CLI renders these; the library may ignore them)."""
 
-    kind: str  # steps | waiting | converged | failed | rollback
+    kind: EventKind
     message: str
     lines: tuple[str, ...] = ()
 
@@ -88,7 +89,7 @@ class DeployResult:
     region: str
     release: str
     previous_release: str | None
-    outcome: str  # succeeded | unchanged | rolled-back
+    outcome: Outcome
     steps: int
     seconds: float
     nodes: tuple[str, ...]
@@ -97,7 +98,7 @@ class DeployResult:
     provider_requests: dict[str, int] | None = None  # the same, by service
     history: tuple[str, ...] = field(default_factory=tuple)
     endpoint: str | None = None  # where clients reach the app in this region
-    radius: str | None = None  # how far the failure reaches (phoenix.blast.BlastRadius)
+    radius: BlastRadius | None = None  # how far the failure reaches
     # Multi-region runs: every region tried, in order, and why each failed one was left.
     attempts: tuple[RegionAttempt, ...] = ()
     dns: str | None = None  # where the app's DNS record points afterwards, when it has one
@@ -227,7 +228,7 @@ class Engine:
                         self._sleep(self.poll)
                     last_steps = current.steps
                     lines = tuple(current.describe())
-                    self.on_event(Event("steps", f"{len(lines)} step(s)", lines))
+                    self.on_event(Event(EventKind.STEPS, f"{len(lines)} step(s)", lines))
                     executor.run(current.steps)
                     self.steps_done += len(current.steps)
                     self.history.extend(lines)
@@ -251,7 +252,7 @@ class Engine:
             if current.waiting_for != last_wait:
                 last_wait = current.waiting_for
                 log.info("waiting", waiting_for=list(current.waiting_for))
-                self.on_event(Event("waiting", "waiting for", current.waiting_for))
+                self.on_event(Event(EventKind.WAITING, "waiting for", current.waiting_for))
             pause = self.poll
             if current.wake_at is not None:
                 pause = min(pause, max(0.01, (current.wake_at - now).total_seconds()))
@@ -343,7 +344,8 @@ class Engine:
             self._clear_attempt()  # nothing is left half-done in an empty region
             # Recorded, so that a later failed deploy here restores nothing rather than
             # what this region ran before the app moved away.
-            result = self._result("retire", NO_RELEASE, None, "succeeded", started, calls_before)
+            result = self._result("retire", NO_RELEASE, None, Outcome.SUCCEEDED, started,
+                                  calls_before)
             self._record(result, started)
         return final.converged
 
@@ -431,7 +433,7 @@ class Engine:
                 strategy=self.spec.rollout.strategy,
                 started_at=attempt.started_at,
                 finished_at=now.isoformat(),
-                outcome="interrupted",
+                outcome=Outcome.INTERRUPTED,
                 previous_release=attempt.previous_release,
                 reason=reason,
                 lease=attempt.lease,  # the generation that run held, not ours
@@ -447,13 +449,14 @@ class Engine:
         radius = radius_of(error)
         previous = self._adopted_previous(adopted)
         log.error("deploy failed before it started, restoring", reason=failure)
-        self.on_event(Event("failed", failure))
+        self.on_event(Event(EventKind.FAILED, failure))
         calls_before = self._requests_at_start
         self._save_attempt(action, adopted.release, previous, started)
         restored = self._restore(adopted.release, previous,
                                  patient=radius != BlastRadius.REGION)
         result = self._result(action, adopted.release, previous,
-                              "rolled-back" if restored else "failed", started, calls_before,
+                              Outcome.ROLLED_BACK if restored else Outcome.FAILED, started,
+                              calls_before,
                               reason=failure, radius=radius)
         self._finish_failed(result, previous, restored, started, interrupted=False)
 
@@ -517,7 +520,7 @@ class Engine:
         # and a stale verdict must not act, or be recorded as if it had.
         fresh = judge(self.spec, target, observed, started)
         if fresh.idle or fresh.circuit_open:
-            return self._result(action, serving, (serving, self.spec.count), "unchanged",
+            return self._result(action, serving, (serving, self.spec.count), Outcome.UNCHANGED,
                                 started, self._requests_at_start)
         log.info(f"{action} started", reason=verdict.describe())
         return self._run(action, release, target, (serving, self.spec.count), started,
@@ -553,17 +556,17 @@ class Engine:
         calls_before = self._requests_at_start
         deadline = started + timedelta(seconds=self.spec.rollout.deadline)
         failure: str | None = None
-        radius: str | None = None
+        radius: BlastRadius | None = None
         interrupted = False
         self._save_attempt(action, release.id, previous, started)
         try:
             final = self.converge(target, release, deadline)
             if final.converged:
-                result = self._result(action, release.id, previous, "succeeded", started,
+                result = self._result(action, release.id, previous, Outcome.SUCCEEDED, started,
                                       calls_before, reason=why)
                 self._record(result, started)
                 self._clear_attempt()
-                self.on_event(Event("converged", f"{release.id} serves in {self.region}"))
+                self.on_event(Event(EventKind.CONVERGED, f"{release.id} serves in {self.region}"))
                 log.info("converged", steps=self.steps_done)
                 return result
             failure = final.failure or "unknown failure"
@@ -578,10 +581,11 @@ class Engine:
             failure = str(exc)
             radius = radius_of(exc)
         log.error("deploy failed, rolling back", reason=failure)
-        self.on_event(Event("failed", failure))
+        self.on_event(Event(EventKind.FAILED, failure))
         restored = self._restore(release.id, previous,
                                  patient=radius != BlastRadius.REGION)
-        outcome = "interrupted" if interrupted else "rolled-back" if restored else "failed"
+        outcome = (Outcome.INTERRUPTED if interrupted
+                   else Outcome.ROLLED_BACK if restored else Outcome.FAILED)
         result = self._result(action, release.id, previous, outcome, started, calls_before,
                               reason=failure, radius=radius)
         self._finish_failed(result, previous, restored, started, interrupted=interrupted)
@@ -654,7 +658,8 @@ class Engine:
         Patient (outages and API failures are waited out within the restore budget)
         unless the failure was the region's own: then the caller moves on to another
         region, and a restore that waits here would only delay that."""
-        self.on_event(Event("rollback", f"restoring {previous[0] if previous else 'nothing'}"))
+        self.on_event(Event(EventKind.ROLLBACK,
+                            f"restoring {previous[0] if previous else 'nothing'}"))
         deadline = self.clock.now() + timedelta(seconds=self._restore_budget())
         release: _LazyRelease | None = None
         try:
@@ -821,12 +826,12 @@ class Engine:
         action: str,
         release: str,
         previous: tuple[str, int] | None,
-        outcome: str,
+        outcome: Outcome,
         started: datetime,
         calls_before: dict[str, int] | None,
         *,
         reason: str | None = None,
-        radius: str | None = None,
+        radius: BlastRadius | None = None,
     ) -> DeployResult:
         calls_after = _calls(self.provider)
         requests = (request_tally.since(calls_before, calls_after)
@@ -844,7 +849,8 @@ class Engine:
             region=self.region,
             release=release,
             previous_release=previous[0] if previous else None,
-            outcome="unchanged" if outcome == "succeeded" and self.steps_done == 0 else outcome,
+            outcome=(Outcome.UNCHANGED if outcome is Outcome.SUCCEEDED and self.steps_done == 0
+                     else outcome),
             steps=self.steps_done,
             seconds=round((self.clock.now() - started).total_seconds(), 3),
             nodes=nodes,
@@ -877,7 +883,8 @@ class Engine:
                     strategy=self.spec.rollout.strategy,
                     started_at=started.isoformat(),
                     finished_at=self.clock.now().isoformat(),
-                    outcome="succeeded" if result.outcome == "unchanged" else result.outcome,
+                    outcome=(Outcome.SUCCEEDED if result.outcome is Outcome.UNCHANGED
+                             else result.outcome),
                     previous_release=result.previous_release,
                     reason=result.reason,
                     steps=result.steps,

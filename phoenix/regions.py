@@ -49,6 +49,7 @@ from phoenix.model import Health, MemberState
 from phoenix.providers.base import Clock, Dns, PoolEndpoint, Provider
 from phoenix.records import NO_RELEASE, DeployRecord, Records, ServingRecord
 from phoenix.spec import DnsSpec, Spec
+from phoenix.vocabulary import EventKind, Outcome
 
 log = plog.get_logger("phoenix.regions")
 
@@ -184,7 +185,7 @@ class RegionMover:
                 cleaned = region == serving or self._retire(region, lock=lock)
                 attempts.append(RegionAttempt(region, "failed", result.release, str(gate),
                                               BlastRadius.REGION, cleaned_up=cleaned))
-                last = dataclasses.replace(result, outcome="rolled-back", reason=str(gate),
+                last = dataclasses.replace(result, outcome=Outcome.ROLLED_BACK, reason=str(gate),
                                            radius=BlastRadius.REGION)
                 if number == len(order) - 1:
                     self._tidy_after_failure(serving, attempts, lock)
@@ -215,7 +216,7 @@ class RegionMover:
             # serves in the region, the record points where it did; a rerun finishes.
             attempts.append(RegionAttempt(region, "failed", result.release, str(exc),
                                           BlastRadius.PROVIDER))
-            failed = dataclasses.replace(result, outcome="failed", reason=str(exc),
+            failed = dataclasses.replace(result, outcome=Outcome.FAILED, reason=str(exc),
                                          radius=BlastRadius.PROVIDER,
                                          attempts=tuple(attempts))
             raise DeployFailed(
@@ -225,8 +226,8 @@ class RegionMover:
                 result=failed,
             ) from exc
         outcome = result.outcome
-        if changed and outcome == "unchanged":
-            outcome = "succeeded"  # nothing to build, but traffic moved
+        if changed and outcome is Outcome.UNCHANGED:
+            outcome = Outcome.SUCCEEDED  # nothing to build, but traffic moved
         attempts.append(RegionAttempt(region, outcome, result.release))
         left = [serving] if moved and serving is not None else []
         left += [r for r in self.spec.regions
@@ -234,14 +235,14 @@ class RegionMover:
         notes: list[str] = []
         if left:
             _, where = self._dns()
-            self.on_event(Event("waiting", "waiting for", (
+            self.on_event(Event(EventKind.WAITING, "waiting for", (
                 f"resolvers to drop the old answer ({where.ttl}s TTL) before retiring"
                 f" {', '.join(left)}",)))
             lock.wait(self.clock, where.ttl)  # renewed meanwhile: the TTL may be a day
         for other in left:
             notes.append(self._retire_noted(other, lock=lock))
         dns_text = self.dns_text()
-        self.on_event(Event("converged", f"{result.release} serves from {region}"
+        self.on_event(Event(EventKind.CONVERGED, f"{result.release} serves from {region}"
                             + (f"; DNS now points at {region}" if changed else "")))
         return dataclasses.replace(
             result,
@@ -272,7 +273,7 @@ class RegionMover:
         self.call(lambda: dns.set_record(where.zone, where.record, (address,), where.ttl), DNS)
         self._save_serving(region, release, address)
         if moves:
-            self.on_event(Event("steps", "dns", (f"point {where.record}.{where.zone} at"
+            self.on_event(Event(EventKind.STEPS, "dns", (f"point {where.record}.{where.zone} at"
                                                  f" {region} ({address})",)))
         return moves
 
@@ -379,13 +380,13 @@ class RegionMover:
             self.records.save_deploy(DeployRecord(
                 deploy_id=self.deploy_id, app=self.spec.app, action=action, release=NO_RELEASE,
                 region=region, strategy=self.spec.rollout.strategy, started_at=now,
-                finished_at=now, outcome="failed", reason=f"{type(exc).__name__}: {exc}",
+                finished_at=now, outcome=Outcome.FAILED, reason=f"{type(exc).__name__}: {exc}",
             ))
 
     def _moving_on(self, region: str, attempt: RegionAttempt, following: str) -> None:
         log.error("region failed, failing over", region=region, reason=attempt.reason,
                   next_region=following)
-        self.on_event(Event("failed", f"{region}: {attempt.reason}; failing over to"
+        self.on_event(Event(EventKind.FAILED, f"{region}: {attempt.reason}; failing over to"
                             f" {following}"))
 
     def _with_attempts(
@@ -413,7 +414,7 @@ class RegionMover:
             app=self.spec.app, action=action, deploy_id=self.deploy_id,
             region=attempts[-1].region, release=last.release if last else NO_RELEASE,
             previous_release=last.previous_release if last else None,
-            outcome="failed", steps=last.steps if last else 0, seconds=0.0, nodes=(),
+            outcome=Outcome.FAILED, steps=last.steps if last else 0, seconds=0.0, nodes=(),
             reason=str(exc), radius=radius_of(exc), attempts=tuple(attempts),
             dns=self.dns_text(),
         )

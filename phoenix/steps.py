@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from phoenix.blast import BlastRadius
+
 
 @dataclass(frozen=True)
 class CreateNode:
@@ -93,7 +95,7 @@ class Plan:
     failure: str | None = None
     # How far a FAILED plan's failure reaches (phoenix.blast.BlastRadius): a region-level
     # one makes a multi-region deploy try the next region.
-    radius: str | None = None
+    radius: BlastRadius | None = None
     # The earliest moment a wait in this plan can end (bake, drain timeout), when known.
     wake_at: datetime | None = None
 
