@@ -32,7 +32,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from phoenix import log as plog
@@ -44,8 +45,18 @@ from phoenix.providers.local.store import FileDns, file_lock
 from phoenix.providers.local.supervisor import LOG_FILE as SUPERVISOR_LOG
 from phoenix.providers.local.supervisor import stopped_on_purpose, supervisor_running
 
-if TYPE_CHECKING:
-    from phoenix.providers.local.provider import LocalCloud
+
+class FrontendHost(Protocol):
+    """What the front ends need from the local cloud (``LocalCloud`` is one): where its
+    state lives, how its balancers are made and checked. A Protocol, so that this module
+    does not import the provider that imports it."""
+
+    state_dir: Path
+    lb_port: int
+    check_path: str | None
+    check_interval: float
+
+    def make_balancer(self, config: BalancerConfig) -> Balancer: ...
 
 __all__ = ["MAX_FRONTENDS", "SWITCH_TIMEOUT", "LocalDns", "frontend_host", "parse_value"]
 
@@ -72,7 +83,7 @@ class LocalDns:
     the same test at both levels).
     """
 
-    def __init__(self, cloud: LocalCloud, *, switch_timeout: float = SWITCH_TIMEOUT) -> None:
+    def __init__(self, cloud: FrontendHost, *, switch_timeout: float = SWITCH_TIMEOUT) -> None:
         self.cloud = cloud
         self.switch_timeout = switch_timeout
         self.records = FileDns(cloud.state_dir / "dns.json")

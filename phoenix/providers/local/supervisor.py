@@ -3,9 +3,11 @@
 Why: a cloud's load balancer does not vanish when nobody is looking. Without this, a
 built-in proxy or HAProxy that died between deploys was a full outage until someone ran
 a Phoenix command. So every balancer process has one small detached companion,
-``python -m phoenix.providers.local.supervisor <pool_dir> --kind haproxy|builtin
-[--hold FILE]``, started with it by ``ensure_supervisor`` (called from the balancer's
-``ensure_running``), the way the node agents keep nodes:
+``python -m phoenix.providers.local.supervisor_process <pool_dir> --kind
+haproxy|builtin [--hold FILE]`` (the process side lives there: it makes balancers, which
+use this module's functions to start their supervisors), started with it by
+``ensure_supervisor`` (called from the balancer's ``ensure_running``), the way the node
+agents keep nodes:
 
 * it polls the balancer's pid every ``POLL_SECONDS`` and, when the process is gone,
   restarts it from ``config.json`` and ``members.json`` through the balancer's own
@@ -30,7 +32,6 @@ next writer, whose ``ensure_running`` waits for it or replaces it, as before.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
@@ -41,13 +42,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 
 from phoenix import errors
 from phoenix.processes import live_pids, pid_alive, process_argv, python_child_env
-from phoenix.providers.local.balancer import Balancer, BalancerConfig, read_config
+from phoenix.providers.local.balancer import Balancer, BalancerConfig
 from phoenix.providers.local.store import atomic_write
 
 __all__ = [
@@ -60,13 +60,15 @@ __all__ = [
     "backoff",
     "clear_stopped",
     "ensure_supervisor",
-    "main",
     "stop_supervisor",
     "stopped_on_purpose",
     "supervisor_pids",
 ]
 
-MODULE = "phoenix.providers.local.supervisor"
+MODULE = "phoenix.providers.local.supervisor_process"
+# What supervisors started by earlier versions run: still recognised, so that stopping a
+# pool after an upgrade stops its old supervisor too.
+_EARLIER_MODULES = ("phoenix.providers.local.supervisor",)
 PID_FILE = "supervisor.pid"
 LOCK_FILE = "supervisor.lock"  # held (flock) by the running supervisor for its whole life
 SPAWN_LOCK_FILE = ".supervisor-spawn.lock"  # serialises ensure_supervisor across processes
@@ -83,7 +85,7 @@ STOP_TIMEOUT = 15.0  # SIGTERM grace: longer than a restart in progress (HAProxy
 KILL_TIMEOUT = 5.0
 _POLL = 0.02
 
-log = logging.getLogger(MODULE)
+log = logging.getLogger("phoenix.providers.local.supervisor")
 
 
 # --- pure -------------------------------------------------------------------------------
@@ -179,7 +181,7 @@ def supervisor_pids(pool_dir: Path) -> set[int]:
     any process whose command line says it supervises this pool (a lost pid file)."""
     pool_dir = pool_dir.resolve()
     candidates = set(live_pids())
-    recorded = _read_pid(pool_dir / PID_FILE)
+    recorded = read_pid(pool_dir / PID_FILE)
     if recorded is not None:
         candidates.add(recorded)
     return {pid for pid in candidates if pid != os.getpid() and _is_supervisor(pid, pool_dir)}
@@ -332,78 +334,22 @@ class Supervisor:
         self.watched = pid
 
 
-def make_balancer(kind: str, config: BalancerConfig) -> Balancer:
-    """The balancer of ``kind`` for a config read back from the pool directory."""
-    if kind == "haproxy":
-        from phoenix.providers.local.haproxy import HaproxyBalancer
-
-        return HaproxyBalancer(config)
-    from phoenix.providers.local.proxy import BuiltinBalancer
-
-    return BuiltinBalancer(config)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m phoenix.providers.local.supervisor <pool_dir> --kind K [--hold F]``."""
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
-    parser.add_argument("pool_dir", type=Path)
-    parser.add_argument("--kind", choices=KINDS, required=True)
-    parser.add_argument("--hold", type=Path, default=None,
-                        help="while this file exists, leave the balancer down")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO,
-        format="%(asctime)s %(levelname)s supervisor[%(process)d] %(message)s",
-    )
-    pool_dir: Path = args.pool_dir.resolve()
-    try:
-        lock_fd = _acquire(pool_dir / LOCK_FILE, LOCK_WAIT)
-    except OSError as exc:
-        log.error("cannot lock %s: %s; exiting", pool_dir / LOCK_FILE, exc)
-        return 1
-    if lock_fd is None:
-        log.info("another supervisor holds %s; exiting", pool_dir / LOCK_FILE)
-        return 0
-    try:
-        atomic_write(pool_dir / PID_FILE, f"{os.getpid()}\n")
-        try:
-            config = read_config(pool_dir)
-        except errors.InputError as exc:
-            log.error("cannot supervise: %s", exc)
-            return int(errors.ExitCode.BAD_INPUT)
-        supervisor = Supervisor(
-            make_balancer(args.kind, config),
-            hold_file=args.hold,
-            reload=lambda: make_balancer(args.kind, read_config(pool_dir)),
-        )
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            supervisor.stopping = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        return supervisor.run()
-    finally:
-        with contextlib.suppress(OSError):
-            if _read_pid(pool_dir / PID_FILE) == os.getpid():
-                (pool_dir / PID_FILE).unlink()
-        os.close(lock_fd)
-
-
 # --- helpers ----------------------------------------------------------------------------
 
 
 def _is_supervisor(pid: int, pool_dir: Path) -> bool:
     argv = process_argv(pid)
-    return argv is not None and MODULE.encode() in argv and os.fsencode(pool_dir) in argv
+    if argv is None or os.fsencode(pool_dir) not in argv:
+        return False
+    return any(module.encode() in argv for module in (MODULE, *_EARLIER_MODULES))
 
 
 def _pid_file_supervisor(pool_dir: Path) -> int | None:
-    pid = _read_pid(pool_dir / PID_FILE)
+    pid = read_pid(pool_dir / PID_FILE)
     return pid if pid is not None and _is_supervisor(pid, pool_dir) else None
 
 
-def _read_pid(path: Path) -> int | None:
+def read_pid(path: Path) -> int | None:
     try:
         text = path.read_text().strip()
     except (OSError, ValueError):
@@ -432,7 +378,7 @@ def _lock_held(path: Path) -> bool:
     return False
 
 
-def _acquire(path: Path, wait: float) -> int | None:
+def acquire_lock(path: Path, wait: float) -> int | None:
     """An fd holding an exclusive ``flock`` on ``path``, or None if it stays taken for
     ``wait`` seconds (a predecessor may be exiting; someone may be testing the lock)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -456,7 +402,3 @@ def _flocked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
