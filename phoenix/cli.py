@@ -1,7 +1,7 @@
 """The ``phoenix`` command line: parse arguments, call the library, render the result.
 
 This is the only module that knows about a terminal (typer for parsing, rich for the
-progress display); every decision is made by ``phoenix.api``. Three rules shape it:
+progress display); every decision is made by ``phoenix.api``. What shapes it:
 
 * **stdout is for results.** Text reports or, with ``--output json``, exactly one JSON
   document (the result's fields plus ``exit_code``, or ``{"error": ...}``). Logs,
@@ -12,6 +12,10 @@ progress display); every decision is made by ``phoenix.api``. Three rules shape 
 * **Secrets never reach the terminal.** Once a spec is loaded, everything printed,
   including error messages and JSON, passes through ``mask_secrets`` with the spec's
   secret var values (``phoenix render --show-secrets`` is the one deliberate exception).
+* **In a GitHub Actions step** (``GITHUB_ACTIONS=true``) a failure is also printed as
+  ``::error`` annotations (at the spec's or template's line), and the outcome of
+  validate, plan and the commands that change the cloud is appended to the job summary
+  (``phoenix.github`` renders both).
 
 Global options (``--output``, ``--log-format``, ``--log-level``) go before the command
 (``phoenix --output json deploy``) and are also accepted after it (``phoenix deploy
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO, cast
 
 import typer
 
-from phoenix import api_calls
+from phoenix import api_calls, github
 from phoenix.errors import (
     ExitCode,
     InputError,
@@ -170,15 +174,25 @@ class _Stderr(io.TextIOBase):
 class _Session:
     """One command's output: stdout results, stderr messages, secrets masked in both."""
 
-    def __init__(self, output: OutputFormat, metrics_file: Path | None = None) -> None:
+    def __init__(
+        self, output: OutputFormat, metrics_file: Path | None = None, command: str = ""
+    ) -> None:
         self.output = output
         self.secrets: list[str] = []
         self.metrics_file = metrics_file
         self._calls_at_start = api_calls.snapshot()
+        self.command = command
+        self.spec_file: str | None = None
+        # In a GitHub Actions step: a job summary and ``::error`` annotations as well.
+        self.github = github.active()
 
-    def record(self, result: DeployResult) -> None:
-        """With ``--metrics-file``: add the action and this run's API calls to it. A
-        failure to is a warning: the deploy's outcome, not its metrics, sets the exit."""
+    def record(self, result: DeployResult, error: PhoenixError | None = None) -> None:
+        """Add the action to the GitHub job summary (in a workflow) and, with
+        ``--metrics-file``, it and this run's API calls to that file. A failure to is a
+        warning: the deploy's outcome, not its metrics, sets the exit."""
+        self.summarize(lambda: github.result_summary(
+            self.command, result, _problems(error) if error is not None else (),
+            mask=self.mask))
         if self.metrics_file is None:
             return
         from phoenix import textfile
@@ -203,6 +217,7 @@ class _Session:
         from phoenix import log as plog
         from phoenix.spec_loader import load_spec
 
+        self.spec_file = path
         spec = load_spec(path)
         self.secrets = spec.secret_values
         plog.register_secrets(self.secrets)
@@ -227,6 +242,28 @@ class _Session:
         self.secrets = [value for spec in specs for value in spec.secret_values]
         plog.register_secrets(self.secrets)
         return specs
+
+    def summarize(self, markdown: Callable[[], str]) -> None:
+        """In a GitHub Actions step of a summarized command: append ``markdown()`` (its
+        values masked as it renders them) to the job summary. A failure to is a warning."""
+        if not self.github or self.command not in github.SUMMARIZED:
+            return
+        try:
+            github.append_summary(self.mask(markdown()))
+        except Exception as exc:  # the summary never changes the command's outcome
+            self.err(f"warning: the job summary was not written: {exc}")
+
+    def annotate(self, error: PhoenixError | str) -> None:
+        """In a GitHub Actions step: ``::error`` annotations for ``error``, at the spec's
+        or template's line when it has one. On stdout (stderr with ``--output json``,
+        which the runner reads as well, so stdout stays one JSON document)."""
+        if not self.github:
+            return
+        title = f"phoenix {self.command}".strip()
+        notes = ([github.Annotation(self.mask(error), title=title)] if isinstance(error, str)
+                 else github.error_annotations(error, title=title, mask=self.mask))
+        for note in notes:
+            typer.echo(note.command(), err=self.json)
 
     def mask(self, text: str) -> str:
         if not self.secrets:
@@ -260,12 +297,15 @@ class _Session:
     def fail(self, exc: PhoenixError) -> int:
         """Report ``exc`` (stderr text; in json mode also the stdout document); its code."""
         code = int(exc.exit_code)
-        problems = exc.problems if isinstance(exc, SpecError) else str(exc).splitlines()
-        for line in problems or [type(exc).__name__]:
+        for line in _problems(exc):
             self.err(f"error: {line}")
+        self.annotate(exc)
         result = _deploy_result(exc)
         if result is not None:
-            self.record(result)
+            self.record(result, exc)
+        else:
+            self.summarize(lambda: github.failure_summary(
+                self.command, self.spec_file, code, _problems(exc), mask=self.mask))
         if result is not None and not self.json:
             self.out("\n".join(_deploy_text(result)))
         if self.json:
@@ -283,6 +323,9 @@ class _Session:
     def fail_other(self, name: str, message: str, code: ExitCode) -> int:
         """Report a failure that is not a ``PhoenixError`` (interrupt, bug)."""
         self.err(f"error: {message}")
+        self.annotate(message)
+        self.summarize(lambda: github.failure_summary(
+            self.command, self.spec_file, int(code), [message], mask=self.mask))
         if self.json:
             self.emit(
                 {
@@ -300,6 +343,12 @@ class _Session:
         if isinstance(value, list | tuple):
             return [self._masked(v) for v in value]
         return value
+
+
+def _problems(exc: PhoenixError) -> list[str]:
+    """What went wrong, one line each: a spec's problems, else the message's lines."""
+    problems = exc.problems if isinstance(exc, SpecError) else str(exc).splitlines()
+    return list(problems) or [type(exc).__name__]
 
 
 def _deploy_result(exc: PhoenixError) -> DeployResult | None:
@@ -330,7 +379,8 @@ def _session(
     ``records_action``: the command's result goes to ``--metrics-file`` when given.
     """
     given = ctx.obj if isinstance(ctx.obj, _Globals) else _Globals()
-    session = _Session(output or given.output, given.metrics_file if records_action else None)
+    session = _Session(output or given.output, given.metrics_file if records_action else None,
+                       ctx.info_name or "")
     fmt = log_format or given.log_format
     level = log_level or given.log_level
     if level is None:
@@ -447,6 +497,7 @@ def validate(
 
         spec = session.load(spec_file)
         api.validate(spec)
+        session.summarize(lambda: github.validate_summary(spec_file, spec, mask=session.mask))
         session.done(
             {
                 "ok": True,
@@ -516,6 +567,7 @@ def plan(
 
         spec = session.load(spec_file)
         report = api.plan(spec, region=_given_region(spec, region))
+        session.summarize(lambda: github.plan_summary(report, mask=session.mask))
         session.done(dataclasses.asdict(report), _plan_text(report))
 
 

@@ -68,6 +68,15 @@ def pytest_collection_modifyitems(
         _install.begin()
 
 
+@pytest.fixture(autouse=True)
+def _outside_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the CLI as off a GitHub runner, even when the suite runs on one: no
+    ``::error`` annotations in the output the tests read, and nothing appended to the
+    runner's own job summary. Tests of that behaviour set the variables themselves."""
+    for name in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_WORKSPACE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def openstack_cloud() -> Iterator[object]:
     """Real OpenStack services on 127.0.0.1 (tests/openstack/harness.py).
