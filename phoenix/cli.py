@@ -10,7 +10,7 @@ progress display); every decision is made by ``phoenix.api``. What shapes it:
   1 failed and rolled back, 2 bad input, 3 needs a person, 4 locked, 130 interrupted.
   A ``PhoenixError`` never shows a Python traceback: it is a message for a person.
 * **Secrets never reach the terminal.** Once a spec is loaded, everything printed,
-  including error messages and JSON, passes through ``mask_secrets`` with the spec's
+  including error messages and JSON, passes through ``secret_mask.mask`` with the spec's
   secret var values (``phoenix render --show-secrets`` is the one deliberate exception).
 * **In a GitHub Actions step** (``GITHUB_ACTIONS=true``) a failure is also printed as
   ``::error`` annotations (at the spec's or template's line), and the outcome of
@@ -268,9 +268,9 @@ class _Session:
     def mask(self, text: str) -> str:
         if not self.secrets:
             return text
-        from phoenix.render import mask_secrets
+        from phoenix.secret_mask import mask
 
-        return mask_secrets(text, self.secrets)
+        return mask(text, self.secrets)
 
     def out(self, text: str = "", *, masked: bool = True) -> None:
         typer.echo(self.mask(text) if masked else text)

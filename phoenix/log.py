@@ -21,9 +21,7 @@ run worker callables under ``contextvars.copy_context().run`` to keep the deploy
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import sys
 import threading
 from collections.abc import Iterable, Mapping
@@ -32,6 +30,8 @@ from typing import Any, Literal, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+from phoenix import secret_mask
 
 __all__ = [
     "REDACTED",
@@ -45,7 +45,7 @@ __all__ = [
     "unbind_deploy",
 ]
 
-REDACTED = "***"
+REDACTED = secret_mask.REDACTED
 """What a secret, or a value under a credential-named key, is replaced with."""
 
 # Secrets shorter than this are not redacted by substring: replacing every "ab" or "42" in
@@ -73,8 +73,8 @@ _DEPLOY_KEYS = ("app", "deploy_id", "release", "region")
 
 _secrets_lock = threading.Lock()
 _secrets: set[str] = set()
-# Rebuilt under the lock and swapped in whole, so readers never see a half-built pattern.
-_secret_pattern: re.Pattern[str] | None = None
+# A snapshot swapped in whole under the lock, so readers never see a set being changed.
+_registered: frozenset[str] = frozenset()
 
 
 # --- secrets registry --------------------------------------------------------------------
@@ -87,34 +87,18 @@ def register_secrets(values: Iterable[str]) -> None:
     substituting them everywhere would garble ordinary log text without protecting a
     real credential. Registering the same value twice is harmless.
     """
-    global _secret_pattern
+    global _registered
     with _secrets_lock:
         _secrets.update(v for v in values if len(v) >= MIN_SECRET_LENGTH)
-        _secret_pattern = _build_pattern(_secrets)
+        _registered = frozenset(_secrets)
 
 
 def clear_secrets() -> None:
     """Forget every registered secret (for tests)."""
-    global _secret_pattern
+    global _registered
     with _secrets_lock:
         _secrets.clear()
-        _secret_pattern = None
-
-
-def _build_pattern(values: set[str]) -> re.Pattern[str] | None:
-    variants: set[str] = set()
-    for value in values:
-        variants.add(value)
-        # The escaped spellings a secret takes inside a JSON line or a repr, so the final
-        # pass over rendered text still finds it (e.g. a quote or non-ASCII character).
-        variants.add(json.dumps(value)[1:-1])
-        variants.add(repr(value)[1:-1])
-    if not variants:
-        return None
-    # Longest first: with secrets "abc" and "abcdef", matching "abc" first would leave
-    # "def" readable in the output.
-    ordered = sorted(variants, key=len, reverse=True)
-    return re.compile("|".join(re.escape(v) for v in ordered))
+        _registered = frozenset()
 
 
 # --- redaction ---------------------------------------------------------------------------
@@ -126,10 +110,8 @@ def _is_credential_key(key: str) -> bool:
 
 
 def _redact_str(text: str) -> str:
-    pattern = _secret_pattern
-    if pattern is None:
-        return text
-    return pattern.sub(REDACTED, text)
+    registered = _registered
+    return secret_mask.mask(text, registered) if registered else text
 
 
 def redact(value: object) -> object:

@@ -41,6 +41,7 @@ from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
+from phoenix import secret_mask
 from phoenix.errors import TemplateError
 from phoenix.input_files import TEMPLATE_FILE_LIMIT, InputFileError, read_limited, resolve_inside
 
@@ -193,36 +194,9 @@ def _named_templates(environment: Environment, text: str) -> list[tuple[str, int
 
 
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:
-    """Return ``text`` with every occurrence of each non-empty secret replaced by ``***``.
-
-    Occurrences are found for every secret first and overlapping or touching ones are
-    merged, so one secret inside or overlapping another (``pass`` in ``password``, ``abc``
-    and ``bcd`` in ``abcd``) never leaves part of a secret showing.
-    """
-    spans: list[tuple[int, int]] = []
-    for secret in {s for s in secrets if s}:
-        start = text.find(secret)
-        while start != -1:
-            spans.append((start, start + len(secret)))
-            start = text.find(secret, start + 1)
-    if not spans:
-        return text
-    spans.sort()
-    merged = [spans[0]]
-    for start, end in spans[1:]:
-        last_start, last_end = merged[-1]
-        if start <= last_end:
-            merged[-1] = (last_start, max(last_end, end))
-        else:
-            merged.append((start, end))
-    pieces: list[str] = []
-    position = 0
-    for start, end in merged:
-        pieces.append(text[position:start])
-        pieces.append("***")
-        position = end
-    pieces.append(text[position:])
-    return "".join(pieces)
+    """``text`` with the secret var values hidden (``phoenix.secret_mask.mask``, the one
+    masker logs and all CLI output use too)."""
+    return secret_mask.mask(text, secrets)
 
 
 # --- loading ------------------------------------------------------------------------------
