@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from phoenix.clock import SystemClock
+from phoenix.cloud_config_schema import check_cloud_config
 from phoenix.engine import DeployResult, Engine, EventSink, serving_release
 from phoenix.errors import BadRequest, InputError, PhoenixError, TemplateError
 from phoenix.executor import COMPUTE, DNS, LB
@@ -60,7 +62,8 @@ def _provider(spec: Spec, provider: Provider | None, clock: Clock) -> Iterator[P
 
 def validate(spec: Spec, *, region: str | None = None) -> None:
     """Check what can be checked before any provider call: the region, and the template
-    rendered for every region and node index.
+    rendered for every region and node index, each distinct rendering checked against
+    cloud-init's own schema (``phoenix.cloud_config_schema``) with the template line.
 
     A bad input must stop a deploy before it touches the cloud (exit code 2, nothing
     half-done), so ``deploy``, ``plan`` and ``rollback`` run this first.
@@ -68,7 +71,8 @@ def validate(spec: Spec, *, region: str | None = None) -> None:
     validate_region(spec, region)
     # Every template a tag names, rendered or not: a release records them all, so one
     # that leaves the template's folder must stop here with its file and line.
-    template_sources(spec.template_path)
+    sources = _shown_sources(spec, template_sources(spec.template_path))
+    checked: set[str] = set()  # digests of the texts checked against cloud-init's schema
     for region in spec.regions:
         for index in range(spec.count):
             text = render_user_data(
@@ -81,8 +85,22 @@ def validate(spec: Spec, *, region: str | None = None) -> None:
                     vars=spec.resolved_vars,
                 ),
             )
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if digest not in checked:  # nodes often render alike: check each text once
+                checked.add(digest)
+                check_cloud_config(text, template=str(spec.template_path), sources=sources)
             if spec.provider.name == "local":
                 _check_local_user_data(spec, text)
+
+
+def _shown_sources(spec: Spec, sources: dict[str, str]) -> dict[str, str]:
+    """``template_sources`` keyed as messages name them: the spec's template first (as
+    the spec names it), an included one by its path."""
+    top = spec.template_path.name
+    shown = {str(spec.template_path): sources[top]} if top in sources else {}
+    shown.update((str(spec.template_path.parent / name), text)
+                 for name, text in sources.items() if name != top)
+    return shown
 
 
 def _check_local_user_data(spec: Spec, text: str) -> None:

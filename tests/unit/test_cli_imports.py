@@ -34,6 +34,7 @@ LIBRARY = (
     "tenacity",
     "structlog",
     "prometheus_client",
+    "jsonschema",
 )
 # Cloud SDKs: only when a spec's provider needs them.
 SDKS = ("openstack", "keystoneauth1", "libcloud")
