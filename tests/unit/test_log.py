@@ -364,6 +364,16 @@ def test_redact_prefers_longest_overlapping_secret() -> None:
     assert plog.redact("xabcdefx abc") == "x***x ***"
 
 
+def test_overlapping_secrets_leave_no_part_showing_and_agree_with_the_cli() -> None:
+    """Issue 16: one masker for logs and output. Two secrets overlapping ("abc", "bcd"
+    in "abcd") hide the whole run; a regex alternation matched "abc" and left "d"."""
+    from phoenix.render import mask_secrets
+
+    plog.register_secrets(["abc", "bcd"])
+    assert plog.redact("xabcdx") == "x***x"
+    assert plog.redact("xabcdx") == mask_secrets("xabcdx", ["abc", "bcd"])
+
+
 def test_register_secrets_skips_empty_and_very_short_values() -> None:
     plog.register_secrets(["", "a", "ab", "abc"])
     assert plog.redact("a ab abc") == "a ab ***"
