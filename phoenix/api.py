@@ -20,7 +20,7 @@ from phoenix.clock import SystemClock
 from phoenix.cloud_config_schema import check_cloud_config
 from phoenix.engine import DeployResult, Engine, EventSink, serving_release
 from phoenix.errors import BadRequest, InputError, PhoenixError, TemplateError
-from phoenix.executor import COMPUTE, DNS, LB
+from phoenix.executor import COMPUTE, DNS, LB, RetryingStore
 from phoenix.health import build_tracker
 from phoenix.lease import DeployLock
 from phoenix.log import get_logger
@@ -43,6 +43,7 @@ from phoenix.records import DeployRecord, Records
 from phoenix.regions import RegionMover, dns_managed
 from phoenix.release import PLACEHOLDER_RELEASE, resolve_release
 from phoenix.render import RenderContext, render_user_data, template_sources
+from phoenix.retrying import RetryingCaller
 from phoenix.spec import HealthSpec, Spec
 
 log = get_logger("phoenix.api")
@@ -259,12 +260,8 @@ def plan(
     clock = clock or SystemClock()
     with _provider(spec, provider, clock) as opened:
         region = region or serving_region_of(spec, opened, clock)
-        engine = Engine(spec, opened, clock=clock, region=region)
         # One look, no history: judge health on a single probe, as `status` does.
-        engine.tracker = build_tracker(
-            _single_probe(spec), clock=clock, health_source=opened.health_source,
-            region=engine.region,
-        )
+        engine = Engine(spec, opened, clock=clock, region=region, health=_single_probe(spec))
         observed = engine.observe()
         known = engine.records.releases()
         release = resolve_release(
@@ -274,10 +271,10 @@ def plan(
             now=clock.now(),
             known=known,
             observed_releases={n.release for n in observed.nodes},
-            call=engine._executor(None).call,
+            call=engine.reads.call,
         )
         # As deploy would see it: an attempt starting now (see Target.attempt_started).
-        target = dataclasses.replace(engine._target(release.id, spec.count),
+        target = dataclasses.replace(engine.target_for(release.id, spec.count),
                                      attempt_started=clock.now())
         first = plan_steps(target, observed, clock.now())
         return PlanReport(
@@ -533,8 +530,9 @@ def destroy(
         try:
             deleted: list[str] = []
             removed: list[str] = []
-            engine_retry = Engine(spec, opened, clock=clock)
-            call = engine_retry._executor(None).call
+            caller = RetryingCaller(opened, clock=clock)
+            call = caller.call
+            records = Records(RetryingStore(opened.store, caller), spec.app)
 
             def mutate(fn: Callable[[], object], service: str) -> None:
                 # The lease's fence before every change: a destroy stalled after its
@@ -573,7 +571,7 @@ def destroy(
             # Nothing is left half-done: a later deploy must not restore what ran before.
             lock.guard(clock.now())
             for region in spec.regions:
-                engine_retry.records.clear_attempt(region)
+                records.clear_attempt(region)
             purged = 0
             if purge_records:
                 # All but the lease's newest generation (this destroy's): generation

@@ -34,7 +34,7 @@ from phoenix.errors import (
     RestoreFailed,
     Transient,
 )
-from phoenix.executor import IMAGE, LB, Executor, RetryingStore, RetryPolicy
+from phoenix.executor import IMAGE, LB, Executor, RetryingStore
 from phoenix.heal import Verdict, judge
 from phoenix.health import HealthTracker, build_tracker
 from phoenix.lease import WATCH_PREFIX, DeployLock
@@ -56,7 +56,8 @@ from phoenix.release import (
     resolve_release,
     spec_digest,
 )
-from phoenix.spec import Spec
+from phoenix.retrying import RetryingCaller, RetryPolicy
+from phoenix.spec import HealthSpec, Spec
 from phoenix.steps import CreateNode, Phase, Plan, Step
 from phoenix.vocabulary import EventKind, Outcome
 
@@ -119,7 +120,10 @@ class Engine:
         retry: RetryPolicy | None = None,
         poll_seconds: float | None = None,
         lock: DeployLock | None = None,
+        health: HealthSpec | None = None,
     ) -> None:
+        """``health``: judge nodes by this instead of the spec's (``plan`` and ``status``
+        look once, so they judge on a single probe)."""
         self.spec = spec
         self.provider = provider
         self.clock: Clock = clock or SystemClock()
@@ -137,16 +141,18 @@ class Engine:
         # The store's back-offs sleep plainly (no guard, no lease renewal): the lease
         # itself goes through this store, and renewing it from inside its own retry
         # would recurse.
-        self.store = RetryingStore(provider.store, Executor(
-            provider, region=self.region, pool=self.pool, clock=self.clock,
-            build_request=_no_request, retry=self.retry))
+        self.store = RetryingStore(provider.store,
+                                   RetryingCaller(provider, clock=self.clock, retry=self.retry))
+        # Reads of the cloud: retried, their back-offs renewing the lease while it is held.
+        self.reads = RetryingCaller(provider, clock=self.clock, retry=self.retry,
+                                    sleep=self._sleep)
         self.ledger = Ledger(self.store, spec.app, self.region)
         self.records = Records(self.store, spec.app)
         self._lock: DeployLock | None = None
         # A lock the caller holds (a multi-region run): renewed here, never released.
         self._held_lock = lock
         self.tracker: HealthTracker = build_tracker(
-            spec.health,
+            health or spec.health,
             clock=self.clock,
             health_source=provider.health_source,
             region=self.region,
@@ -163,7 +169,7 @@ class Engine:
 
     def observe(self) -> Observed:
         """Read the region's nodes, pool members and health (read-only calls, retried)."""
-        caller = self._executor(None)
+        caller = self.reads
         nodes = caller.call(lambda: self.provider.compute.list_nodes(self.region, self.spec.app))
         # When each node started serving, and draining.
         nodes = list(self.ledger.merged(nodes, self.ledger.read()))
@@ -316,7 +322,7 @@ class Engine:
         serving = serving_release(observed)
         if serving is None:
             return Verdict(None)
-        target = self._target(serving, self.spec.count)
+        target = self.target_for(serving, self.spec.count)
         return judge(self.spec, target, observed, self.clock.now())
 
     def heal(self, verdict: Verdict) -> DeployResult:
@@ -339,7 +345,7 @@ class Engine:
         started = self.clock.now()
         calls_before = self._requests_at_start
         deadline = started + timedelta(seconds=self._restore_budget())
-        final = self.converge(self._target(NO_RELEASE, 0, fast=True), None, deadline)
+        final = self.converge(self.target_for(NO_RELEASE, 0, fast=True), None, deadline)
         if final.converged:
             self._clear_attempt()  # nothing is left half-done in an empty region
             # Recorded, so that a later failed deploy here restores nothing rather than
@@ -389,7 +395,7 @@ class Engine:
                 now=started,
                 known=known,
                 observed_releases={n.release for n in observed.nodes},
-                call=self._executor(None).call,
+                call=self.reads.call,
             )
             self._preflight_quota(release, observed)
         except (ProviderError, InputError) as exc:
@@ -400,7 +406,7 @@ class Engine:
         plog.bind_deploy(
             app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=release.id
         )
-        target = self._target(release.id, self.spec.count)
+        target = self.target_for(release.id, self.spec.count)
         previous = self._previous(observed, release.id, adopted)
         self.records.save_release(release.record)
         log.info("deploy started", previous=previous[0] if previous else None)
@@ -472,7 +478,7 @@ class Engine:
                 " in the history (phoenix history lists them)"
             )
         release = self._recorded_release(wanted)
-        target = self._target(release.id, self.spec.count, fast=True)
+        target = self.target_for(release.id, self.spec.count, fast=True)
         previous = (serving, self.spec.count) if serving and serving != wanted else None
         return self._run("rollback", release, target, previous, started)
 
@@ -491,7 +497,7 @@ class Engine:
             app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=serving
         )
         rolling = self.spec.rollout.model_copy(update={"strategy": "rolling"})
-        base = self._target(serving, self.spec.count)
+        base = self.target_for(serving, self.spec.count)
         current = incoming_nodes(base, observed)
         target = dataclasses.replace(
             base, rollout=rolling, restore=False,
@@ -512,7 +518,7 @@ class Engine:
             app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=serving
         )
         target = dataclasses.replace(
-            self._target(serving, self.spec.count),
+            self.target_for(serving, self.spec.count),
             heal_parallel=self.spec.heal.max_parallel, replace=verdict.repave,
         )
         action = "heal" if verdict.sick or verdict.in_flight else "repave-age"
@@ -535,7 +541,7 @@ class Engine:
         plog.bind_deploy(
             app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=release.id
         )
-        target = self._target(release.id, self.spec.count, fast=True, restore=False)
+        target = self.target_for(release.id, self.spec.count, fast=True, restore=False)
         previous = self._previous(observed, release.id, adopted)
         self._preflight_quota(release, observed)
         log.info(f"{action} started", previous=previous[0] if previous else None, why=why)
@@ -664,10 +670,10 @@ class Engine:
         release: _LazyRelease | None = None
         try:
             if previous is None:
-                target = self._target(NO_RELEASE, 0, fast=True)
+                target = self.target_for(NO_RELEASE, 0, fast=True)
             else:
                 name, count = previous
-                target = self._target(name, count, fast=True)
+                target = self.target_for(name, count, fast=True)
                 record = self.records.release(name)
                 if record is not None:
                     # Looked up only if a node must be built: the old release usually
@@ -691,7 +697,7 @@ class Engine:
                 f"release {which} has no record in the store; `phoenix history` lists the"
                 " releases that can be deployed again"
             )
-        image_id = self._executor(None).call(
+        image_id = self.reads.call(
             lambda: image_in_region(record, self.provider, region=self.region), IMAGE)
         release = release_from_record(record, self.spec)
         return dataclasses.replace(release, image_id=image_id)
@@ -709,7 +715,7 @@ class Engine:
             return "nothing was serving before; the new nodes were removed"
         return f"{previous[0]} serves with {previous[1]} node(s)"
 
-    def _target(
+    def target_for(
         self, release: str, count: int, *, fast: bool = False, restore: bool | None = None
     ) -> Target:
         """``fast``: blue-green, no canary bake; ``restore`` (default: ``fast``): members
@@ -779,7 +785,7 @@ class Engine:
             vcpus=new * (flavor.vcpus if flavor else 0),
             ram_mb=new * (flavor.ram_mb if flavor else 0),
         )
-        quota = self._executor(None).call(lambda: self.provider.compute.quota(self.region))
+        quota = self.reads.call(lambda: self.provider.compute.quota(self.region))
         short = []
         for what, need, left in (
             ("instances", needs.instances, quota.instances),
@@ -838,7 +844,7 @@ class Engine:
                     if calls_after is not None and calls_before is not None else None)
         nodes: tuple[str, ...] = ()
         with contextlib.suppress(PhoenixError):
-            listed = self._executor(None).call(
+            listed = self.reads.call(
                 lambda: self.provider.compute.list_nodes(self.region, self.spec.app))
             nodes = tuple(sorted(n.name for n in listed
                                  if n.release == release and n.state is not NodeState.DELETING))
@@ -938,9 +944,6 @@ def serving_release(observed: Observed) -> str | None:
     counts = _serving_counts(observed)
     return counts.most_common(1)[0][0] if counts else None
 
-
-def _no_request(step: CreateNode) -> NodeRequest:
-    raise AssertionError(f"the store's caller builds no server ({step.name})")
 
 
 def _calls(provider: Provider) -> dict[str, int] | None:

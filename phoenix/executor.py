@@ -1,8 +1,8 @@
 """The executor: the only code that calls providers to change the cloud.
 
 Steps of one plan are independent by construction, so they run concurrently on a small
-thread pool. Each call is retried with tenacity when the provider says the error is
-transient (5xx, 429 with Retry-After, timeouts), with exponential backoff and jitter,
+thread pool. Each call is retried (``phoenix.retrying``) when the provider says the error
+is transient (5xx, 429 with Retry-After, timeouts), with exponential backoff and jitter,
 bounded in attempts; permanent errors (quota, auth, bad request) fail fast. Waits go
 through the injected clock so tests never sleep.
 """
@@ -13,20 +13,11 @@ import contextlib
 import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
-
 from phoenix import api_calls
-from phoenix.errors import NotFound, Transient
+from phoenix.errors import NotFound
 from phoenix.ledger import Ledger
 from phoenix.log import get_logger
 from phoenix.model import (
@@ -37,6 +28,7 @@ from phoenix.model import (
     NodeRequest,
 )
 from phoenix.providers.base import Clock, MemberBatcher, Provider, Store
+from phoenix.retrying import RetryingCaller, RetryPolicy
 from phoenix.steps import (
     AddMember,
     CreateNode,
@@ -50,16 +42,6 @@ from phoenix.steps import (
 T = TypeVar("T")
 COMPUTE, IMAGE, LB, DNS, STORE = api_calls.SERVICES
 log = get_logger("phoenix.executor")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to retry a transient failure before giving up on a step."""
-
-    attempts: int = 6
-    initial: float = 0.2
-    maximum: float = 10.0
-    jitter: float = 0.5
 
 
 class Executor:
@@ -84,16 +66,20 @@ class Executor:
         self.pool = pool
         self.clock = clock
         self.build_request = build_request
-        self.retry = retry or RetryPolicy()
         self.workers = workers
-        # Called before every attempt of a mutation: the lease's fence, which raises
-        # LeaseLost when the poll's check went stale (a stall, a long back-off).
-        self.guard = guard
-        # How a back-off waits: the lease's wait renews the lease meanwhile (a
-        # Retry-After of a minute must not cost a 5 s lease).
-        self.sleep = sleep or clock.sleep
+        self.caller = RetryingCaller(provider, clock=clock, retry=retry, guard=guard,
+                                     sleep=sleep)
         # Where the poll's stamps go (one write per poll); None: each server's metadata.
         self.ledger = ledger
+
+    @property
+    def guard(self) -> Callable[[], None] | None:
+        """The lease's fence, run before every attempt of a mutation."""
+        return self.caller.guard
+
+    @guard.setter
+    def guard(self, guard: Callable[[], None] | None) -> None:
+        self.caller.guard = guard
 
     def run(self, steps: tuple[Step, ...] | list[Step]) -> None:
         """Execute every step; the first permanent error is raised after all finish.
@@ -206,45 +192,12 @@ class Executor:
                 self._mutate(lambda: lb.remove_member(region, pool, name), LB)
 
     def call(self, fn: Callable[[], T], service: str = COMPUTE) -> T:
-        """Call the provider's ``service``, retrying transient errors (honouring
-        Retry-After). Each attempt is counted (``phoenix.api_calls``) unless the provider
-        counts its own requests (``Provider.requests``), which is the truer number."""
-        return self._retrying(fn, service, guarded=False)
+        """A read of the provider's ``service``, retried (``RetryingCaller.call``)."""
+        return self.caller.call(fn, service)
 
     def _mutate(self, fn: Callable[[], T], service: str) -> T:
-        """``call`` for a change to the cloud: the guard runs before every attempt."""
-        return self._retrying(fn, service, guarded=True)
-
-    def _retrying(self, fn: Callable[[], T], service: str, *, guarded: bool) -> T:
-        guard = self.guard if guarded else None
-        provider = self.provider.name
-        counted_by_provider = self.provider.requests is not None
-
-        def attempt() -> T:
-            if not counted_by_provider:
-                api_calls.count(provider, service)
-            return fn()
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(Transient),
-            stop=stop_after_attempt(self.retry.attempts),
-            wait=self._wait,
-            sleep=self.sleep,
-            reraise=True,
-            before=(lambda _state: guard()) if guard is not None else (lambda _state: None),
-            before_sleep=_log_retry,
-        )
-        return retrying(attempt)
-
-    def _wait(self, state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(
-            multiplier=self.retry.initial, max=self.retry.maximum, jitter=self.retry.jitter
-        )(state)
-        outcome = state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if isinstance(error, Transient) and error.retry_after is not None:
-            return max(backoff, min(error.retry_after, self.retry.maximum * 6))
-        return backoff
+        """A change to the cloud: the lease's guard runs before every attempt."""
+        return self.caller.mutate(fn, service)
 
 
 _MEMBER_STEPS = (AddMember, DrainMember, RemoveMember)
@@ -261,16 +214,6 @@ def _ignore_missing(fn: Callable[[], None]) -> None:
         fn()
 
 
-def _log_retry(state: RetryCallState) -> None:
-    outcome = state.outcome
-    error = outcome.exception() if outcome is not None else None
-    log.warning(
-        "transient provider error, retrying",
-        attempt=state.attempt_number,
-        error=str(error),
-    )
-
-
 class RetryingStore:
     """A Store whose calls are retried like every other provider call.
 
@@ -278,9 +221,9 @@ class RetryingStore:
     fail a deploy that the servers and load balancer would have survived.
     """
 
-    def __init__(self, store: Store, executor: Executor) -> None:
+    def __init__(self, store: Store, caller: RetryingCaller) -> None:
         self._store = store
-        self._call = partial(executor.call, service=STORE)
+        self._call = partial(caller.call, service=STORE)
 
     def put(self, key: str, data: bytes) -> None:
         self._call(lambda: self._store.put(key, data))

@@ -48,6 +48,7 @@ from phoenix.lease import WATCH_PREFIX, DeployLock
 from phoenix.model import Health, MemberState
 from phoenix.providers.base import Clock, Dns, PoolEndpoint, Provider
 from phoenix.records import NO_RELEASE, DeployRecord, Records, ServingRecord
+from phoenix.retrying import RetryingCaller
 from phoenix.spec import DnsSpec, Spec
 from phoenix.vocabulary import EventKind, Outcome
 
@@ -84,7 +85,7 @@ class RegionMover:
         self.deploy_id = deploy_id or plog.new_deploy_id()
         self._home = self._engine(spec.regions[0])
         self.store = self._home.store  # retried like every provider call
-        self.call = self._home._executor(None).call
+        self.call = RetryingCaller(provider, clock=clock).call
         self.records = Records(self.store, spec.app)
 
     # --- where the app serves ---------------------------------------------------------

@@ -364,7 +364,7 @@ def _lookup_image_created(app: _App, engine: Engine, release: str) -> datetime |
     record = engine.records.release(release)
     if record is None:
         return None
-    found = engine._executor(None).call(
+    found = engine.reads.call(
         lambda: app.provider.compute.find_images(engine.region, ImageQuery(id=record.image_id)),
         IMAGE)
     return found[0].created_at if found else None
