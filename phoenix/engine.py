@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import NoReturn, TypeVar
 
 from phoenix import log as plog
 from phoenix import request_tally
-from phoenix.blast import BlastRadius, RegionAttempt, radius_of
+from phoenix.blast import BlastRadius, radius_of
 from phoenix.clock import SystemClock
 from phoenix.errors import (
     DeployFailed,
@@ -29,19 +26,28 @@ from phoenix.errors import (
     Interrupted,
     PhoenixError,
     ProviderError,
-    QuotaExceeded,
     RegionUnavailable,
     RestoreFailed,
     Transient,
 )
 from phoenix.executor import IMAGE, LB, Executor, RetryingStore
 from phoenix.heal import Verdict, judge
-from phoenix.health import HealthTracker, build_tracker
+from phoenix.journal import Journal
 from phoenix.lease import WATCH_PREFIX, DeployLock
 from phoenix.ledger import Ledger
-from phoenix.model import Health, MemberState, NodeRequest, NodeState, ResourceNeeds
-from phoenix.planner import Observed, Target, boot_base, incoming_nodes, plan
+from phoenix.model import Health, NodeRequest, NodeState
+from phoenix.observe import Observer
+from phoenix.planner import (
+    Observed,
+    Target,
+    boot_base,
+    incoming_nodes,
+    plan,
+    serving_counts,
+    serving_release,
+)
 from phoenix.providers.base import Clock, PoolEndpoint, PoolKeeper, Provider
+from phoenix.quota import check_quota, new_node_needs
 from phoenix.records import (
     NO_RELEASE,
     AttemptRecord,
@@ -50,59 +56,26 @@ from phoenix.records import (
     ReleaseRecord,
 )
 from phoenix.release import (
+    LazyRelease,
     Release,
     image_in_region,
     release_from_record,
     resolve_release,
     spec_digest,
 )
+from phoenix.results import DeployResult, Event, EventSink
 from phoenix.retrying import RetryingCaller, RetryPolicy
 from phoenix.spec import HealthSpec, Spec
 from phoenix.steps import CreateNode, Phase, Plan, Step
 from phoenix.vocabulary import EventKind, Outcome
+
+__all__ = ["DeployResult", "Engine", "Event", "EventSink", "serving_release"]
 
 log = plog.get_logger("phoenix.engine")
 T = TypeVar("T")
 # Polls in a row whose calls failed beyond their retries before an attempt gives up.
 MAX_FLAKY_POLLS = 3
 
-
-
-@dataclass(frozen=True)
-class Event:
-    """Progress for a person watching (the CLI renders these; the library may ignore them)."""
-
-    kind: EventKind
-    message: str
-    lines: tuple[str, ...] = ()
-
-
-EventSink = Callable[[Event], None]
-
-
-@dataclass(frozen=True)
-class DeployResult:
-    """What a deploy, rollback or failover did; rendered by ``--output json``."""
-
-    app: str
-    action: str
-    deploy_id: str
-    region: str
-    release: str
-    previous_release: str | None
-    outcome: Outcome
-    steps: int
-    seconds: float
-    nodes: tuple[str, ...]
-    reason: str | None = None
-    provider_calls: int | None = None  # API requests, all services (None: not counted)
-    provider_requests: dict[str, int] | None = None  # the same, by service
-    history: tuple[str, ...] = field(default_factory=tuple)
-    endpoint: str | None = None  # where clients reach the app in this region
-    radius: BlastRadius | None = None  # how far the failure reaches
-    # Multi-region runs: every region tried, in order, and why each failed one was left.
-    attempts: tuple[RegionAttempt, ...] = ()
-    dns: str | None = None  # where the app's DNS record points afterwards, when it has one
 
 
 class Engine:
@@ -151,43 +124,32 @@ class Engine:
         self._lock: DeployLock | None = None
         # A lock the caller holds (a multi-region run): renewed here, never released.
         self._held_lock = lock
-        self.tracker: HealthTracker = build_tracker(
-            health or spec.health,
-            clock=self.clock,
-            health_source=provider.health_source,
-            region=self.region,
-        )
+        self.journal = Journal(self.records, app=spec.app, region=self.region,
+                               deploy_id=self.deploy_id, strategy=spec.rollout.strategy,
+                               generation=self._generation)
+        self.observer = Observer(
+            provider, app=spec.app, region=self.region, pool=self.pool,
+            health=health or spec.health, clock=self.clock, reads=self.reads,
+            ledger=self.ledger)
         self.spec_digest = spec_digest(spec)
         self.steps_done = 0
         self.last_observed: Observed | None = None  # by verdict(), for watch's metrics
         self.history: list[str] = []
-        self._tracked: set[str] = set()
-        self._requests_at_start = _calls(provider)
+        self._requests_at_start = request_tally.snapshot_of(provider.requests)
         plog.register_secrets(spec.secret_values)
 
     # --- observe -------------------------------------------------------------------
 
     def observe(self) -> Observed:
-        """Read the region's nodes, pool members and health (read-only calls, retried)."""
-        caller = self.reads
-        nodes = caller.call(lambda: self.provider.compute.list_nodes(self.region, self.spec.app))
-        # When each node started serving, and draining.
-        nodes = list(self.ledger.merged(nodes, self.ledger.read()))
-        members = caller.call(
-            lambda: self.provider.load_balancer.list_members(self.region, self.pool), LB
-        )
-        names = {n.name for n in nodes}
-        self.tracker.forget(self._tracked - names)
-        self._tracked = names
-        health = self.tracker.check_sync(nodes)
-        return Observed(self.region, tuple(nodes), tuple(members), health)
+        """Read the region's nodes, pool members and health (``Observer``)."""
+        return self.observer.observe()
 
     # --- the loop --------------------------------------------------------------------
 
     def converge(
         self,
         target: Target,
-        release: Release | _LazyRelease | None,
+        release: Release | LazyRelease | None,
         deadline: datetime,
         *,
         patient: bool = False,
@@ -347,7 +309,7 @@ class Engine:
         deadline = started + timedelta(seconds=self._restore_budget())
         final = self.converge(self.target_for(NO_RELEASE, 0, fast=True), None, deadline)
         if final.converged:
-            self._clear_attempt()  # nothing is left half-done in an empty region
+            self.journal.clear()  # nothing is left half-done in an empty region
             # Recorded, so that a later failed deploy here restores nothing rather than
             # what this region ran before the app moved away.
             result = self._result("retire", NO_RELEASE, None, Outcome.SUCCEEDED, started,
@@ -362,7 +324,7 @@ class Engine:
 
     def _locked(self, body: Callable[[], T]) -> T:
         # The action's requests count from here: taking the lease is part of its cost.
-        self._requests_at_start = _calls(self.provider)
+        self._requests_at_start = request_tally.snapshot_of(self.provider.requests)
         plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)
         if self._held_lock is not None:
             self._lock = self._held_lock
@@ -385,7 +347,7 @@ class Engine:
     def _deploy(self) -> DeployResult:
         started = self.clock.now()
         observed = self.observe()
-        adopted = self._adopt_interrupted(started)
+        adopted = self.journal.adopt_interrupted(started)
         known = self.records.releases()
         try:
             release = resolve_release(
@@ -412,40 +374,6 @@ class Engine:
         log.info("deploy started", previous=previous[0] if previous else None)
         return self._run("deploy", release, target, previous, started)
 
-    def _adopt_interrupted(self, now: datetime) -> AttemptRecord | None:
-        """The record of a run that stopped half-way in this region, if any.
-
-        We hold the app's lease, so that run is gone. A run killed while acting never
-        wrote its history: record it now as interrupted, so ``phoenix history`` shows
-        what happened."""
-        attempt = self.records.attempt(self.region)
-        if attempt is None or attempt.deploy_id == self.deploy_id:
-            return None
-        if attempt.state == "running" and not any(
-            d.deploy_id == attempt.deploy_id and d.region == attempt.region
-            and d.action == attempt.action
-            for d in self.records.deploys()
-        ):
-            reason = (f"stopped before it finished (killed, crashed, or stalled and fenced);"
-                      f" {self.deploy_id} took over")
-            log.warning("an earlier run stopped half-way", deploy_id_stopped=attempt.deploy_id,
-                        release=attempt.release)
-            self._save_history(DeployRecord(
-                deploy_id=attempt.deploy_id,
-                app=self.spec.app,
-                action=attempt.action,
-                release=attempt.release,
-                region=attempt.region,
-                strategy=self.spec.rollout.strategy,
-                started_at=attempt.started_at,
-                finished_at=now.isoformat(),
-                outcome=Outcome.INTERRUPTED,
-                previous_release=attempt.previous_release,
-                reason=reason,
-                lease=attempt.lease,  # the generation that run held, not ours
-            ))
-        return attempt
-
     def _run_failed_before_start(
         self, action: str, adopted: AttemptRecord, error: PhoenixError, started: datetime
     ) -> NoReturn:
@@ -457,7 +385,7 @@ class Engine:
         log.error("deploy failed before it started, restoring", reason=failure)
         self.on_event(Event(EventKind.FAILED, failure))
         calls_before = self._requests_at_start
-        self._save_attempt(action, adopted.release, previous, started)
+        self.journal.start(action, adopted.release, previous, started)
         restored = self._restore(adopted.release, previous,
                                  patient=radius != BlastRadius.REGION)
         result = self._result(action, adopted.release, previous,
@@ -469,7 +397,7 @@ class Engine:
     def _rollback(self, to_release: str | None) -> DeployResult:
         started = self.clock.now()
         observed = self.observe()
-        self._adopt_interrupted(started)
+        self.journal.adopt_interrupted(started)
         serving = serving_release(observed)
         wanted = to_release or self.records.last_good_release(excluding=serving)
         if wanted is None:
@@ -485,7 +413,7 @@ class Engine:
     def _repave(self) -> DeployResult:
         started = self.clock.now()
         observed = self.observe()
-        self._adopt_interrupted(started)
+        self.journal.adopt_interrupted(started)
         serving = serving_release(observed)
         if serving is None:
             raise InputError(
@@ -536,7 +464,7 @@ class Engine:
                          why: str | None = None) -> DeployResult:
         started = self.clock.now()
         observed = self.observe()
-        adopted = self._adopt_interrupted(started)
+        adopted = self.journal.adopt_interrupted(started)
         release = self._recorded_release(release_id)
         plog.bind_deploy(
             app=self.spec.app, deploy_id=self.deploy_id, region=self.region, release=release.id
@@ -564,14 +492,14 @@ class Engine:
         failure: str | None = None
         radius: BlastRadius | None = None
         interrupted = False
-        self._save_attempt(action, release.id, previous, started)
+        self.journal.start(action, release.id, previous, started)
         try:
             final = self.converge(target, release, deadline)
             if final.converged:
                 result = self._result(action, release.id, previous, Outcome.SUCCEEDED, started,
                                       calls_before, reason=why)
                 self._record(result, started)
-                self._clear_attempt()
+                self.journal.clear()
                 self.on_event(Event(EventKind.CONVERGED, f"{release.id} serves in {self.region}"))
                 log.info("converged", steps=self.steps_done)
                 return result
@@ -611,7 +539,7 @@ class Engine:
         if not restored:
             # Kept, so the next run restores the release that served before this one.
             try:
-                self._save_attempt(result.action, result.release, previous, started,
+                self.journal.start(result.action, result.release, previous, started,
                                    state="restore-failed")
             except PhoenixError as exc:  # the "running" record stays: as good a hint
                 log.warning("could not update the attempt record", error=str(exc))
@@ -621,40 +549,11 @@ class Engine:
                 f" {previous[0] if previous else 'a clean state'}: run `phoenix status` and"
                 " `phoenix deploy` again, or restore by hand"
             )
-        self._clear_attempt()
+        self.journal.clear()
         if interrupted:
             raise Interrupted(f"interrupted; {self._restored_text(previous)}", result=result)
         raise DeployFailed(f"{failure}; rolled back: {self._restored_text(previous)}",
                            result=result)
-
-    def _save_attempt(
-        self,
-        action: str,
-        release: str,
-        previous: tuple[str, int] | None,
-        started: datetime,
-        *,
-        state: str = "running",
-    ) -> None:
-        """Note in the store that this run acts on the region (see ``AttemptRecord``)."""
-        self.records.save_attempt(AttemptRecord(
-            deploy_id=self.deploy_id,
-            action=action,
-            release=release,
-            region=self.region,
-            started_at=started.isoformat(),
-            previous_release=previous[0] if previous else None,
-            previous_count=previous[1] if previous else 0,
-            state=state,
-            lease=self._generation(),
-        ))
-
-    def _clear_attempt(self) -> None:
-        try:
-            self.records.clear_attempt(self.region)
-        except PhoenixError as exc:
-            # Harmless: the next run finds it, sees this run in the history, moves on.
-            log.warning("could not clear the attempt record", error=str(exc))
 
     def _restore(
         self, failed: str, previous: tuple[str, int] | None, *, patient: bool = True
@@ -667,7 +566,7 @@ class Engine:
         self.on_event(Event(EventKind.ROLLBACK,
                             f"restoring {previous[0] if previous else 'nothing'}"))
         deadline = self.clock.now() + timedelta(seconds=self._restore_budget())
-        release: _LazyRelease | None = None
+        release: LazyRelease | None = None
         try:
             if previous is None:
                 target = self.target_for(NO_RELEASE, 0, fast=True)
@@ -679,7 +578,7 @@ class Engine:
                     # Looked up only if a node must be built: the old release usually
                     # still serves, and an image service that is down must not stop
                     # the traffic from going back to it.
-                    release = _LazyRelease(lambda: self._recorded_release(record))
+                    release = LazyRelease(lambda: self._recorded_release(record))
             final = self.converge(target, release, deadline, patient=patient)
             if not final.converged:
                 log.error("rollback failed", reason=final.failure)
@@ -758,7 +657,7 @@ class Engine:
             return self._adopted_previous(adopted)
         if adopted is not None and adopted.previous_release is None:
             return None  # nothing served before the half-done first deploy
-        serving = _serving_counts(observed)
+        serving = serving_counts(observed)
         others = [(r, c) for r, c in serving.most_common() if r != target]
         if others:
             release, serving_now = others[0]
@@ -772,43 +671,18 @@ class Engine:
 
     def _preflight_quota(self, release: Release, observed: Observed) -> None:
         """Fail before creating anything when the region's quota cannot fit the peak."""
-        existing = {
-            n.name for n in observed.nodes
-            if n.release == release.id and n.state is not NodeState.ERROR
-        }
-        new = max(0, self.spec.count - len(existing))
-        if new == 0:
-            return
-        flavor = release.flavor
-        needs = ResourceNeeds(
-            instances=new,
-            vcpus=new * (flavor.vcpus if flavor else 0),
-            ram_mb=new * (flavor.ram_mb if flavor else 0),
-        )
-        quota = self.reads.call(lambda: self.provider.compute.quota(self.region))
-        short = []
-        for what, need, left in (
-            ("instances", needs.instances, quota.instances),
-            ("vcpus", needs.vcpus, quota.vcpus),
-            ("ram_mb", needs.ram_mb, quota.ram_mb),
-        ):
-            if left is not None and need > left:
-                short.append(f"{what}: needs {need}, {left} left")
-        if short:
-            raise QuotaExceeded(
-                f"quota in {self.region} cannot fit {new} new node(s) of flavor"
-                f" {release.record.flavor}: " + "; ".join(short)
-                + " — raise the quota, lower count, or use a smaller flavor",
-                region=self.region,
-            )
+        needs = new_node_needs(self.spec.count, release, observed)
+        if needs is not None:
+            quota = self.reads.call(lambda: self.provider.compute.quota(self.region))
+            check_quota(needs, quota, release, self.region)
 
-    def _executor(self, release: Release | _LazyRelease | None) -> Executor:
+    def _executor(self, release: Release | LazyRelease | None) -> Executor:
         def build(step: CreateNode) -> NodeRequest:
             if release is None:
                 raise InputError(
                     f"cannot build {step.name}: no record of how its release was built"
                 )
-            resolved = release.get() if isinstance(release, _LazyRelease) else release
+            resolved = release.get() if isinstance(release, LazyRelease) else release
             return resolved.node_request(
                 step, region=self.region, spec_digest=self.spec_digest,
                 deploy_id=self.deploy_id, lease=self._generation(),
@@ -839,7 +713,7 @@ class Engine:
         reason: str | None = None,
         radius: BlastRadius | None = None,
     ) -> DeployResult:
-        calls_after = _calls(self.provider)
+        calls_after = request_tally.snapshot_of(self.provider.requests)
         requests = (request_tally.since(calls_before, calls_after)
                     if calls_after is not None and calls_before is not None else None)
         nodes: tuple[str, ...] = ()
@@ -872,54 +746,14 @@ class Engine:
             ),
         )
 
-    def _save_history(self, record: DeployRecord) -> None:
-        try:
-            self.records.save_deploy(record)
-        except PhoenixError as exc:
-            log.warning("could not write the deploy record", error=str(exc))
-
     def _record(self, result: DeployResult, started: datetime) -> None:
-        self._save_history(
-                DeployRecord(
-                    deploy_id=result.deploy_id,
-                    app=result.app,
-                    action=result.action,
-                    release=result.release,
-                    region=result.region,
-                    strategy=self.spec.rollout.strategy,
-                    started_at=started.isoformat(),
-                    finished_at=self.clock.now().isoformat(),
-                    outcome=(Outcome.SUCCEEDED if result.outcome is Outcome.UNCHANGED
-                             else result.outcome),
-                    previous_release=result.previous_release,
-                    reason=result.reason,
-                    steps=result.steps,
-                    provider_calls=result.provider_calls,
-                    provider_requests=result.provider_requests,
-                    events=list(result.history[-200:]),
-                    lease=self._generation(),
-                )
-        )
+        self.journal.save(DeployRecord.of(
+            result, strategy=self.spec.rollout.strategy, started=started,
+            finished=self.clock.now(), lease=self._generation()))
 
     def _generation(self) -> int | None:
         """The lease generation this run acts under (tagged on what it writes)."""
         return self._lock.generation if self._lock is not None else None
-
-
-class _LazyRelease:
-    """A recorded release, looked up (image in this region, templates on disk) on first
-    use only; thread-safe, since the executor builds nodes from worker threads."""
-
-    def __init__(self, load: Callable[[], Release]) -> None:
-        self._load = load
-        self._release: Release | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Release:
-        with self._lock:
-            if self._release is None:
-                self._release = self._load()
-            return self._release
 
 
 def _deadline_failure(waiting: tuple[str, ...], steps: tuple[Step, ...]) -> str:
@@ -931,21 +765,3 @@ def _deadline_failure(waiting: tuple[str, ...], steps: tuple[Step, ...]) -> str:
         return f"{text} while the cloud did not take: " + "; ".join(
             step.describe() for step in steps)
     return text
-
-
-def _serving_counts(observed: Observed) -> Counter[str]:
-    """How many SERVING pool members each release has."""
-    serving = {m.name for m in observed.members if m.state is MemberState.SERVING}
-    return Counter(node.release for node in observed.nodes if node.name in serving)
-
-
-def serving_release(observed: Observed) -> str | None:
-    """The release most serving members run (None: nothing serves)."""
-    counts = _serving_counts(observed)
-    return counts.most_common(1)[0][0] if counts else None
-
-
-
-def _calls(provider: Provider) -> dict[str, int] | None:
-    """The provider's requests so far by service, when it counts them."""
-    return provider.requests.snapshot() if provider.requests is not None else None

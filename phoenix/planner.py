@@ -657,3 +657,15 @@ def _all_stamped(view: _View) -> bool:
         META_SERVING_SINCE in n.metadata and not parse_time(n.metadata.get(META_DRAIN_SINCE))
         for n in view.incoming.values()
     )
+
+
+def serving_counts(observed: Observed) -> Counter[str]:
+    """How many SERVING pool members each release has."""
+    serving = {m.name for m in observed.members if m.state is MemberState.SERVING}
+    return Counter(node.release for node in observed.nodes if node.name in serving)
+
+
+def serving_release(observed: Observed) -> str | None:
+    """The release most serving members run (None: nothing serves)."""
+    counts = serving_counts(observed)
+    return counts.most_common(1)[0][0] if counts else None

@@ -12,9 +12,11 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from phoenix.providers.base import Store
+from phoenix.results import DeployResult
 
 NO_RELEASE = "none"  # the "release" of a region the app was taken out of
 SCHEMA_VERSION = 1
@@ -86,6 +88,30 @@ class DeployRecord:
     events: list[str] = field(default_factory=list)
     lease: int | None = None  # the lease generation of the actor that wrote it
     schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def of(cls, result: DeployResult, *, strategy: str, started: datetime,
+           finished: datetime, lease: int | None) -> DeployRecord:
+        """The history record of a finished run (its last 200 events kept)."""
+        return cls(
+            deploy_id=result.deploy_id,
+            app=result.app,
+            action=result.action,
+            release=result.release,
+            region=result.region,
+            strategy=strategy,
+            started_at=started.isoformat(),
+            finished_at=finished.isoformat(),
+            # "unchanged" is a result's word for a success that built nothing
+            outcome="succeeded" if result.outcome == "unchanged" else str(result.outcome),
+            previous_release=result.previous_release,
+            reason=result.reason,
+            steps=result.steps,
+            provider_calls=result.provider_calls,
+            provider_requests=result.provider_requests,
+            events=list(result.history[-200:]),
+            lease=lease,
+        )
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode()

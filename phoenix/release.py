@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -313,3 +314,19 @@ def _is_plain_relative(name: str) -> bool:
 def _seq_of(release_id: str) -> int:
     head = release_id.split("-", 1)[0]
     return int(head[1:]) if head.startswith("r") and head[1:].isdigit() else 0
+
+
+class LazyRelease:
+    """A recorded release, looked up (image in this region, templates on disk) on first
+    use only; thread-safe, since the executor builds nodes from worker threads."""
+
+    def __init__(self, load: Callable[[], Release]) -> None:
+        self._load = load
+        self._release: Release | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Release:
+        with self._lock:
+            if self._release is None:
+                self._release = self._load()
+            return self._release

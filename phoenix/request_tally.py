@@ -45,3 +45,8 @@ def since(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]
     """The requests made between two snapshots, without the services that saw none."""
     return {service: n - before.get(service, 0) for service, n in sorted(after.items())
             if n != before.get(service, 0)}
+
+
+def snapshot_of(tally: RequestTally | None) -> dict[str, int] | None:
+    """A provider's requests so far by service (None: it does not count them)."""
+    return tally.snapshot() if tally is not None else None
