@@ -328,19 +328,23 @@ class Engine:
         plog.bind_deploy(app=self.spec.app, deploy_id=self.deploy_id, region=self.region)
         if self._held_lock is not None:
             self._lock = self._held_lock
+            self.ledger.hold()
             try:
                 return body()
             finally:
                 self._lock = None
+                self.ledger.release()
         lock = self.new_lock()
         # A deploy waits for watch's heal to finish; watch never waits for anyone.
         patience = 0.0 if self.deploy_id.startswith(WATCH_PREFIX) else self.spec.rollout.deadline
         lock.acquire(self.clock, patience=patience)
         self._lock = lock
+        self.ledger.hold()
         try:
             return body()
         finally:
             self._lock = None
+            self.ledger.release()
             lock.release(self.clock.now())
             plog.unbind_deploy()
 

@@ -34,8 +34,28 @@ class Ledger:
         self.store = store
         self.key = f"apps/{app}/ledger/{region}.json"
         self.alive: set[str] | None = None  # server ids seen by the last observe
+        # While this actor holds the app's lease the ledger is its alone: read once, then
+        # kept in step with its own writes (one GET per run, not one per poll).
+        self._holding = False
+        self._held: Entries | None = None
+
+    def hold(self) -> None:
+        """This actor now holds the lease (read afresh once, then trust its own writes)."""
+        self._holding, self._held = True, None
+
+    def release(self) -> None:
+        """The lease is gone: read the store again every time."""
+        self._holding, self._held = False, None
 
     def read(self) -> Entries:
+        if self._held is not None:
+            return {k: dict(v) for k, v in self._held.items()}
+        entries = self._read_store()
+        if self._holding:
+            self._held = {k: dict(v) for k, v in entries.items()}
+        return entries
+
+    def _read_store(self) -> Entries:
         data = self.store.get(self.key)
         if data is None:
             return {}
@@ -55,7 +75,10 @@ class Ledger:
         if self.alive is not None:
             entries = {k: v for k, v in entries.items() if k in self.alive or k in updates}
         body = {"schema_version": 1, "nodes": dict(sorted(entries.items()))}
+        self._held = None  # if the write fails, whether it landed is unknown: read again
         self.store.put(self.key, json.dumps(body, sort_keys=True).encode())
+        if self._holding:
+            self._held = {k: dict(v) for k, v in entries.items()}
 
     def merged(self, nodes: Sequence[Node], entries: Entries) -> tuple[Node, ...]:
         """``nodes`` with their ledger entries laid over their metadata."""

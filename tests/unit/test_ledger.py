@@ -3,9 +3,12 @@ replaced node costs create + delete, not two metadata writes more."""
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import phoenix
 from phoenix.clock import FakeClock
@@ -18,6 +21,7 @@ from phoenix.model import (
     Node,
     NodeState,
 )
+from phoenix.providers.base import Store
 from phoenix.providers.memory import MemoryCloud
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -78,3 +82,54 @@ def test_a_redeploy_writes_no_server_metadata() -> None:
     member_writes = sum(delta.get(f"lb.{m}", 0) for m in
                         ("add_member", "drain_member", "remove_member", "change_members"))
     assert member_writes <= 6  # a few polls' batches, not one per member
+
+
+class _CountingStore:
+    """A store that counts reads of each key."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.gets: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def get(self, key: str) -> bytes | None:
+        self.gets[key] += 1
+        return self.inner.get(key)
+
+
+def test_the_lease_holder_reads_the_ledger_once_per_run() -> None:
+    """Only the lease holder writes the ledger, so while it holds the lease it reads it
+    once and then trusts its own writes: one GET a run, not one a poll (issue 15: the
+    store was a third of Phoenix's requests on OpenStack). Without the lease, every read
+    goes to the store."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "t.j2").write_text("#cloud-config\nruncmd: ['{{ vars.v }}']\n")
+        clock = FakeClock(T0)
+        cloud = MemoryCloud(["region-a"], clock=clock, boot_seconds=5)
+        cloud.add_image(Image("img-golden", "golden", T0))
+        cloud.add_flavor(Flavor("m1.small", "m1.small"))
+        text = ("app: web\nprovider: {name: memory}\nregions: [region-a]\n"
+                "image: {name: golden}\nflavor: m1.small\ncount: 3\ntemplate: t.j2\n"
+                "vars: {v: VALUE}\nhealth: {http: {port: 80}, interval: 1s}\n"
+                "load_balancer: {pool: p, member_port: 80}\n")
+        spec_file = root / "phoenix.yaml"
+        plain = cloud.provider()
+        store = _CountingStore(plain.store)
+        provider = dataclasses.replace(plain, store=store)  # type: ignore[arg-type]
+        for value in ("one", "two"):
+            spec_file.write_text(text.replace("VALUE", value))
+            result = phoenix.deploy(phoenix.load_spec(spec_file), provider=provider,
+                                    clock=clock)
+            assert result.steps > 3  # several polls
+        key = "apps/web/ledger/region-a.json"
+        assert store.gets[key] == 2  # once per deploy
+
+        ledger = Ledger(store, "web", "region-a")  # no lease held: always the store
+        ledger.read()
+        ledger.read()
+        assert store.gets[key] == 4
+        served = {e.get(META_SERVING_SINCE) for e in ledger.read().values()}
+        assert len(served) >= 1 and None not in served
