@@ -25,6 +25,7 @@ from typer.testing import CliRunner, Result
 
 from phoenix import api
 from phoenix import cli as phoenix_cli
+from phoenix.cli import terminal as cli_terminal
 from phoenix.clock import SystemClock
 from phoenix.engine import DeployResult, Event
 from phoenix.errors import (
@@ -551,7 +552,7 @@ def test_destructive_commands_need_yes_without_a_tty(project: Project, command: 
 def test_destructive_commands_ask_on_a_tty(
     project: Project, monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
-    monkeypatch.setattr(phoenix_cli, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(cli_terminal, "_stdin_is_tty", lambda: True)
 
     declined = run(command, project.spec, input="n\n")
 
@@ -563,7 +564,7 @@ def test_destructive_commands_ask_on_a_tty(
 
 def test_a_confirmed_destroy_runs(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run("deploy", project.spec).exit_code == 0
-    monkeypatch.setattr(phoenix_cli, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(cli_terminal, "_stdin_is_tty", lambda: True)
 
     result = run("destroy", project.spec, input="y\n")
 
@@ -887,7 +888,7 @@ def test_a_template_error_that_would_echo_a_secret_is_masked(
 def test_the_progress_view_masks_secrets_and_shows_each_step() -> None:
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=False, width=200)
-    view = phoenix_cli._ProgressView(console, None, lambda text: text.replace(SECRET, "***"))
+    view = cli_terminal._ProgressView(console, None, lambda text: text.replace(SECRET, "***"))
 
     view(Event("steps", "2 step(s)", ("create demo-r1-0", f"create with {SECRET}")))
     view(Event("waiting", "waiting for", ("demo-r1-0 to boot", "demo-r1-1 to boot")))
