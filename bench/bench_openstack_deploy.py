@@ -48,7 +48,9 @@ rollout: {{strategy: {strategy}, max_surge: 1, max_unavailable: 0, drain_timeout
 load_balancer: {{pool: {pool}, member_port: 8080}}
 """
 
-REQUEST_LINE = re.compile(r"REQ: curl -g -i (?:--\S+ )*-X (\w+) http://127\.0\.0\.1:(\d+)(\S*)")
+# keystoneauth quotes a URL with a query string, and Phoenix's log escapes the quote.
+REQUEST_LINE = re.compile(
+    r'REQ: curl -g -i (?:--\S+ )*-X (\w+) (?:\\?")?http://127\.0\.0\.1:(\d+)(\S*)')
 
 
 def service_of(port: int, fake_port: int) -> str:
