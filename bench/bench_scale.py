@@ -82,7 +82,7 @@ def bench_redeploy(count: int) -> dict[str, float]:
         simulated = (clock.now() - simulated_before).total_seconds()
         delta = {k: v - calls_before.get(k, 0) for k, v in cloud.calls.items()}
         new = [s for s in cloud.servers("region-a") if s.created_at >= simulated_before]
-        slowest = max(BOOT + JITTER * cloud._uniform("boot", s.name) for s in new)
+        slowest = max(BOOT + JITTER * cloud.uniform("boot", s.name) for s in new)
         critical = slowest + AFTER_BOOT
         control = sum(v for k, v in delta.items() if not k.startswith("health."))
         return {
