@@ -10,8 +10,9 @@ How it works:
 * One HAProxy per pool, started detached with ``haproxy -D`` (plain daemon mode: one
   process, its pid in ``<pool_dir>/haproxy.pid``, its own session, so it outlives
   ``phoenix deploy`` and a Ctrl-C of it). ``<pool_dir>/haproxy.cfg`` is rewritten on every
-  start and holds only the frontend and an empty backend; members are *dynamic servers*
-  added over the admin socket ``<pool_dir>/admin.sock`` with Python's ``socket`` module.
+  start (``haproxy_config``) and holds only the frontend and an empty backend; members
+  are *dynamic servers* added over the admin socket ``<pool_dir>/admin.sock``
+  (``haproxy_runtime``).
 * Dynamic servers are lost when HAProxy restarts, so the desired members live in
   ``<pool_dir>/members.json`` (written atomically on every change, under an ``fcntl``
   lock so several Phoenix processes can share a pool) and ``ensure_running`` re-adds them.
@@ -20,10 +21,13 @@ How it works:
   ``ensure_process`` again when HAProxy dies, so a killed HAProxy is back with its
   members within about a second, without a Phoenix command. ``list_members`` is a read
   and never starts HAProxy.
+* Every member change goes through one path, the batch (``change_members``): a single
+  ``add_member``/``drain_member``/``remove_member`` is a batch of one.
 * Every failure talking to HAProxy becomes ``errors.Transient`` naming the command and
   HAProxy's answer, so the engine retries instead of crashing.
 
-HAProxy behaviours this module works around (measured on 2.6.12):
+HAProxy behaviours this module works around (measured on 2.6.12; the runtime API's own
+are in ``haproxy_runtime``):
 
 * A dynamic server does **not** inherit ``default-server``: without explicit
   ``inter/rise/fall`` it is checked every 2 s with rise 2, fall 3.
@@ -33,21 +37,13 @@ HAProxy behaviours this module works around (measured on 2.6.12):
   only after a check passes.
 * HAProxy binds with ``SO_REUSEPORT``, so a second HAProxy on a taken port starts
   "fine" and silently shares it; ``noreuseport`` makes a taken port an error.
-* HAProxy refuses an absolute socket path over 97 bytes; the socket is configured
-  relative to the pool_dir (HAProxy's start directory) so any pool_dir works.
 * Health checks on dynamic servers need HAProxy 2.5 (``add server ... check``), hence
   the minimum version.
-* ``experimental-mode on`` (needed for ``add/del server`` on 2.5 and 2.6) holds for one
-  connection only: a one-shot line sends it before the command, separated by ``;``.
-* A batch (``change_members``) keeps one connection in interactive mode (``prompt``):
-  then every command, each ``;``-separated one too, answers with its text followed by
-  ``\n> ``, and the connection stays open for the next line (and the waits between).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import functools
 import ipaddress
@@ -58,7 +54,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -72,6 +67,23 @@ from phoenix.processes import minimal_env, pid_alive
 from phoenix.providers.base import Clock
 from phoenix.providers.local import supervisor as supervision
 from phoenix.providers.local.balancer import BalancerConfig, batch_order
+from phoenix.providers.local.haproxy_config import (
+    BACKEND,
+    CONFIG_FILE,
+    PID_FILE,
+    SOCKET_FILE,
+    check_options,
+    host_port,
+    member_name,
+    render_config,
+    server_name,
+)
+from phoenix.providers.local.haproxy_runtime import (
+    CHECK_FAILED,
+    HaproxyRuntime,
+    Server,
+    connect_admin_socket,
+)
 from phoenix.providers.local.store import atomic_write
 
 __all__ = [
@@ -89,35 +101,11 @@ log = plog.get_logger("phoenix.providers.local.haproxy")
 MIN_VERSION = (2, 5)
 """Oldest HAProxy whose dynamic servers (``add server``) support health checks."""
 
-BACKEND = "pool"
-FRONTEND = "listener"
-CONFIG_FILE = "haproxy.cfg"
-SOCKET_FILE = "admin.sock"
-PID_FILE = "haproxy.pid"
 MEMBERS_FILE = "members.json"
 OUTPUT_FILE = "haproxy.out"
 LOCK_FILE = ".lock"
 SETTINGS_FILE = "config.json"
 
-# A unix socket path must fit sun_path (108 bytes with its NUL). HAProxy also needs room
-# for a ".<pid>.tmp" suffix while it binds, so it refuses absolute paths over 97 bytes; a
-# pool_dir under a deep project directory easily exceeds that. HAProxy is therefore told a
-# path relative to its start directory (the pool_dir), and we connect through
-# /proc/self/fd/<pool_dir fd>/admin.sock when the absolute path is too long.
-MAX_SUN_PATH = 107
-
-# `show servers state` srv_admin_state bits (HAProxy's enum srv_admin).
-_ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20  # forced, inherited, config, resolution failure
-_ADMIN_DRAIN = 0x08 | 0x10  # forced, inherited
-# `show servers state` srv_check_result (HAProxy's enum chk_result): 0 unknown (no check
-# concluded yet), 1 neutral, 2 failed, 3 passed, 4 conditionally passed.
-_CHECK_FAILED = 2
-# What interactive mode (``prompt``) prints after every command's answer.
-_PROMPT = b"\n> "
-
-_SAFE_NAME_CHARS = re.compile(r"[A-Za-z0-9.-]")
-_CONFIG_WORD = re.compile(r"[A-Za-z0-9._~/%?=&:@+,;-]+")
-_ESCAPE = re.compile(r"_([0-9a-f]{2})")
 _VERSION = re.compile(r"version (\d+)\.(\d+)(?:\.(\d+))?")
 _BIND_ERROR = re.compile(r"cannot bind socket \(([^)]*)\) for \[([^\]]*)\]")
 
@@ -151,114 +139,7 @@ def haproxy_available() -> bool:
     return version is not None and version[:2] >= MIN_VERSION
 
 
-# --- pure helpers ---------------------------------------------------------------------
-
-
-def server_name(member: str) -> str:
-    """The HAProxy server name for a Phoenix member name (reversible, see ``member_name``).
-
-    HAProxy accepts ``[A-Za-z0-9._:-]`` in names. Phoenix names (``[a-z0-9-]``) map to
-    themselves; any other character becomes ``_xx`` per UTF-8 byte (``_`` itself too,
-    so decoding is unambiguous).
-    """
-    if not member:
-        raise errors.InputError("a load-balancer member needs a non-empty name")
-    return "".join(
-        ch if _SAFE_NAME_CHARS.fullmatch(ch) else "".join(f"_{b:02x}" for b in ch.encode())
-        for ch in member
-    )
-
-
-def member_name(server: str) -> str:
-    """The Phoenix member name for an HAProxy server name made by ``server_name``."""
-    out = bytearray()
-    pos = 0
-    for escape in _ESCAPE.finditer(server):
-        out += server[pos : escape.start()].encode()
-        out.append(int(escape.group(1), 16))
-        pos = escape.end()
-    out += server[pos:].encode()
-    return out.decode("utf-8", errors="replace")
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _milliseconds(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
-
-
-def _check_options(config: BalancerConfig) -> str:
-    return (
-        f"inter {_milliseconds(config.check_interval)}ms"
-        f" rise {config.check_rise} fall {config.check_fall}"
-    )
-
-
-def _config_word(value: str, what: str) -> str:
-    """``value`` if it is one plain word in HAProxy's config language, else InputError.
-
-    The spec validates names and the check path already; this is the last line of
-    defence, so no whitespace, quote, ``#``, ``$`` or backslash can end a line or start
-    a directive (an injected ``stats socket ... level admin``) in a written config.
-    """
-    if not _CONFIG_WORD.fullmatch(value):
-        raise errors.InputError(
-            f"{what} {value[:80]!r} cannot go into an HAProxy config: use only letters,"
-            " digits and ._~/%?=&:@+,;- (no spaces, quotes or line breaks)"
-        )
-    return value
-
-
-def render_config(config: BalancerConfig) -> str:
-    """The ``haproxy.cfg`` for a pool: a frontend and an empty backend (pure).
-
-    Raises ``errors.InputError`` when a path, host or check path holds anything that
-    HAProxy's config parser would read as more than one plain word.
-    """
-    pool_dir = config.pool_dir.resolve()
-    _config_word(str(pool_dir), "the pool directory")
-    _config_word(config.listen_host, "the listen host")
-    if config.check_path is None:
-        check = "    # no check_path: plain TCP connect checks"
-    else:
-        check = f"    option httpchk GET {_config_word(config.check_path, 'the check path')}"
-    return f"""\
-# Written by Phoenix (phoenix.providers.local.haproxy) on every start; do not edit.
-# Members are dynamic servers added over the admin socket, restored from members.json.
-global
-    # Relative to the start directory (the pool_dir, {pool_dir}):
-    # an absolute path would limit how deep the pool_dir may be.
-    stats socket unix@{SOCKET_FILE} mode 600 level admin
-    stats timeout 30s
-    pidfile {pool_dir / PID_FILE}
-    # A taken port must fail the start instead of being shared with its owner.
-    noreuseport
-
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    timeout check 2s
-    # Keep-alive on both sides; every request is load-balanced on its own
-    # (no prefer-last-server), so draining works for keep-alive clients too.
-    option http-keep-alive
-    # A failed connect is retried, each time on another server.
-    retries 3
-    option redispatch 1
-
-frontend {FRONTEND}
-    bind {_host_port(config.listen_host, config.listen_port)}
-    default_backend {BACKEND}
-
-backend {BACKEND}
-    balance roundrobin
-{check}
-    # Dynamic servers do not inherit this; add_member passes the same options.
-    default-server {_check_options(config)}
-"""
+# --- members.json ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -268,75 +149,6 @@ class _Desired:
     address: str
     port: int
     state: MemberState
-
-
-@dataclass(frozen=True)
-class _Server:
-    """One server as HAProxy reports it."""
-
-    name: str  # HAProxy's name
-    address: str
-    port: int
-    admin_state: int
-    active: int | None  # scur: streams (in-flight requests) on the server
-    op_state: int = 2  # srv_op_state: 0 stopped (check failing), 1 starting, 2 running
-    check_result: int = 0  # srv_check_result: the last concluded check (_CHECK_FAILED...)
-
-    @property
-    def online(self) -> bool:
-        """HAProxy's own check lets it take traffic (Octavia's operating_status ONLINE)."""
-        return self.op_state == _OP_RUNNING and not self.maint
-
-    @property
-    def maint(self) -> bool:
-        return bool(self.admin_state & _ADMIN_MAINT)
-
-    @property
-    def drain(self) -> bool:
-        return bool(self.admin_state & _ADMIN_DRAIN)
-
-    @property
-    def ready(self) -> bool:
-        return not (self.maint or self.drain)
-
-
-def _table(text: str, *, sep: str | None) -> list[dict[str, str]]:
-    """Rows of a runtime-API table whose header line starts with ``# ``."""
-    header: list[str] | None = None
-    rows: list[dict[str, str]] = []
-    for line in text.splitlines():
-        if line.startswith("# "):
-            header = line[2:].split(sep)
-        elif header is not None and line.strip():
-            rows.append(dict(zip(header, line.split(sep), strict=False)))
-    return rows
-
-
-_OP_RUNNING = 2
-
-
-def parse_servers(state_text: str, stat_text: str) -> dict[str, _Server]:
-    """Servers by HAProxy name from ``show servers state`` and ``show stat`` (pure)."""
-    active: dict[str, int | None] = {}
-    for row in _table(stat_text, sep=","):
-        if row.get("pxname") == BACKEND and row.get("svname") not in ("BACKEND", "FRONTEND"):
-            scur = row.get("scur", "")
-            active[row.get("svname", "")] = int(scur) if scur.isdigit() else None
-    servers: dict[str, _Server] = {}
-    for row in _table(state_text, sep=None):
-        if row.get("be_name") != BACKEND:
-            continue
-        name = row["srv_name"]
-        servers[name] = _Server(
-            name=name,
-            address=row["srv_addr"],
-            port=int(row["srv_port"]),
-            admin_state=int(row["srv_admin_state"]),
-            active=active.get(name),
-            op_state=int(row.get("srv_op_state", _OP_RUNNING)),
-            check_result=int(row.get("srv_check_result", 0)),
-        )
-    return servers
 
 
 def _desired_to_json(members: Mapping[str, _Desired]) -> str:
@@ -405,25 +217,33 @@ class HaproxyBalancer:
         self.start_timeout = start_timeout
         self.remove_wait = remove_wait
         self.add_wait = add_wait
-        self.socket_timeout = socket_timeout
-        # The open interactive connection of a batch, per thread (see ``_one_connection``).
-        self._local = threading.local()
         pool_dir = config.pool_dir.resolve()
         self._cfg_path = pool_dir / CONFIG_FILE
         self._sock_path = pool_dir / SOCKET_FILE
         self._pid_path = pool_dir / PID_FILE
         self._members_path = pool_dir / MEMBERS_FILE
+        self._runtime = HaproxyRuntime(pool_dir, timeout=socket_timeout,
+                                       connect=lambda sock: self._connect(sock))
+
+    @property
+    def socket_timeout(self) -> float:
+        """How long one runtime-API socket operation may take."""
+        return self._runtime.timeout
+
+    @socket_timeout.setter
+    def socket_timeout(self, seconds: float) -> None:
+        self._runtime.timeout = seconds
 
     # --- Balancer -------------------------------------------------------------------
 
     def url(self) -> str:
         """Where clients send requests, e.g. ``http://127.1.255.254:8080``."""
-        return f"http://{_host_port(self.config.listen_host, self.config.listen_port)}"
+        return f"http://{host_port(self.config.listen_host, self.config.listen_port)}"
 
     def running(self) -> bool:
         """True when this pool's HAProxy process is alive and answers on its socket."""
         pid = self._read_pid()
-        return pid is not None and pid_alive(pid) and self._answers()
+        return pid is not None and pid_alive(pid) and self._runtime.answers()
 
     def pid(self) -> int | None:
         """The pid of this pool's live HAProxy (from its pidfile), else None; no request."""
@@ -447,7 +267,7 @@ class HaproxyBalancer:
         when it started HAProxy."""
         self._prepare_dir()
         with self._locked():
-            if self._answers():
+            if self._runtime.answers():
                 self._repair_pidfile()
                 return False
             self._clean_stale()
@@ -468,7 +288,7 @@ class HaproxyBalancer:
         A read: ``errors.Transient`` when HAProxy does not answer; it never starts it.
         """
         desired = self._load()
-        servers = self._servers()
+        servers = self._runtime.servers()
         members: list[Member] = []
         for name, want in desired.items():
             server = servers.get(server_name(name))
@@ -487,41 +307,13 @@ class HaproxyBalancer:
         The change is saved to members.json first; with HAProxy not running this raises
         ``errors.Transient`` and ``ensure_running`` applies it (so does ``drain_member``).
         """
-        address = _validate_member(name, address, port)
-        with self._locked():
-            desired = self._load()
-            want = _Desired(address, port, MemberState.SERVING)
-            desired[name] = want
-            self._save(desired)
-            self._require_running(f"add_member({name!r})")
-            server = self._servers().get(server_name(name))
-            if server is not None and (server.address, server.port) != (address, port):
-                self._delete(name, server)  # it moved: re-create it at its new address
-                server = None
-            if server is None:
-                self._create(name, want)
-            elif server.maint:
-                self._bring_up(server.name)
-            elif server.drain:
-                self._command_ok(f"set server {BACKEND}/{server.name} state ready")
+        self._change([MemberChange(MemberAction.ADD, name, address, port)],
+                     f"add_member({name!r})")
 
     def drain_member(self, name: str) -> None:
         """No new requests; in-flight ones finish. Missing member: ``errors.NotFound``."""
-        with self._locked():
-            desired = self._load()
-            if name not in desired:
-                raise errors.NotFound(
-                    f"member {name!r} is not in the pool at {self.config.pool_dir}"
-                )
-            want = _Desired(desired[name].address, desired[name].port, MemberState.DRAINING)
-            desired[name] = want
-            self._save(desired)
-            self._require_running(f"drain_member({name!r})")
-            server = self._servers().get(server_name(name))
-            if server is None:
-                self._create(name, want)
-            elif server.ready:
-                self._command_ok(f"set server {BACKEND}/{server.name} state drain")
+        self._change([MemberChange(MemberAction.DRAIN, name)], f"drain_member({name!r})",
+                     strict=True)
 
     def remove_member(self, name: str) -> None:
         """Remove; a missing member is not an error.
@@ -532,20 +324,7 @@ class HaproxyBalancer:
         the caller to retry. With HAProxy not running it is only dropped from
         members.json: a stopped balancer serves nobody and will not restore it.
         """
-        with self._locked():
-            desired = self._load()
-            if name in desired and desired[name].state is MemberState.SERVING:
-                # If the delete is interrupted, a restart must not bring it back serving.
-                entry = desired[name]
-                desired[name] = _Desired(entry.address, entry.port, MemberState.DRAINING)
-                self._save(desired)
-            if self._answers():
-                server = self._servers().get(server_name(name))
-                if server is not None:
-                    self._delete(name, server)
-            if name in desired:
-                del desired[name]
-                self._save(desired)
+        self._change([MemberChange(MemberAction.REMOVE, name)], f"remove_member({name!r})")
 
     def change_members(self, changes: Sequence[MemberChange]) -> None:
         """Apply a batch (``MemberBatcher``): one lock, one load of members.json, one
@@ -559,6 +338,13 @@ class HaproxyBalancer:
         their in-flight requests; members still busy stay in maintenance (DRAINING) and
         ``errors.Transient`` names them after everything else was applied.
         """
+        self._change(changes, "change_members")
+
+    def _change(self, changes: Sequence[MemberChange], what: str, *, strict: bool = False
+                ) -> None:
+        """``change_members``, and every single-member call as a batch of one; ``what``
+        names the call in errors; ``strict``: draining a missing member raises
+        ``errors.NotFound`` instead of being ignored."""
         ordered = batch_order(changes)
         adds = [
             (c.name, _Desired(_validate_member(c.name, c.address, c.port), c.port,
@@ -569,8 +355,8 @@ class HaproxyBalancer:
             desired = self._load()
             before = dict(desired)
             desired.update(adds)
-            # Write ahead, as the single calls do: a member being drained or removed is
-            # saved DRAINING first, so a restart in between does not bring it back serving.
+            # Write ahead: a member being drained or removed is saved DRAINING first, so a
+            # restart in between does not bring it back serving.
             drains: list[tuple[str, _Desired]] = []
             removals: list[str] = []
             for change in ordered:
@@ -580,6 +366,11 @@ class HaproxyBalancer:
                 if change.action is MemberAction.REMOVE:
                     removals.append(change.name)
                 if entry is None:
+                    if strict and change.action is MemberAction.DRAIN:
+                        raise errors.NotFound(
+                            f"member {change.name!r} is not in the pool at"
+                            f" {self.config.pool_dir}"
+                        )
                     continue  # removing a missing member: HAProxy may still have it
                 entry = _Desired(entry.address, entry.port, MemberState.DRAINING)
                 desired[change.name] = entry
@@ -590,7 +381,7 @@ class HaproxyBalancer:
                 self._save(saved)
             connection = contextlib.ExitStack()
             try:
-                connection.enter_context(self._one_connection())
+                connection.enter_context(self._runtime.one_connection())
             except errors.Transient as exc:
                 # Not running: a stopped balancer serves nobody, so removals only leave
                 # members.json; ensure_running applies the rest from it.
@@ -599,7 +390,7 @@ class HaproxyBalancer:
                 if desired != saved:
                     self._save(desired)
                 if adds or drains:
-                    raise self._not_running("change_members") from exc
+                    raise self._not_running(what) from exc
                 return
             with connection:
                 busy = self._apply_batch(adds, drains, removals)
@@ -616,7 +407,7 @@ class HaproxyBalancer:
         removals: Sequence[str],
     ) -> dict[str, str]:
         """The runtime commands of ``change_members``; the removals still busy (why)."""
-        servers = self._servers()
+        servers = self._runtime.servers()
         fresh: list[str] = []  # servers that take traffic once their first check passes
         for name, want in adds:
             server = servers.get(server_name(name))
@@ -630,18 +421,18 @@ class HaproxyBalancer:
                 self._bring_up(server.name)
                 fresh.append(server.name)
             elif server.drain:
-                self._command_ok(f"set server {BACKEND}/{server.name} state ready")
+                self._runtime.command_ok(f"set server {BACKEND}/{server.name} state ready")
         going = [servers.get(server_name(name)) for name in (*(n for n, _ in drains), *removals)]
         if fresh and any(server is not None and server.ready for server in going):
             self._await_first_checks(fresh)
-        if adds:
-            servers = self._servers()
+        if adds and (drains or removals):
+            servers = self._runtime.servers()
         for name, want in drains:
             server = servers.get(server_name(name))
             if server is None:  # HAProxy lost it: back, but draining
                 self._create(name, want)
             elif server.ready:
-                self._command_ok(f"set server {BACKEND}/{server.name} state drain")
+                self._runtime.command_ok(f"set server {BACKEND}/{server.name} state drain")
         present = {name: servers[server_name(name)] for name in removals
                    if server_name(name) in servers}
         return self._delete_all(present)
@@ -651,9 +442,9 @@ class HaproxyBalancer:
         ``add_wait`` passed; a sick new member must not hold the batch for long."""
         deadline = self.clock.now() + timedelta(seconds=self.add_wait)
         while self.clock.now() < deadline:
-            servers = self._servers()
+            servers = self._runtime.servers()
             if all(
-                server is None or server.online or server.check_result == _CHECK_FAILED
+                server is None or server.online or server.check_result == CHECK_FAILED
                 for server in (servers.get(name) for name in fresh)
             ):
                 return
@@ -719,7 +510,7 @@ class HaproxyBalancer:
                 f"haproxy -D -f {self._cfg_path} exited with {done.returncode}: {output_text}"
             )
         deadline = started + timedelta(seconds=self.start_timeout)
-        while not self._answers():
+        while not self._runtime.answers():
             if self.clock.now() >= deadline:
                 self._kill()
                 raise errors.Transient(
@@ -748,7 +539,7 @@ class HaproxyBalancer:
     def _kill(self) -> None:
         pid = self._read_pid()
         if pid is None:
-            pid = self._pid_from_socket()
+            pid = self._runtime.pid()
         if pid is not None and self._is_ours(pid):
             self._terminate(pid)
         for path in (self._sock_path, self._pid_path):
@@ -788,16 +579,8 @@ class HaproxyBalancer:
             return None
         return int(text) if text.isdigit() else None
 
-    def _pid_from_socket(self) -> int | None:
-        try:
-            info = self._command("show info")
-        except errors.Transient:
-            return None
-        found = re.search(r"^Pid: (\d+)$", info, re.MULTILINE)
-        return int(found.group(1)) if found else None
-
     def _repair_pidfile(self) -> None:
-        pid = self._pid_from_socket()
+        pid = self._runtime.pid()
         if pid is not None and self._read_pid() != pid:
             atomic_write(self._pid_path, f"{pid}\n")
 
@@ -819,46 +602,46 @@ class HaproxyBalancer:
     def _create(self, name: str, want: _Desired) -> None:
         """Add a dynamic server; it takes traffic only once a check passes."""
         server = server_name(name)
-        address = _host_port(want.address, want.port)
+        address = host_port(want.address, want.port)
         # experimental-mode: 2.5 still hides add/del server behind it; harmless later.
         command = (
             f"experimental-mode on; add server {BACKEND}/{server} {address}"
-            f" check {_check_options(self.config)}"
+            f" check {check_options(self.config)}"
         )
-        answer = self._command(command)
+        answer = self._runtime.command(command)
         if "New server registered" not in answer and "Already exists" not in answer:
             raise errors.Transient(f"haproxy refused {command!r}: {answer.strip()!r}")
-        self._command_ok(f"enable health {BACKEND}/{server}")
+        self._runtime.command_ok(f"enable health {BACKEND}/{server}")
         if want.state is MemberState.DRAINING:
-            self._command_ok(f"set server {BACKEND}/{server} state drain")
+            self._runtime.command_ok(f"set server {BACKEND}/{server} state drain")
         else:
             self._bring_up(server)
 
     def _bring_up(self, server: str) -> None:
         # Leaving maintenance marks a server UP before any check; via drain (checks run,
         # no traffic) and "health down", it stays out until a check passes.
-        self._command_ok(f"set server {BACKEND}/{server} state drain")
-        self._command_ok(f"set server {BACKEND}/{server} health down")
-        self._command_ok(f"set server {BACKEND}/{server} state ready")
+        self._runtime.command_ok(f"set server {BACKEND}/{server} state drain")
+        self._runtime.command_ok(f"set server {BACKEND}/{server} health down")
+        self._runtime.command_ok(f"set server {BACKEND}/{server} state ready")
 
-    def _delete(self, name: str, server: _Server) -> None:
+    def _delete(self, name: str, server: Server) -> None:
         """Maintenance, wait (bounded) for in-flight requests, then ``del server``."""
         busy = self._delete_all({name: server})
         if busy:
             raise errors.Transient(busy[name])
 
-    def _delete_all(self, servers: Mapping[str, _Server]) -> dict[str, str]:
+    def _delete_all(self, servers: Mapping[str, Server]) -> dict[str, str]:
         """Maintenance for all, then ``del server`` each once its in-flight requests
         finished, all within one ``remove_wait``; the members left (why), by name."""
         for server in servers.values():
             if not server.maint:
-                self._command_ok(f"set server {BACKEND}/{server.name} state maint")
+                self._runtime.command_ok(f"set server {BACKEND}/{server.name} state maint")
         pending = dict(servers)
         failed: dict[str, str] = {}
         answers: dict[str, str] = {}
         deadline = self.clock.now() + timedelta(seconds=self.remove_wait)
         while pending:
-            current = self._servers()
+            current = self._runtime.servers()
             for name, server in list(pending.items()):
                 now = current.get(server.name)
                 if now is None:
@@ -868,7 +651,7 @@ class HaproxyBalancer:
                 if now.active:
                     continue
                 command = f"experimental-mode on; del server {BACKEND}/{server.name}"
-                answer = self._command(command).strip()
+                answer = self._runtime.command(command).strip()
                 if "Server deleted" in answer or "No such server" in answer:
                     del pending[name]
                 elif "still has connections" in answer:
@@ -890,26 +673,6 @@ class HaproxyBalancer:
                 self.clock.sleep(0.05)
         return failed
 
-    def _servers(self) -> dict[str, _Server]:
-        state = self._command(f"show servers state {BACKEND}")
-        if not state.startswith("1\n"):
-            raise errors.Transient(
-                f"unexpected answer to 'show servers state {BACKEND}': {state.strip()!r}"
-            )
-        stat = self._command(f"show stat {BACKEND} 4 -1")
-        if not stat.startswith("# "):
-            raise errors.Transient(
-                f"unexpected answer to 'show stat {BACKEND} 4 -1': {stat.strip()!r}"
-            )
-        try:
-            return parse_servers(state, stat)
-        except (KeyError, ValueError) as exc:
-            raise errors.Transient(f"could not parse haproxy's server table: {exc}") from exc
-
-    def _require_running(self, what: str) -> None:
-        if not self._answers():
-            raise self._not_running(what)
-
     def _not_running(self, what: str) -> errors.Transient:
         return errors.Transient(
             f"{what}: haproxy for {self.config.pool_dir} is not running; the change is"
@@ -918,83 +681,14 @@ class HaproxyBalancer:
 
     # --- runtime API ----------------------------------------------------------------
 
-    def _command(self, command: str) -> str:
-        """Send one command line to the admin socket and return HAProxy's whole answer:
-        on the batch's open connection (``_one_connection``) if there is one, else on a
-        connection of its own."""
-        session: _Session | None = getattr(self._local, "session", None)
-        chunks: list[bytes] = []
-        try:
-            if session is not None:
-                return session.send(command)
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(self.socket_timeout)
-                self._connect(sock)
-                sock.sendall(command.encode() + b"\n")
-                while chunk := sock.recv(65536):
-                    chunks.append(chunk)
-        except OSError as exc:
-            raise self._socket_error(command, exc) from exc
-        return b"".join(chunks).decode("utf-8", errors="replace")
-
-    def _socket_error(self, command: str, exc: OSError) -> errors.Transient:
-        hint = ""
-        if isinstance(exc, FileNotFoundError | ConnectionRefusedError) or (
-            exc.errno in (errno.ENOENT, errno.ECONNREFUSED)
-        ):
-            hint = " (is haproxy running? ensure_running() starts it)"
-        return errors.Transient(
-            f"haproxy admin socket {self._sock_path}: {command!r} failed: {exc}{hint}"
-        )
-
-    @contextlib.contextmanager
-    def _one_connection(self) -> Iterator[None]:
-        """Every ``_command`` inside (in this thread) goes over one interactive connection
-        with ``experimental-mode`` on: a batch costs one connect, waits included.
-        ``errors.Transient`` when HAProxy does not answer."""
-        if getattr(self._local, "session", None) is not None:
-            yield
-            return
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.socket_timeout)
-            self._connect(sock)
-            session = _Session(sock)
-            session.send("prompt")
-            session.send("experimental-mode on")
-        except OSError as exc:
-            sock.close()
-            raise self._socket_error("prompt", exc) from exc
-        self._local.session = session
-        try:
-            yield
-        finally:
-            self._local.session = None
-            sock.close()
-
     def _connect(self, sock: socket.socket) -> None:
-        path = os.fsencode(self._sock_path)
-        if len(path) <= MAX_SUN_PATH:
-            sock.connect(path)
-            return
-        # Too long for sun_path: reach it through a short alias of its directory (Linux).
-        dir_fd = os.open(self.config.pool_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            sock.connect(f"/proc/self/fd/{dir_fd}/{SOCKET_FILE}")
-        finally:
-            os.close(dir_fd)
+        """Every runtime-API connection of this balancer is opened here."""
+        connect_admin_socket(sock, self._sock_path)
 
-    def _command_ok(self, command: str) -> None:
-        """A command that answers nothing on success; any text is HAProxy's error."""
-        answer = self._command(command).strip()
-        if answer:
-            raise errors.Transient(f"haproxy refused {command!r}: {answer!r}")
-
-    def _answers(self) -> bool:
-        try:
-            return "Pid:" in self._command("show info")
-        except errors.Transient:
-            return False
+    def _command(self, command: str) -> str:
+        """One runtime-API command line and HAProxy's whole answer (a shortcut to the
+        runtime's ``command``)."""
+        return self._runtime.command(command)
 
     # --- files ----------------------------------------------------------------------
 
@@ -1024,27 +718,6 @@ class HaproxyBalancer:
 
     def _save(self, members: Mapping[str, _Desired]) -> None:
         atomic_write(self._members_path, _desired_to_json(members))
-
-
-class _Session:
-    """One runtime-API connection in interactive mode (``prompt``): each command line is
-    answered by one ``\\n> `` prompt per ``;``-separated command, and the connection stays
-    open for the next line."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-
-    def send(self, command: str) -> str:
-        """The answer to ``command``, as a one-shot connection would have returned it."""
-        self._sock.sendall(command.encode() + b"\n")
-        prompts = command.count(";") + 1
-        buffer = b""
-        while buffer.count(_PROMPT) < prompts:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("haproxy closed the runtime-API connection")
-            buffer += chunk
-        return buffer.replace(_PROMPT, b"\n").decode("utf-8", errors="replace")
 
 
 def _validate_member(name: str, address: str, port: int) -> str:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from phoenix.errors import InputError, RegionUnavailable, Transient
 from phoenix.processes import pid_alive
-from phoenix.providers.local import haproxy, proxy
+from phoenix.providers.local import haproxy_config, proxy_server
 from phoenix.providers.local.images import write_json_atomic
 from phoenix.providers.local.nodes import kill_node_processes
 
@@ -175,12 +175,12 @@ def _pool_arguments(pool_dir: Path) -> set[bytes]:
     """The argv entries that only this pool's balancer carries: HAProxy runs
     ``haproxy -D -f <pool_dir>/haproxy.cfg``, the built-in one ``python -m <module>
     <pool_dir>``."""
-    return {os.fsencode(pool_dir / haproxy.CONFIG_FILE), os.fsencode(pool_dir)}
+    return {os.fsencode(pool_dir / haproxy_config.CONFIG_FILE), os.fsencode(pool_dir)}
 
 
 def _pids_in_files(pool_dir: Path) -> list[int]:
     pids = []
-    for name in (haproxy.PID_FILE, proxy.PID_FILE):
+    for name in (haproxy_config.PID_FILE, proxy_server.PID_FILE):
         with contextlib.suppress(OSError, ValueError):
             pids.append(int((pool_dir / name).read_text().strip()))
     return pids
@@ -194,7 +194,7 @@ def _runs(pid: int, owned: set[bytes]) -> bool:
     if not owned.intersection(argv):
         return False
     is_haproxy = os.path.basename(argv[0]) == b"haproxy"
-    return (is_haproxy or proxy.MODULE.encode() in argv) and pid_alive(pid)
+    return (is_haproxy or proxy_server.MODULE.encode() in argv) and pid_alive(pid)
 
 
 def _wait_gone(pids: set[int]) -> None:
