@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from phoenix.model import MemberAction, MemberChange
-from phoenix.providers.openstack import _desired_members, _member_body, _member_key
+from phoenix.providers.openstack.balancer import _desired_members, _member_body, _member_key
 
 ADD, DRAIN, REMOVE = MemberAction.ADD, MemberAction.DRAIN, MemberAction.REMOVE
 
