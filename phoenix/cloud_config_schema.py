@@ -126,6 +126,8 @@ def schema_problems(text: str) -> list[SchemaProblem]:
         return []
     found: dict[tuple[KeyPath, str], None] = {}  # ordered and without repeats
     for error in _errors(document):
+        if _empty_list(error):
+            continue
         found.setdefault(_explain(error), None)
     for key in document:
         message = _near_miss(key)
@@ -178,6 +180,13 @@ def load_schema() -> dict[str, Any]:
     data = resources.files("phoenix").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(data)
     return schema
+
+
+def _empty_list(error: Any) -> bool:
+    """An empty list where the schema wants items (``write_files: []``): what a template
+    loop over nothing renders. cloud-init warns and runs nothing for it, which is what
+    was meant, so it is not refused."""
+    return bool(error.validator == "minItems" and error.instance == [])
 
 
 def _errors(document: dict[Any, Any]) -> Iterable[Any]:

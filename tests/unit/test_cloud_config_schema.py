@@ -330,3 +330,11 @@ def test_checking_key_by_key_finds_what_the_whole_schema_finds(text: str) -> Non
 
     assert cloud_config_schema._subschemas() is not None  # the fast path is taken
     assert seen(by_key) == seen(whole) != []
+
+
+def test_an_empty_list_from_a_loop_over_nothing_is_accepted() -> None:
+    """``write_files: []`` is what ``{% for %}`` over no files renders; cloud-init runs
+    nothing for it (the schema's minItems only makes it warn). A list with a wrong item
+    is still refused."""
+    assert schema_problems("#cloud-config\nwrite_files: []\nruncmd: []\n") == []
+    assert schema_problems("#cloud-config\nwrite_files: [{path: 1}]\n") != []
