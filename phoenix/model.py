@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TypedDict
 
 # Tag / metadata keys Phoenix puts on every server it creates.
 TAG_APP = "phoenix:app"
@@ -20,6 +21,35 @@ TAG_ATTEMPT = "phoenix:attempt"
 TAG_SPEC_DIGEST = "phoenix:spec-digest"
 TAG_DEPLOY_ID = "phoenix:deploy-id"
 TAG_LEASE = "phoenix:lease"  # the lease generation of the actor that created the server
+
+
+class TagFields(TypedDict):
+    """What Phoenix's tags on a server say about it (the fields of ``Node`` they fill)."""
+
+    app: str
+    release: str
+    index: int
+    attempt: int
+
+
+def tag_fields(tags: Mapping[str, str]) -> TagFields:
+    """Decode a server's Phoenix tags: the one decoder every provider uses.
+
+    A server Phoenix did not make (or a tag someone edited into a non-number) reads as
+    index 0, attempt 0, rather than failing the listing it appears in."""
+    return {
+        "app": tags.get(TAG_APP, ""),
+        "release": tags.get(TAG_RELEASE, ""),
+        "index": _tag_int(tags.get(TAG_INDEX)),
+        "attempt": _tag_int(tags.get(TAG_ATTEMPT)),
+    }
+
+
+def _tag_int(value: str | None) -> int:
+    try:
+        return int(value) if value else 0
+    except ValueError:
+        return 0
 # Timestamps the executor writes so that waits survive a crash of the engine.
 META_SERVING_SINCE = "phoenix:serving-since"
 META_DRAIN_SINCE = "phoenix:drain-since"

@@ -10,15 +10,13 @@ from typing import Any
 from phoenix import errors
 from phoenix.model import (
     TAG_APP,
-    TAG_ATTEMPT,
-    TAG_INDEX,
-    TAG_RELEASE,
     Flavor,
     Image,
     Node,
     NodeRequest,
     NodeState,
     Quota,
+    tag_fields,
 )
 from phoenix.providers.base import Clock, ImageQuery
 from phoenix.providers.libcloud.quirks import ComputeQuirks, compute_quirks
@@ -49,13 +47,6 @@ def _state(node: Any) -> NodeState:
                  LcState.PAUSED):
         return NodeState.ERROR
     return NodeState.BUILD
-
-
-def _int(value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError:
-        return 0
 
 
 def _time(raw: Any) -> datetime | None:
@@ -102,13 +93,10 @@ class LibcloudCompute(Part):
             id=str(raw.id),
             name=tags.get(NAME_TAG) or str(raw.name),
             region=region,
-            app=tags.get(TAG_APP, ""),
-            release=tags.get(TAG_RELEASE, ""),
-            index=_int(tags.get(TAG_INDEX)),
+            **tag_fields(tags),
             state=state,
             created_at=created or self._clock.now(),
             address=ips[0] if ips else None,
-            attempt=_int(tags.get(TAG_ATTEMPT)),
             fault=fault,
             metadata=tags,
         )

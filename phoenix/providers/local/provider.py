@@ -37,9 +37,6 @@ from phoenix.errors import (
 )
 from phoenix.model import (
     TAG_APP,
-    TAG_ATTEMPT,
-    TAG_INDEX,
-    TAG_RELEASE,
     Flavor,
     Image,
     Member,
@@ -48,6 +45,7 @@ from phoenix.model import (
     NodeRequest,
     NodeState,
     Quota,
+    tag_fields,
 )
 from phoenix.provider_options import LocalOptions, parse_options
 from phoenix.providers.base import Clock, ImageQuery, Provider
@@ -207,23 +205,13 @@ def _node(record: NodeRecord, region: str) -> Node:
         id=record.id,
         name=record.name,
         region=region,
-        app=metadata.get(TAG_APP, ""),
-        release=metadata.get(TAG_RELEASE, ""),
-        index=_int(metadata.get(TAG_INDEX)),
+        **tag_fields(metadata),
         state=state,
         created_at=record.created_at,
         address=record.address,
-        attempt=_int(metadata.get(TAG_ATTEMPT)),
         fault=record.fault,
         metadata=metadata,
     )
-
-
-def _int(value: str | None) -> int:
-    try:
-        return int(value) if value is not None else 0
-    except ValueError:
-        return 0
 
 
 def _image(image: LocalImage) -> Image:

@@ -11,10 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from phoenix.model import (
-    TAG_APP,
-    TAG_ATTEMPT,
-    TAG_INDEX,
-    TAG_RELEASE,
     DnsRecord,
     Flavor,
     Image,
@@ -22,6 +18,7 @@ from phoenix.model import (
     MemberState,
     Node,
     NodeState,
+    tag_fields,
 )
 from phoenix.provider_options import MEMORY_STATE_FILE
 
@@ -69,13 +66,10 @@ class Server:
             id=self.id,
             name=self.name,
             region=self.region,
-            app=self.metadata.get(TAG_APP, ""),
-            release=self.metadata.get(TAG_RELEASE, ""),
-            index=_int_tag(self.metadata.get(TAG_INDEX)),
+            **tag_fields(self.metadata),
             state=self.state,
             created_at=self.created_at,
             address=self.address,
-            attempt=_int_tag(self.metadata.get(TAG_ATTEMPT)),
             fault=self.fault,
             metadata=dict(self.metadata),
             capacity_fault=self.fault == NO_VALID_HOST,
@@ -123,14 +117,6 @@ class CloudState:
         self.pools.setdefault(region, {})
         self.limits.setdefault(region, Limits())
         return True
-
-
-def _int_tag(value: str | None) -> int:
-    """Decode an integer tag; servers not created by Phoenix read as 0."""
-    try:
-        return int(value) if value is not None else 0
-    except ValueError:
-        return 0
 
 
 # --- state file (de)serialization ---------------------------------------------------------

@@ -16,8 +16,6 @@ import openstack.exceptions as os_exc
 from phoenix import errors
 from phoenix.model import (
     TAG_APP,
-    TAG_ATTEMPT,
-    TAG_INDEX,
     TAG_RELEASE,
     Flavor,
     Image,
@@ -25,6 +23,7 @@ from phoenix.model import (
     NodeRequest,
     NodeState,
     Quota,
+    tag_fields,
 )
 from phoenix.providers.base import ImageQuery
 from phoenix.providers.openstack.cloud import Adapter, translated
@@ -33,7 +32,6 @@ from phoenix.providers.openstack.readers import (
     attr,
     find,
     image_of,
-    int_tag,
     node_of,
     release_tag,
 )
@@ -121,12 +119,9 @@ class OpenStackCompute(Adapter):
                 id=str(created.id),
                 name=request.name,
                 region=region,
-                app=app,
-                release=request.metadata.get(TAG_RELEASE, ""),
-                index=int_tag(request.metadata.get(TAG_INDEX)),
+                **tag_fields(request.metadata),
                 state=NodeState.BUILD,
                 created_at=self._cloud.clock.now(),
-                attempt=int_tag(request.metadata.get(TAG_ATTEMPT)),
                 metadata=dict(metadata),
             )
 

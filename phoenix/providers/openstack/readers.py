@@ -17,13 +17,10 @@ from typing import Any
 import openstack.exceptions as os_exc
 
 from phoenix.model import (
-    TAG_APP,
-    TAG_ATTEMPT,
-    TAG_INDEX,
-    TAG_RELEASE,
     Image,
     Node,
     NodeState,
+    tag_fields,
 )
 
 _MAX_TAG = 60  # Nova: tags are 1-60 characters without ',' or '/'
@@ -60,13 +57,6 @@ def _parse_time(raw: Any) -> datetime | None:
     else:
         return None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def int_tag(value: str | None) -> int:
-    try:
-        return int(value) if value is not None else 0
-    except ValueError:
-        return 0
 
 
 def _safe_tag(text: str) -> str:
@@ -142,13 +132,10 @@ def node_of(server: Any, region: str, *, now: datetime) -> Node:
         id=str(server.id),
         name=str(attr(server, "name", "")),
         region=region,
-        app=metadata.get(TAG_APP, ""),
-        release=metadata.get(TAG_RELEASE, ""),
-        index=int_tag(metadata.get(TAG_INDEX)),
+        **tag_fields(metadata),
         state=state,
         created_at=_parse_time(attr(server, "created_at")) or now,
         address=_first_fixed_ip(attr(server, "addresses")),
-        attempt=int_tag(metadata.get(TAG_ATTEMPT)),
         fault=fault,
         metadata=metadata,
         # Nova's scheduler found no host: the region is out of capacity, not the node bad.
