@@ -127,14 +127,7 @@ async def http_session(check: HttpCheck, timeout: float) -> AsyncIterator[Probe]
     if probes.owns_running_loop():
         yield http_probe(check, timeout, probes.client())
         return
-    limits = httpx.Limits(max_connections=MAX_CONCURRENT_PROBES, max_keepalive_connections=0)
-    async with httpx.AsyncClient(
-        timeout=timeout,
-        limits=limits,
-        follow_redirects=False,
-        trust_env=False,
-        verify=False,
-    ) as client:
+    async with probe_loop.probe_client(MAX_CONCURRENT_PROBES) as client:
         yield http_probe(check, timeout, client)
 
 

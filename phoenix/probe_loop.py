@@ -54,18 +54,7 @@ class ProbeLoop:
     def client(self) -> httpx.AsyncClient:
         """The shared probe client; only for code running on this loop."""
         if self._client is None:
-            # Probes only ever use plain http:// URLs, so no TLS context is needed; the
-            # default one would load the CA bundle. If https checks are ever added, pass a
-            # real verify context here. trust_env=False: health checks go straight to the
-            # node, never through a proxy named in the environment.
-            self._client = httpx.AsyncClient(
-                limits=httpx.Limits(
-                    max_connections=CLIENT_CONNECTION_LIMIT, max_keepalive_connections=0
-                ),
-                follow_redirects=False,
-                trust_env=False,
-                verify=False,
-            )
+            self._client = probe_client(CLIENT_CONNECTION_LIMIT)
         return self._client
 
     def owns_running_loop(self) -> bool:
@@ -83,6 +72,22 @@ class ProbeLoop:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
+
+
+def probe_client(max_connections: int) -> httpx.AsyncClient:
+    """An HTTP client for health probes, to be made on the loop it will run on.
+
+    No idle connections (each probe proves the node accepts one); no redirects followed
+    (a login redirect is not a healthy app); no TLS context, since probes only use plain
+    http:// URLs and the default one would load the CA bundle (if https checks are ever
+    added, pass a real verify context here); trust_env=False: straight to the node, never
+    through a proxy named in the environment."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=0),
+        follow_redirects=False,
+        trust_env=False,
+        verify=False,
+    )
 
 
 _shared: ProbeLoop | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from phoenix.model import (
 )
 from phoenix.providers.base import Store
 from phoenix.providers.memory import MemoryCloud
+from phoenix.spec import Spec
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -30,6 +32,29 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 def node(node_id: str, **metadata: str) -> Node:
     return Node(id=node_id, name=f"web-r1-{node_id}", region="r", app="web", release="r1",
                 index=0, state=NodeState.ACTIVE, created_at=T0, metadata=metadata)
+
+
+def _app(root: Path, *, count: int, boot_seconds: float) -> tuple[
+        FakeClock, MemoryCloud, Callable[[str], Spec]]:
+    """A memory cloud with a golden image, and the app's spec for a template value
+    (each value a new release)."""
+    (root / "t.j2").write_text(
+        "#cloud-config\nwrite_files: [{path: /x, content: '{{ vars.v }}'}]\n")
+    clock = FakeClock(T0)
+    cloud = MemoryCloud(["region-a"], clock=clock, boot_seconds=boot_seconds)
+    cloud.add_image(Image("img-golden", "golden", T0))
+    cloud.add_flavor(Flavor("m1.small", "m1.small"))
+    text = ("app: web\nprovider: {name: memory}\nregions: [region-a]\n"
+            f"image: {{name: golden}}\nflavor: m1.small\ncount: {count}\ntemplate: t.j2\n"
+            "vars: {v: VALUE}\nhealth: {http: {port: 80}, interval: 1s}\n"
+            "load_balancer: {pool: p, member_port: 80}\n")
+    spec_file = root / "phoenix.yaml"
+
+    def spec_of(value: str) -> Spec:
+        spec_file.write_text(text.replace("VALUE", value))
+        return phoenix.load_spec(spec_file)
+
+    return clock, cloud, spec_of
 
 
 def test_stamps_are_merged_over_metadata_and_gone_servers_are_dropped() -> None:
@@ -59,22 +84,10 @@ def test_a_redeploy_writes_no_server_metadata() -> None:
     """Per replaced node: one create and one delete; the stamps go to the ledger."""
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        (root / "t.j2").write_text(
-            "#cloud-config\nwrite_files: [{path: /x, content: '{{ vars.v }}'}]\n")
-        clock = FakeClock(T0)
-        cloud = MemoryCloud(["region-a"], clock=clock, boot_seconds=2)
-        cloud.add_image(Image("img-golden", "golden", T0))
-        cloud.add_flavor(Flavor("m1.small", "m1.small"))
-        text = ("app: web\nprovider: {name: memory}\nregions: [region-a]\n"
-                "image: {name: golden}\nflavor: m1.small\ncount: 20\ntemplate: t.j2\n"
-                "vars: {v: VALUE}\nhealth: {http: {port: 80}, interval: 1s}\n"
-                "load_balancer: {pool: p, member_port: 80}\n")
-        spec_file = root / "phoenix.yaml"
+        clock, cloud, spec_of = _app(Path(tmp), count=20, boot_seconds=2)
         for value in ("one", "two"):
             before = dict(cloud.calls)
-            spec_file.write_text(text.replace("VALUE", value))
-            phoenix.deploy(phoenix.load_spec(spec_file), provider=cloud.provider(), clock=clock)
+            phoenix.deploy(spec_of(value), provider=cloud.provider(), clock=clock)
         delta = {k: v - before.get(k, 0) for k, v in cloud.calls.items()}
 
     assert delta.get("compute.set_metadata", 0) == 0
@@ -105,24 +118,12 @@ def test_the_lease_holder_reads_the_ledger_once_per_run() -> None:
     store was a third of Phoenix's requests on OpenStack). Without the lease, every read
     goes to the store."""
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        (root / "t.j2").write_text("#cloud-config\nruncmd: ['{{ vars.v }}']\n")
-        clock = FakeClock(T0)
-        cloud = MemoryCloud(["region-a"], clock=clock, boot_seconds=5)
-        cloud.add_image(Image("img-golden", "golden", T0))
-        cloud.add_flavor(Flavor("m1.small", "m1.small"))
-        text = ("app: web\nprovider: {name: memory}\nregions: [region-a]\n"
-                "image: {name: golden}\nflavor: m1.small\ncount: 3\ntemplate: t.j2\n"
-                "vars: {v: VALUE}\nhealth: {http: {port: 80}, interval: 1s}\n"
-                "load_balancer: {pool: p, member_port: 80}\n")
-        spec_file = root / "phoenix.yaml"
+        clock, cloud, spec_of = _app(Path(tmp), count=3, boot_seconds=5)
         plain = cloud.provider()
         store = _CountingStore(plain.store)
         provider = dataclasses.replace(plain, store=store)  # type: ignore[arg-type]
         for value in ("one", "two"):
-            spec_file.write_text(text.replace("VALUE", value))
-            result = phoenix.deploy(phoenix.load_spec(spec_file), provider=provider,
-                                    clock=clock)
+            result = phoenix.deploy(spec_of(value), provider=provider, clock=clock)
             assert result.steps > 3  # several polls
         key = "apps/web/ledger/region-a.json"
         assert store.gets[key] == 2  # once per deploy
