@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "DestroyResult": "phoenix.api",
+    "DrillResult": "phoenix.api",
+    "Phoenix": "phoenix.session",
     "NodeStatus": "phoenix.api",
     "PlanReport": "phoenix.api",
     "RegionStatus": "phoenix.api",
@@ -54,12 +56,14 @@ __all__ = [
     "DeployRecord",
     "DeployResult",
     "DestroyResult",
+    "DrillResult",
     "Event",
     "ExitCode",
     "InputError",
     "Interrupted",
     "LockHeld",
     "NodeStatus",
+    "Phoenix",
     "PhoenixError",
     "PlanReport",
     "RegionAttempt",
@@ -99,6 +103,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from phoenix.api import (
         DestroyResult,
+        DrillResult,
         NodeStatus,
         PlanReport,
         RegionStatus,
@@ -128,5 +133,6 @@ if TYPE_CHECKING:
         TemplateError,
     )
     from phoenix.records import DeployRecord
+    from phoenix.session import Phoenix
     from phoenix.spec import Spec
     from phoenix.spec_loader import load_spec

@@ -48,7 +48,7 @@ from phoenix.lease import WATCH_PREFIX, DeployLock
 from phoenix.model import Health, MemberState
 from phoenix.providers.base import Clock, Dns, PoolEndpoint, Provider
 from phoenix.records import NO_RELEASE, DeployRecord, Records, ServingRecord
-from phoenix.retrying import RetryingCaller
+from phoenix.retrying import RetryingCaller, RetryPolicy
 from phoenix.spec import DnsSpec, Spec
 from phoenix.vocabulary import EventKind, Outcome
 
@@ -76,8 +76,10 @@ class RegionMover:
         clock: Clock,
         on_event: EventSink | None = None,
         deploy_id: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.spec = spec
+        self.retry = retry
         self.provider = provider
         self.clock = clock
         self.on_event = on_event or (lambda event: None)
@@ -85,7 +87,7 @@ class RegionMover:
         self.deploy_id = deploy_id or plog.new_deploy_id()
         self._home = self._engine(spec.regions[0])
         self.store = self._home.store  # retried like every provider call
-        self.call = RetryingCaller(provider, clock=clock).call
+        self.call = RetryingCaller(provider, clock=clock, retry=retry).call
         self.records = Records(self.store, spec.app)
 
     # --- where the app serves ---------------------------------------------------------
@@ -490,7 +492,7 @@ class RegionMover:
     def _engine(self, region: str, lock: DeployLock | None = None) -> Engine:
         return Engine(
             self.spec, self.provider, clock=self.clock, region=region,
-            on_event=self.on_event, deploy_id=self.deploy_id, lock=lock,
+            on_event=self.on_event, deploy_id=self.deploy_id, lock=lock, retry=self.retry,
         )
 
     @contextlib.contextmanager

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from phoenix import log as plog
-from phoenix.api import serving_region_of
 from phoenix.clock import SystemClock
 from phoenix.engine import Engine
 from phoenix.errors import (
@@ -37,12 +36,11 @@ from phoenix.errors import (
 )
 from phoenix.executor import IMAGE
 from phoenix.heal import Verdict
-from phoenix.lease import WATCH_PREFIX, DeployLock
+from phoenix.lease import WATCH_PREFIX
 from phoenix.metrics import WatchMetrics
 from phoenix.model import MemberState, NodeState
 from phoenix.providers.base import Clock, ImageQuery, Provider
-from phoenix.providers.registry import open_provider
-from phoenix.regions import RegionMover
+from phoenix.session import Phoenix
 from phoenix.spec import Spec
 from phoenix.status_page import AppView, NodeRow, render
 
@@ -66,14 +64,21 @@ class AppReport:
 
 @dataclass
 class _App:
-    spec: Spec
-    provider: Provider
+    session: Phoenix  # the app's spec and provider, opened once for the watch's life
     engines: dict[str, Engine] = field(default_factory=dict)
     # When each (region, release)'s golden image was made: looked up once, it never
     # changes (a release is immutable), so an idle watch makes no image calls.
     image_created: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
     down_since: dict[str, datetime] = field(default_factory=dict)  # region -> first seen down
     primary_up_since: datetime | None = None  # while serving elsewhere (auto_failback)
+
+    @property
+    def spec(self) -> Spec:
+        return self.session.spec
+
+    @property
+    def provider(self) -> Provider:
+        return self.session.provider
 
 
 class Watcher:
@@ -97,11 +102,12 @@ class Watcher:
         self._stack = contextlib.ExitStack()
         given = providers or {}
         self.apps = [
-            _App(spec, given[spec.app] if spec.app in given
-                 else self._stack.enter_context(
-                     contextlib.closing(open_provider(spec, clock=self.clock))))
+            _App(self._stack.enter_context(
+                Phoenix(spec, provider=given.get(spec.app), clock=self.clock)))
             for spec in specs
         ]
+        for app in self.apps:
+            _ = app.provider  # open each now: a provider that cannot open fails the start
         self.last_round: datetime | None = None
         self.metrics = metrics or WatchMetrics()
         self.last_reports: dict[str, AppReport] = {}
@@ -198,7 +204,7 @@ class Watcher:
         tried: list[str] = []
         for to in [r for r in spec.regions if r != region]:
             try:
-                result = _mover(app, self.clock, self.deploy_id).failover(
+                result = app.session.mover(deploy_id=self.deploy_id).failover(
                     to, why=f"watch: {region} could not serve for {lasted:g}s ({why})")
             except LockHeld as held:
                 return AppReport(spec.app, region, at, "waiting",
@@ -227,7 +233,7 @@ class Watcher:
             return None
         now = self.clock.now()
         try:
-            _mover(app, self.clock, self.deploy_id).call(
+            app.session.caller.call(
                 lambda: app.provider.compute.list_nodes(primary, spec.app))
         except PhoenixError:
             app.primary_up_since = None
@@ -238,7 +244,7 @@ class Watcher:
         if up < failover.failback_after:
             return None
         try:
-            result = _mover(app, self.clock, self.deploy_id).failback(
+            result = app.session.mover(deploy_id=self.deploy_id).failback(
                 why=f"watch: {primary} answered for {up:g}s (failover.auto_failback)")
         except LockHeld:
             return None
@@ -269,7 +275,7 @@ class Watcher:
             if report.outcome == "succeeded":
                 metrics.heals.labels(name, report.region, report.action).inc()
         with contextlib.suppress(PhoenixError):
-            held = DeployLock(app.provider.store, name, "watch-metrics").holder()
+            held = app.session.lease("watch-metrics").holder()
             metrics.lease_held.labels(name).set(1 if held is not None else 0)
         metrics.desired.labels(name, report.region).set(app.spec.count)
         if app.spec.image.max_age is not None:
@@ -303,14 +309,13 @@ class Watcher:
 
     def _tend(self, app: _App) -> AppReport:
         spec = app.spec
-        region = serving_region_of(spec, app.provider, self.clock) or spec.regions[0]
+        region = app.session.serving_region() or spec.regions[0]
         engine = app.engines.get(region)
         # A first look has no probe history: it probes up to unhealthy_threshold times,
         # so that one round (``watch --once`` from cron) can tell a sick node.
         probes = 1 if engine is not None else spec.health.unhealthy_threshold
         if engine is None:
-            engine = Engine(spec, app.provider, clock=self.clock, region=region,
-                            deploy_id=self.deploy_id)
+            engine = app.session.engine(region, deploy_id=self.deploy_id)
             app.engines[region] = engine
         now = self.clock.now().isoformat()
         try:
@@ -354,10 +359,6 @@ class Watcher:
         log.info("acted", app=spec.app, action=result.action, outcome=result.outcome)
         return AppReport(spec.app, region, now, "acting", verdict.describe(), result.action,
                          result.outcome, verdict.release)
-
-
-def _mover(app: _App, clock: Clock, deploy_id: str) -> RegionMover:
-    return RegionMover(app.spec, app.provider, clock=clock, deploy_id=deploy_id)
 
 
 def _lookup_image_created(app: _App, engine: Engine, release: str) -> datetime | None:
