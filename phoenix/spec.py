@@ -531,6 +531,8 @@ class Spec(_Strict):
     _path: Path | None = PrivateAttr(default=None)
     _resolved_vars: dict[str, Any] = PrivateAttr(default_factory=dict)
     _secret_names: frozenset[str] = PrivateAttr(default=frozenset())
+    _environment: str | None = PrivateAttr(default=None)
+    _environments: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("app")
     @classmethod
@@ -641,11 +643,24 @@ class Spec(_Strict):
     def secret_names(self) -> frozenset[str]:
         return self._secret_names
 
+    @property
+    def environment(self) -> str | None:
+        """The environment this spec was loaded for (``--env``); None: the base spec."""
+        return self._environment
+
+    @property
+    def environments(self) -> tuple[str, ...]:
+        """Every environment the spec file (or a file beside it) defines."""
+        return self._environments
+
     def attach(
-        self, path: Path | None, resolved_vars: dict[str, Any], secret_names: frozenset[str]
+        self, path: Path | None, resolved_vars: dict[str, Any], secret_names: frozenset[str],
+        *, environment: str | None = None, environments: tuple[str, ...] = (),
     ) -> Spec:
         """Bind the spec to its file and resolved vars (done once by the loader)."""
         self._path = path
         self._resolved_vars = dict(resolved_vars)
         self._secret_names = secret_names
+        self._environment = environment
+        self._environments = environments
         return self

@@ -29,6 +29,16 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from phoenix.environments import (
+    ENVIRONMENTS_KEY,
+    NAME_PATTERN,
+    NAME_RULE,
+    deep_merge,
+    instance_names,
+    overlay_file,
+    overlay_files,
+    valid_name,
+)
 from phoenix.errors import SpecError
 from phoenix.input_files import InputFileError, read_var_file, resolve_inside
 from phoenix.model_paths import field_names_at
@@ -132,33 +142,25 @@ _SpecYamlLoader.yaml_implicit_resolvers = {
 }
 
 
-def load_spec(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Spec:
-    """Read, validate and resolve the spec at ``path``.
+def load_spec(
+    path: str | Path, *, environ: Mapping[str, str] | None = None, env: str | None = None
+) -> Spec:
+    """Read, validate and resolve the spec at ``path``; with ``env``, that environment's
+    overlays merged over it (``phoenix.environments``).
 
     ``environ`` supplies ``env`` variables (default: ``os.environ``). Raises
     :class:`~phoenix.errors.SpecError` listing every problem found, each as
-    ``file:line: field: message`` with ``file`` as the caller spelt ``path``.
+    ``file:line: field: message`` with ``file`` as the caller spelt ``path`` (or the
+    environment's file beside it, for what that file set).
     """
     file = str(path)
     spec_path = Path(path)
-    try:
-        with spec_path.open("rb") as stream:
-            raw = stream.read(_MAX_BYTES + 1)
-        if len(raw) > _MAX_BYTES:
-            raise SpecError(
-                [
-                    f"{file}: the file is larger than {_MAX_BYTES // 1024} KiB; a spec is a"
-                    " few kilobytes (is this the right file?)"
-                ]
-            )
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SpecError([f"{file}: cannot read: not UTF-8 text"]) from None
-    except OSError as exc:
-        raise SpecError([f"{file}: cannot read: {exc.strerror or exc}"]) from None
-
-    document = _parse(text, file)
+    document = _parse(_read(spec_path, file), file)
     problems = list(document.problems)
+    overlays = _take_environments(document, file, problems)
+    environments = tuple(sorted(set(overlays) | set(overlay_files(spec_path))))
+    if env is not None:
+        _apply_environment(document, overlays, env, spec_path, environments, problems)
     try:
         spec = Spec.model_validate(document.data)
     except ValidationError as exc:
@@ -174,11 +176,135 @@ def load_spec(path: str | Path, *, environ: Mapping[str, str] | None = None) -> 
     problems.extend(_folder_problems(spec, base_dir, document, file))
     if problems:
         raise SpecError(_in_line_order(problems))
-    return spec.attach(spec_path, resolved, frozenset(secret_names))
+    return spec.attach(spec_path, resolved, frozenset(secret_names),
+                       environment=env, environments=environments)
+
+
+def _read(spec_path: Path, file: str) -> str:
+    try:
+        with spec_path.open("rb") as stream:
+            raw = stream.read(_MAX_BYTES + 1)
+        if len(raw) > _MAX_BYTES:
+            raise SpecError(
+                [
+                    f"{file}: the file is larger than {_MAX_BYTES // 1024} KiB; a spec is a"
+                    " few kilobytes (is this the right file?)"
+                ]
+            )
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError([f"{file}: cannot read: not UTF-8 text"]) from None
+    except OSError as exc:
+        raise SpecError([f"{file}: cannot read: {exc.strerror or exc}"]) from None
+
+
+# --- environments ----------------------------------------------------------------------
+
+
+def _take_environments(
+    document: _Document, file: str, problems: list[_Problem]
+) -> dict[str, dict[str, Any]]:
+    """Remove ``environments:`` from the document (it is not part of any instance's spec,
+    so an overlay's change never changes another environment's release) and return the
+    well-formed overlays by name; a malformed one is a problem at its line."""
+    data = document.data
+    if ENVIRONMENTS_KEY not in data:
+        return {}
+    given = data.pop(ENVIRONMENTS_KEY)
+    where = (ENVIRONMENTS_KEY,)
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        problems.append(_problem(file, document.line_of(where), ENVIRONMENTS_KEY,
+                                 "expected a mapping of environment name to the fields it"
+                                 f" changes (staging: {{count: 1}}), got {_kind(given)}"))
+        return {}
+    overlays: dict[str, dict[str, Any]] = {}
+    for name, overlay in given.items():
+        at = (*where, name)
+        line, dotted = document.line_of(at), document.dotted(at)
+        if not valid_name(name):
+            problems.append(_problem(file, line, dotted,
+                                     f"invalid environment name; use {NAME_RULE}"))
+        elif overlay is not None and not isinstance(overlay, dict):
+            problems.append(_problem(file, line, dotted, "expected a mapping of the fields"
+                                     f" this environment changes, got {_kind(overlay)}"))
+        elif isinstance(overlay, dict) and ENVIRONMENTS_KEY in overlay:
+            problems.append(_problem(file, document.line_of((*at, ENVIRONMENTS_KEY)),
+                                     f"{dotted}.{ENVIRONMENTS_KEY}",
+                                     "an environment cannot define environments"))
+        else:
+            overlays[name] = overlay or {}
+    return overlays
+
+
+def _apply_environment(
+    document: _Document,
+    overlays: dict[str, dict[str, Any]],
+    env: str,
+    spec_path: Path,
+    environments: tuple[str, ...],
+    problems: list[_Problem],
+) -> None:
+    """Merge environment ``env`` over the document: its ``environments:`` overlay, then
+    the file beside the spec, then the names that make it its own instance; each value
+    keeps the line (and file) it came from."""
+    file = str(spec_path)
+    if not valid_name(env):
+        raise SpecError([f"--env {env[:_MAX_ECHO]!r}: not an environment name; use"
+                         f" {NAME_RULE}"])
+    beside = overlay_file(spec_path, env)
+    if env not in overlays and not beside.is_file():
+        known = ", ".join(environments) or "none"
+        raise SpecError([f"{file}: --env {env}: no such environment (defined: {known}); add"
+                         f" environments: {{{env}: {{...}}}} to the spec, or a {beside.name}"
+                         " beside it"])
+    base = document.data
+    overlay = overlays.get(env, {})
+    _merge_into(document, overlay, document, (ENVIRONMENTS_KEY, env), file)
+    added: dict[str, Any] = {}
+    if beside.is_file():
+        side_file = str(beside)
+        side = _parse(_read(beside, side_file), side_file)
+        problems.extend(side.problems)
+        if ENVIRONMENTS_KEY in side.data:
+            problems.append(_problem(side_file, side.line_of((ENVIRONMENTS_KEY,)),
+                                     ENVIRONMENTS_KEY, "an environment's file cannot define"
+                                     " environments; put them in the spec"))
+            side.data.pop(ENVIRONMENTS_KEY)
+        added = side.data
+        _merge_into(document, added, side, (), side_file)
+    document.data = deep_merge(document.data, instance_names(base, deep_merge(overlay, added),
+                                                             env))
+
+
+def _merge_into(
+    document: _Document, overlay: dict[str, Any], source: _Document, prefix: KeyPath,
+    file: str, at: KeyPath = (),
+) -> None:
+    """Merge ``overlay`` (found at ``prefix`` in ``source``, from ``file``) into the
+    document at ``at``: its data, and the lines of what it replaced."""
+    target = document.data
+    for part in at:
+        target = target[part]
+    for key, value in overlay.items():
+        path, found = (*at, key), (*prefix, *at, key)
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_into(document, value, source, prefix, file, path)
+            continue
+        target[key] = value
+        document.forget(path)
+        for known, line in list(source.lines.items()):
+            if known[: len(found)] == found:
+                moved = (*path, *known[len(found):])
+                document.lines[moved] = line
+                document.files[moved] = file
+        document.sequences.update([(*path, *known[len(found):]) for known in source.sequences
+                                   if known[: len(found)] == found])
 
 
 def _folder_problems(
-    spec: Spec, base_dir: Path, document: _Document, file: str
+    spec: Spec, base_dir: Path, document: _Document, spec_file: str
 ) -> list[_Problem]:
     """The template and ``image.path`` must be inside the spec's folder: a spec from a
     pull request must not make Phoenix read (and ship to nodes) a file of the machine."""
@@ -188,6 +314,7 @@ def _folder_problems(
         named.append((("image", "path"), spec.image.path, "directory"))
     for path, name, kind in named:
         line, field = document.line_of(path), ".".join(map(str, path))
+        file = document.file_of(path, spec_file)
         try:
             target = resolve_inside(base_dir, name)
         except InputFileError as exc:
@@ -203,8 +330,18 @@ def _folder_problems(
 
 
 def spec_json_schema() -> dict[str, Any]:
-    """The JSON Schema of ``phoenix.yaml`` (printed by ``phoenix schema``)."""
-    return Spec.model_json_schema()
+    """The JSON Schema of ``phoenix.yaml`` (printed by ``phoenix schema``): the spec's
+    fields, plus ``environments`` (which the loader merges and removes before the spec's
+    model sees it)."""
+    schema = Spec.model_json_schema()
+    schema["properties"][ENVIRONMENTS_KEY] = {
+        "type": "object",
+        "description": "overlays by environment name (--env NAME), deep-merged over the"
+        " spec; each environment is its own instance of the app",
+        "propertyNames": {"pattern": NAME_PATTERN},
+        "additionalProperties": {"type": ["object", "null"]},
+    }
+    return schema
 
 
 # --- YAML: data, line map, duplicate keys ---------------------------------------------
@@ -218,10 +355,25 @@ class _Document:
     lines: dict[KeyPath, int] = field(default_factory=dict)
     sequences: set[KeyPath] = field(default_factory=set)
     problems: list[_Problem] = field(default_factory=list)
+    # Key paths set by another file (an environment's ``phoenix.staging.yaml``): its name.
+    files: dict[KeyPath, str] = field(default_factory=dict)
 
     def line_of(self, path: KeyPath) -> int:
         """The line of the deepest prefix of ``path`` present in the file (1 at the top)."""
         return self.lines[self.existing_prefix(path)]
+
+    def file_of(self, path: KeyPath, default: str) -> str:
+        """The file that set ``path`` (its deepest present prefix): ``default``, the spec,
+        unless an environment's file did."""
+        return self.files.get(self.existing_prefix(path), default)
+
+    def forget(self, path: KeyPath) -> None:
+        """Drop what is known of ``path`` and below (a later value replaces it)."""
+        for known in [known for known in self.lines if known[: len(path)] == path]:
+            del self.lines[known]
+            self.files.pop(known, None)
+        self.sequences.difference_update(
+            [known for known in self.sequences if known[: len(path)] == path])
 
     def existing_prefix(self, path: KeyPath) -> KeyPath:
         for end in range(len(path), 0, -1):
@@ -319,7 +471,7 @@ class _LineMapper:
                     _problem(self._file, line, self._document.dotted((*path, key)), "duplicate key")
                 )
                 # PyYAML keeps the last value, so forget the first one's lines.
-                self._forget((*path, key))
+                self._document.forget((*path, key))
             seen.add(key)
             self._document.lines[(*path, key)] = line
             self.walk(value_node, (*path, key))
@@ -330,12 +482,6 @@ class _LineMapper:
                 seen.add(key)
                 self._document.lines[(*path, key)] = key_node.start_mark.line + 1
                 self.walk(value_node, (*path, key))
-
-    def _forget(self, path: KeyPath) -> None:
-        lines, sequences = self._document.lines, self._document.sequences
-        for known in [known for known in lines if known[: len(path)] == path]:
-            del lines[known]
-        sequences.difference_update([known for known in sequences if known[: len(path)] == path])
 
     def _key(self, key_node: yaml.Node) -> Any:
         # Construct the key as PyYAML will in the data, so ``1`` and ``0x1`` collide and
@@ -371,10 +517,12 @@ def _entries(
 # --- validation errors -> problems ----------------------------------------------------
 
 
-def _validation_problems(exc: ValidationError, document: _Document, file: str) -> list[_Problem]:
+def _validation_problems(
+    exc: ValidationError, document: _Document, spec_file: str
+) -> list[_Problem]:
     problems: list[_Problem] = []
     # Errors from every member of a union that all failed, grouped by where they point.
-    union_misses: dict[tuple[int, str], list[str]] = {}
+    union_misses: dict[tuple[str, int, str], list[str]] = {}
     for error in exc.errors():
         loc = error["loc"]
         # A cross-field check on a model names the field it is about (``Spec._canary_fits``).
@@ -383,6 +531,7 @@ def _validation_problems(exc: ValidationError, document: _Document, file: str) -
             loc = (*loc, *at.split("."))
         present = _present_path(loc[:-1] if error["type"] == "missing" else loc, document)
         line = document.lines[present]
+        file = document.file_of(present, spec_file)
         if error["type"] == "missing":
             # Name the missing field itself, at its parent's line.
             name = document.dotted((*present, loc[-1]))
@@ -394,10 +543,10 @@ def _validation_problems(exc: ValidationError, document: _Document, file: str) -
         elif loc and loc[-1] == "[key]":
             problems.append(_problem(file, line, name, "invalid key: " + _message(error, present)))
         elif len(present) < len(loc):  # a union member's tag is in the location
-            union_misses.setdefault((line, name), []).append(_message(error, present))
+            union_misses.setdefault((file, line, name), []).append(_message(error, present))
         else:
             problems.append(_problem(file, line, name, _message(error, present)))
-    for (line, name), messages in union_misses.items():
+    for (file, line, name), messages in union_misses.items():
         distinct = list(dict.fromkeys(messages))
         message = distinct[0] if len(distinct) == 1 else "none of these fit: " + "; ".join(distinct)
         problems.append(_problem(file, line, name, message))
@@ -450,7 +599,7 @@ def _resolve_vars(
     base_dir: Path,
     environ: Mapping[str, str],
     document: _Document,
-    file: str,
+    spec_file: str,
     problems: list[_Problem],
 ) -> tuple[dict[str, Any], set[str]]:
     """Read ``env`` and ``file`` variables; problems name the variable, never its value."""
@@ -464,6 +613,7 @@ def _resolve_vars(
             secret_names.add(name)
         where = ("vars", name)
         line = document.line_of(where)
+        file = document.file_of(where, spec_file)
         field_name = document.dotted(where)
         if var.env is not None:
             if var.env in environ:

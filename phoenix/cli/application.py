@@ -72,6 +72,13 @@ def _main(
             " in the Prometheus text format (for node_exporter's textfile collector).",
         ),
     ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env", "-e", envvar="PHOENIX_ENV", metavar="NAME", show_default=False,
+            help="The spec's environment to act on (environments.NAME; also per command).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
@@ -79,7 +86,7 @@ def _main(
 ) -> None:
     """Phoenix deploys: fresh servers every time, traffic moved only to proven ones."""
     del version
-    ctx.obj = Globals(output, log_format, log_level, metrics_file)
+    ctx.obj = Globals(output, log_format, log_level, metrics_file, env)
 
 
 # --- commands ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from phoenix.cli.options import (
+    EnvOpt,
     LogFormatOpt,
     LogLevelOpt,
     OutputOpt,
@@ -32,6 +33,7 @@ def deploy(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Build the spec's release, health-gate it, move traffic, retire the old release.
 
@@ -40,7 +42,7 @@ def deploy(
     every new node failing its health gate) is left for the next region in the spec's
     order, and the DNS record follows.
     """
-    with command_session(ctx, output, log_format, log_level, changes_cloud=True,
+    with command_session(ctx, output, log_format, log_level, env=env, changes_cloud=True,
                   records_action=True) as session:
         from phoenix import api
 
@@ -63,10 +65,11 @@ def failover(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Move the app to another region: deploy the serving release there, prove it
     healthy, point DNS at it, retire the old region (when it can be reached)."""
-    with command_session(ctx, output, log_format, log_level, changes_cloud=True,
+    with command_session(ctx, output, log_format, log_level, env=env, changes_cloud=True,
                   records_action=True) as session:
         from phoenix import api
 
@@ -90,9 +93,10 @@ def failback(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Move the app back to the primary region (the spec's first), health-gated."""
-    with command_session(ctx, output, log_format, log_level, changes_cloud=True,
+    with command_session(ctx, output, log_format, log_level, env=env, changes_cloud=True,
                   records_action=True) as session:
         from phoenix import api
 
@@ -118,9 +122,10 @@ def rollback(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Put the previous good release (or --to RELEASE) back in service."""
-    with command_session(ctx, output, log_format, log_level, changes_cloud=True,
+    with command_session(ctx, output, log_format, log_level, env=env, changes_cloud=True,
                   records_action=True) as session:
         from phoenix import api
 
@@ -143,11 +148,12 @@ def repave(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Replace every node of the serving release with a fresh one from the same image
     (rolling, health-gated, rolled back on failure): rebuild everything now, e.g. after
     a suspected compromise."""
-    with command_session(ctx, output, log_format, log_level, changes_cloud=True,
+    with command_session(ctx, output, log_format, log_level, env=env, changes_cloud=True,
                   records_action=True) as session:
         from phoenix import api
 

@@ -10,6 +10,7 @@ import typer
 
 from phoenix import github
 from phoenix.cli.options import (
+    EnvOpt,
     LogFormatOpt,
     LogLevelOpt,
     OutputOpt,
@@ -30,13 +31,21 @@ def validate(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
-    """Check the spec and render the template for every region and node; touches no cloud."""
-    with command_session(ctx, output, log_format, log_level) as session:
+    """Check the spec and render the template for every region and node; touches no cloud.
+
+    Without --env, every environment the spec defines is checked as well."""
+    with command_session(ctx, output, log_format, log_level, env=env) as session:
         from phoenix import api
 
         spec = session.load(spec_file)
         api.validate(spec)
+        checked = [spec.environment] if spec.environment else [""]
+        if spec.environment is None:
+            for name in spec.environments:
+                api.validate(session.load_environment(spec_file, name))
+                checked.append(name)
         session.summarize(lambda: github.validate_summary(spec_file, spec, mask=session.mask))
         session.done(
             {
@@ -46,8 +55,11 @@ def validate(
                 "regions": list(spec.regions),
                 "template": str(spec.template_path),
                 "secret_vars": sorted(spec.secret_names),
+                "environment": spec.environment,
+                "environments_checked": [name for name in checked if name],
             },
-            f"ok: {spec.app}, {spec.count} node(s), regions {', '.join(spec.regions)}",
+            f"ok: {spec.app}, {spec.count} node(s), regions {', '.join(spec.regions)}"
+            + (f"; environments {', '.join(checked[1:])} ok" if len(checked) > 1 else ""),
         )
 
 
@@ -62,9 +74,10 @@ def render(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Print the user-data one node would boot with (release shown as RELEASE)."""
-    with command_session(ctx, output, log_format, log_level) as session:
+    with command_session(ctx, output, log_format, log_level, env=env) as session:
         from phoenix.release import PLACEHOLDER_RELEASE
         from phoenix.render import RenderContext, render_user_data
 
@@ -98,9 +111,10 @@ def plan(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Show which release the spec means and what deploy would do first; changes nothing."""
-    with command_session(ctx, output, log_format, log_level) as session:
+    with command_session(ctx, output, log_format, log_level, env=env) as session:
         from phoenix import api
 
         spec = session.load(spec_file)
@@ -118,9 +132,10 @@ def status(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Show what runs where: nodes, health, pool membership, DNS, the lock, problems."""
-    with command_session(ctx, output, log_format, log_level) as session:
+    with command_session(ctx, output, log_format, log_level, env=env) as session:
         from phoenix import api
 
         spec = session.load(spec_file)
@@ -134,9 +149,10 @@ def history(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """List every deploy, rollback and failover of the app, oldest first."""
-    with command_session(ctx, output, log_format, log_level) as session:
+    with command_session(ctx, output, log_format, log_level, env=env) as session:
         from phoenix import api
 
         spec = session.load(spec_file)

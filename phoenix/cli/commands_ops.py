@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from phoenix.cli.options import (
+    EnvOpt,
     LogFormat,
     LogFormatOpt,
     LogLevel,
@@ -39,9 +40,11 @@ def destroy(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Take the app out of every region: pool members removed, servers deleted."""
-    with command_session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+    with command_session(ctx, output, log_format, log_level, env=env,
+                         changes_cloud=True) as session:
         from phoenix import api
 
         spec = session.load(spec_file)
@@ -63,12 +66,14 @@ def unlock(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Break the app's deploy lock, left by a deploy that died on another machine.
 
     Refuses a holder that looks alive (a process on this host that runs, or a lease
     elsewhere that has not expired) unless --force."""
-    with command_session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+    with command_session(ctx, output, log_format, log_level, env=env,
+                         changes_cloud=True) as session:
         from phoenix import api
 
         spec = session.load(spec_file)
@@ -97,9 +102,10 @@ def image_list(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """List the provider's images with their digest and creation time, newest first."""
-    with command_session(ctx, output, log_format, log_level) as session:
+    with command_session(ctx, output, log_format, log_level, env=env) as session:
         from phoenix import api
 
         spec = session.load(spec_file)
@@ -128,9 +134,10 @@ def image_import(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Import a directory as an immutable, content-addressed image (local provider)."""
-    with command_session(ctx, output, log_format, log_level) as session:
+    with command_session(ctx, output, log_format, log_level, env=env) as session:
         from phoenix import api
 
         spec = session.load(spec_file)
@@ -157,10 +164,11 @@ def drill_outage(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """SIGKILL a local region's load balancers and nodes; its API answers "unavailable"
     until `phoenix drill recover`."""
-    _drill(ctx, spec_file, region, output, log_format, log_level, end=False)
+    _drill(ctx, spec_file, region, output, log_format, log_level, env, end=False)
 
 
 @drill_app.command("recover")
@@ -171,16 +179,19 @@ def drill_recover(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """End a drill's outage: the region answers again (its dead nodes read ERROR)."""
-    _drill(ctx, spec_file, region, output, log_format, log_level, end=True)
+    _drill(ctx, spec_file, region, output, log_format, log_level, env, end=True)
 
 
 def _drill(
     ctx: typer.Context, spec_file: str, region: str, output: OutputFormat | None,
-    log_format: LogFormat | None, log_level: LogLevel | None, *, end: bool,
+    log_format: LogFormat | None, log_level: LogLevel | None, env: str | None, *,
+    end: bool,
 ) -> None:
-    with command_session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+    with command_session(ctx, output, log_format, log_level, env=env,
+                         changes_cloud=True) as session:
         from phoenix import api
 
         spec = session.load(spec_file)

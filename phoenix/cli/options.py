@@ -53,6 +53,14 @@ ServingRegionOpt = Annotated[
         " app's DNS record points, else the spec's first).",
     ),
 ]
+EnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--env", "-e", metavar="NAME", show_default=False,
+        help="The environment: the spec's environments.NAME overlay (and a"
+        " <spec>.NAME.yaml beside it) merged over the spec; its own instance of the app.",
+    ),
+]
 YesOpt = Annotated[
     bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a TTY).")
 ]
@@ -84,6 +92,7 @@ class Globals:
     log_format: LogFormat = LogFormat.AUTO
     log_level: LogLevel | None = None  # None: info, or warning under a progress display
     metrics_file: Path | None = None  # --metrics-file: where one-shot commands add metrics
+    env: str | None = None  # --env (or PHOENIX_ENV): the spec's environment to act on
 
 
 def checked_region(spec: Spec, region: str | None) -> str:

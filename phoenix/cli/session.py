@@ -58,13 +58,17 @@ class Session:
     """One command's output: stdout results, stderr messages, secrets masked in both."""
 
     def __init__(
-        self, output: OutputFormat, metrics_file: Path | None = None, command: str = ""
+        self, output: OutputFormat, metrics_file: Path | None = None, command: str = "",
+        *, env: str | None = None,
     ) -> None:
         self.output = output
         self.secrets: list[str] = []
         self.metrics_file = metrics_file
         self._calls_at_start = api_calls.snapshot()
         self.command = command
+        # The environment every spec is loaded for (``--env``); an empty PHOENIX_ENV (a
+        # CI input left blank) is none.
+        self.env = env or None
         self.spec_file: str | None = None
         # In a GitHub Actions step: a job summary and ``::error`` annotations as well.
         self.github = github.active()
@@ -101,27 +105,41 @@ class Session:
         from phoenix.spec_loader import load_spec
 
         self.spec_file = path
-        spec = load_spec(path)
+        spec = load_spec(path, env=self.env)
         self.secrets = spec.secret_values
+        plog.register_secrets(self.secrets)
+        return spec
+
+    def load_environment(self, path: str, env: str) -> Spec:
+        """The spec at ``path`` for environment ``env`` (``validate`` checks them all);
+        its secret values are masked too."""
+        from phoenix import log as plog
+        from phoenix.spec_loader import load_spec
+
+        spec = load_spec(path, env=env)
+        self.secrets = [*self.secrets, *spec.secret_values]
         plog.register_secrets(self.secrets)
         return spec
 
     def load_many(self, paths: Sequence[str]) -> list[Spec]:
         """Every spec named (a folder: every ``*.yaml`` in it); all their secrets masked."""
         from phoenix import log as plog
+        from phoenix.environments import is_overlay_of_a_spec
         from phoenix.spec_loader import load_spec
 
         files: list[str] = []
         for path in paths:
             folder = Path(path)
             if folder.is_dir():
-                found = sorted(str(p) for p in folder.glob("*.y*ml") if p.is_file())
+                # An environment's file (app.staging.yaml beside app.yaml) is not an app.
+                found = sorted(str(p) for p in folder.glob("*.y*ml")
+                               if p.is_file() and not is_overlay_of_a_spec(p))
                 if not found:
                     raise InputError(f"{path}: a folder with no *.yaml spec in it")
                 files += found
             else:
                 files.append(path)
-        specs = [load_spec(file) for file in files]
+        specs = [load_spec(file, env=self.env) for file in files]
         self.secrets = [value for spec in specs for value in spec.secret_values]
         plog.register_secrets(self.secrets)
         return specs
@@ -253,6 +271,7 @@ def command_session(
     *,
     changes_cloud: bool = False,
     records_action: bool = False,
+    env: str | None = None,
 ) -> Iterator[Session]:
     """Set up output and logging for one command; map whatever it raises to an exit code.
 
@@ -260,10 +279,11 @@ def command_session(
     repeat every line of it, are left out unless ``--log-level`` asks for them), and an
     unexpected crash may have left the cloud half-changed, so it exits 3, not 1.
     ``records_action``: the command's result goes to ``--metrics-file`` when given.
+    ``env``: the command's ``--env``, before the global one.
     """
     given = ctx.obj if isinstance(ctx.obj, Globals) else Globals()
     session = Session(output or given.output, given.metrics_file if records_action else None,
-                      ctx.info_name or "")
+                      ctx.info_name or "", env=env or given.env)
     fmt = log_format or given.log_format
     level = log_level or given.log_level
     if level is None:

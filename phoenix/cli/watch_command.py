@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from phoenix.cli.options import LogFormatOpt, LogLevelOpt, OutputOpt
+from phoenix.cli.options import EnvOpt, LogFormatOpt, LogLevelOpt, OutputOpt
 from phoenix.cli.session import command_session
 from phoenix.errors import InputError
 
@@ -39,11 +39,13 @@ def watch(
     output: OutputOpt = None,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Keep the apps' serving releases healthy between deploys: replace sick or vanished
     nodes, repave nodes older than max_node_age, open the circuit when too much of a
     fleet is sick. Never deploys a newer spec; waits while a deploy holds the lease."""
-    with command_session(ctx, output, log_format, log_level, changes_cloud=True) as session:
+    with command_session(ctx, output, log_format, log_level, env=env,
+                         changes_cloud=True) as session:
         from phoenix import watch as watch_module
         from phoenix.metrics import Endpoints
         from phoenix.spec import parse_duration

@@ -116,8 +116,11 @@ def test_the_action_is_composite_with_its_inputs_and_outputs() -> None:
     action = _action()
 
     assert action["runs"]["using"] == "composite"
-    assert set(action["inputs"]) == {"command", "spec", "region", "to", "python-version",
-                                     "extra-args"}
+    assert set(action["inputs"]) == {"command", "spec", "environment", "region", "to",
+                                     "python-version", "extra-args"}
+    # The environment reaches validate and the command alike (as PHOENIX_ENV).
+    for step in action["runs"]["steps"][2:]:
+        assert step["env"]["PHOENIX_ENV"] == "${{ inputs.environment }}", step["name"]
     assert all(spec.get("description") for spec in action["inputs"].values())
     assert action["inputs"]["command"]["default"] == "deploy"
     for name, output in action["outputs"].items():
