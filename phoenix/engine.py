@@ -32,6 +32,7 @@ from phoenix.errors import (
 )
 from phoenix.executor import IMAGE, LB, Executor, RetryingStore
 from phoenix.heal import Verdict, judge
+from phoenix.hook_points import HookPoints
 from phoenix.journal import Journal
 from phoenix.lease import WATCH_PREFIX, DeployLock
 from phoenix.ledger import Ledger
@@ -43,6 +44,7 @@ from phoenix.planner import (
     boot_base,
     incoming_nodes,
     plan,
+    progress_counts,
     serving_counts,
     serving_release,
 )
@@ -63,11 +65,11 @@ from phoenix.release import (
     resolve_release,
     spec_digest,
 )
-from phoenix.results import DeployResult, Event, EventSink
+from phoenix.results import DeployResult, Event, EventSink, Progress
 from phoenix.retrying import RetryingCaller, RetryPolicy
 from phoenix.spec import HealthSpec, Spec
-from phoenix.steps import CreateNode, Phase, Plan, Step
-from phoenix.vocabulary import EventKind, Outcome
+from phoenix.steps import Counts, CreateNode, Phase, Plan, Step
+from phoenix.vocabulary import EventKind, Outcome, Wait
 
 __all__ = ["DeployResult", "Engine", "Event", "EventSink", "serving_release"]
 
@@ -75,7 +77,6 @@ log = plog.get_logger("phoenix.engine")
 T = TypeVar("T")
 # Polls in a row whose calls failed beyond their retries before an attempt gives up.
 MAX_FLAKY_POLLS = 3
-
 
 
 class Engine:
@@ -137,6 +138,8 @@ class Engine:
         self.history: list[str] = []
         self._requests_at_start = request_tally.snapshot_of(provider.requests)
         plog.register_secrets(spec.secret_values)
+        self.hooks = HookPoints(spec, self.store, region=self.region, deploy_id=self.deploy_id,
+                                keepalive=lambda: self._heartbeat(self.clock.now()))
 
     # --- observe -------------------------------------------------------------------
 
@@ -162,14 +165,16 @@ class Engine:
         executor = self._executor(release)
         # The health gate's deadline belongs to this attempt, not to the nodes' age.
         target = dataclasses.replace(target, attempt_started=self.clock.now())
-        last_wait: tuple[str, ...] = ()
+        last_wait: tuple[Wait, ...] = ()
+        last_counts: Counts | None = None
         last_steps: tuple[Step, ...] = ()
         flaky_polls = 0
         first_look = True
         while True:
             now = self.clock.now()
             if now >= deadline:
-                return Plan(Phase.FAILED, failure=_deadline_failure(last_wait, last_steps))
+                return Plan(Phase.FAILED, failure=_deadline_failure(last_wait, last_steps),
+                            waits=last_wait)
             try:
                 if first_look and isinstance(lb := self.provider.load_balancer, PoolKeeper):
                     # Reads never start a local balancer; a deploy is an actor, and its
@@ -177,11 +182,17 @@ class Engine:
                     self._heartbeat(now)
                     executor.call(partial(lb.ensure_pool, self.region, self.pool), LB)
                 observed = self.observe()
+                self.hooks.look(target, observed)  # post_switch, once only the target serves
                 if first_look:
                     # Boots an earlier run made do not count against this one's retries.
                     target = dataclasses.replace(target, boot_base=boot_base(target, observed))
                     first_look = False
                 current = plan(target, observed, now)
+                counts = progress_counts(target, observed)
+                if counts != last_counts:
+                    last_counts = counts
+                    self.on_event(Event(EventKind.PROGRESS, counts.describe(), progress=Progress(
+                        counts, target.attempt_started or now, now, deadline)))
                 # After the reads and the plan, right before acting on them: a deploy
                 # stalled in the middle of its reads (SIGSTOP) while another took over
                 # must not act on what it saw (issue 13).
@@ -217,10 +228,11 @@ class Engine:
                 continue
             flaky_polls = 0
             last_steps = ()
-            if current.waiting_for != last_wait:
-                last_wait = current.waiting_for
+            if current.waits != last_wait:
+                last_wait = current.waits
                 log.info("waiting", waiting_for=list(current.waiting_for))
-                self.on_event(Event(EventKind.WAITING, "waiting for", current.waiting_for))
+                self.on_event(Event(EventKind.WAITING, "waiting for", current.waiting_for,
+                                    waits=current.waits))
             pause = self.poll
             if current.wake_at is not None:
                 pause = min(pause, max(0.01, (current.wake_at - now).total_seconds()))
@@ -495,11 +507,14 @@ class Engine:
         deadline = started + timedelta(seconds=self.spec.rollout.deadline)
         failure: str | None = None
         radius: BlastRadius | None = None
+        waits: tuple[Wait, ...] = ()
         interrupted = False
         self.journal.start(action, release.id, previous, started)
+        self.hooks.begin(action, release.id, previous, self.journal.adopted)
         try:
             final = self.converge(target, release, deadline)
             if final.converged:
+                self.hooks.finish()  # post_deploy; an abort hook failing there rolls back
                 result = self._result(action, release.id, previous, Outcome.SUCCEEDED, started,
                                       calls_before, reason=why)
                 self._record(result, started)
@@ -509,6 +524,7 @@ class Engine:
                 return result
             failure = final.failure or "unknown failure"
             radius = final.radius
+            waits = final.waits
         except KeyboardInterrupt:
             interrupted = True
             failure = "interrupted by the user"
@@ -525,7 +541,7 @@ class Engine:
         outcome = (Outcome.INTERRUPTED if interrupted
                    else Outcome.ROLLED_BACK if restored else Outcome.FAILED)
         result = self._result(action, release.id, previous, outcome, started, calls_before,
-                              reason=failure, radius=radius)
+                              reason=failure, radius=radius, waits=waits)
         self._finish_failed(result, previous, restored, started, interrupted=interrupted)
 
     def _finish_failed(
@@ -569,6 +585,7 @@ class Engine:
         region, and a restore that waits here would only delay that."""
         self.on_event(Event(EventKind.ROLLBACK,
                             f"restoring {previous[0] if previous else 'nothing'}"))
+        self.hooks.restoring()  # from here a failing hook only warns
         deadline = self.clock.now() + timedelta(seconds=self._restore_budget())
         release: LazyRelease | None = None
         try:
@@ -586,6 +603,8 @@ class Engine:
             final = self.converge(target, release, deadline, patient=patient)
             if not final.converged:
                 log.error("rollback failed", reason=final.failure)
+            else:
+                self.hooks.finish()  # on_rollback: the old release serves again
             return final.converged
         except (ProviderError, InputError) as exc:
             log.error("rollback failed", reason=str(exc))
@@ -703,6 +722,7 @@ class Engine:
             guard=self._guard,
             sleep=self._sleep,
             ledger=self.ledger,
+            hooks=self.hooks,
         )
 
     def _result(
@@ -716,6 +736,7 @@ class Engine:
         *,
         reason: str | None = None,
         radius: BlastRadius | None = None,
+        waits: tuple[Wait, ...] = (),
     ) -> DeployResult:
         calls_after = request_tally.snapshot_of(self.provider.requests)
         requests = (request_tally.since(calls_before, calls_after)
@@ -740,6 +761,8 @@ class Engine:
             nodes=nodes,
             reason=reason,
             radius=radius,
+            waits=waits,
+            hooks=tuple(self.hooks.runs),
             provider_calls=sum(requests.values()) if requests is not None else None,
             provider_requests=requests,
             history=tuple(self.history),
@@ -760,11 +783,11 @@ class Engine:
         return self._lock.generation if self._lock is not None else None
 
 
-def _deadline_failure(waiting: tuple[str, ...], steps: tuple[Step, ...]) -> str:
+def _deadline_failure(waiting: tuple[Wait, ...], steps: tuple[Step, ...]) -> str:
     """Why the deploy ran out of time, naming what it was still waiting for."""
     text = "the deploy's deadline (rollout.deadline) passed"
     if waiting:
-        return f"{text} while waiting for " + "; ".join(waiting)
+        return f"{text} while waiting for " + "; ".join(wait.text for wait in waiting)
     if steps:
         return f"{text} while the cloud did not take: " + "; ".join(
             step.describe() for step in steps)

@@ -39,6 +39,7 @@ from phoenix.rollout_math import canary_size, surge_and_unavailable
 from phoenix.spec import HealthSpec, RolloutSpec
 from phoenix.steps import (
     AddMember,
+    Counts,
     CreateNode,
     DeleteNode,
     DrainMember,
@@ -48,8 +49,11 @@ from phoenix.steps import (
     StampServing,
     Step,
 )
+from phoenix.vocabulary import Wait, WaitReason
 
 RETIRED = "retired: the app leaves the region"  # why nodes go when the target count is 0
+# What a plan with nothing to do, yet not converged, waits for: the next look.
+SETTLING = Wait(WaitReason.CLOUD_SETTLING, None, "the cloud to settle")
 
 
 def node_name(app: str, release: str, index: int, attempt: int = 0) -> str:
@@ -112,6 +116,23 @@ class Observed:
 def incoming_nodes(target: Target, observed: Observed) -> list[Node]:
     """The node of each index ``0..count-1`` that counts for ``target`` (its latest boot)."""
     return [node for _, node in sorted(_View(target, observed).incoming.items())]
+
+
+def progress_counts(target: Target, observed: Observed) -> Counts:
+    """How many of the target's nodes are booted, healthy and in the pool.
+
+    Judged as ``plan()`` judges them, so a converged plan's counts all equal the target:
+    healthy means passing, or proven in service, or (putting a release back) serving as
+    it did; in the pool means serving, online and healthy."""
+    view = _View(target, observed)
+    booted = [n for n in view.incoming.values() if n.state is NodeState.ACTIVE]
+    healthy = [
+        n for n in booted
+        if view.health_of(n) is Health.HEALTHY or view.proven(n)
+        or (target.restore and view.serving(n))
+    ]
+    return Counts(target=target.count, booted=len(booted), healthy=len(healthy),
+                  in_pool=len(view.incoming_serving_healthy()))
 
 
 def boot_base(target: Target, observed: Observed) -> dict[int, int]:
@@ -257,7 +278,7 @@ class _Round:
         self.now = now
         self.view = view = _View(target, observed)
         self.steps: list[Step] = []
-        self.waiting: list[str] = []
+        self.waiting: list[Wait] = []
         self.wake: list[datetime] = []
         self.outgoing_serving = [n for n in view.outgoing if view.serving(n)]
         # A rollout is under way while another release (or a surplus) still serves.
@@ -317,8 +338,9 @@ class _Round:
                 )
             if sick_in_service and not broken and heal_slots is not None:
                 if heal_slots <= 0:
-                    self.waiting.append(
-                        f"a heal slot to replace {node.name} (heal.max_parallel)")
+                    self.waiting.append(Wait(
+                        WaitReason.HEAL_SLOT, node.name,
+                        f"a heal slot to replace {node.name} (heal.max_parallel)"))
                     continue
                 heal_slots -= 1
             if broken or sick_in_service:
@@ -336,7 +358,8 @@ class _Round:
                 continue
             if health is Health.HEALTHY:
                 if node.state is NodeState.BUILD:
-                    self.waiting.append(f"{node.name} to boot")
+                    self.waiting.append(Wait(WaitReason.BOOTING, node.name,
+                                             f"{node.name} to boot"))
                 continue
             if view.proven(node):
                 continue  # serves and passes: not on trial
@@ -344,19 +367,24 @@ class _Round:
             if now >= deadline:
                 gate_failures.append(self._missed_deadline(node))
                 continue
-            self.waiting.append(f"{node.name} to boot" if node.state is NodeState.BUILD
-                                else f"{node.name} to pass its health check")
+            self.waiting.append(
+                Wait(WaitReason.BOOTING, node.name, f"{node.name} to boot")
+                if node.state is NodeState.BUILD
+                else Wait(WaitReason.HEALTH_CHECK, node.name,
+                          f"{node.name} to pass its health check"))
             self.wake.append(deadline)
             undecided.append(node)
         if not gate_failures:
             return None
         if undecided:
             # Nothing else moves meanwhile, except the replacements of failed boots.
-            judged = f"{len(undecided)} other new node(s) to be judged after: {gate_failures[0]}"
+            judged = Wait(
+                WaitReason.GATE_JUDGING, None,
+                f"{len(undecided)} other new node(s) to be judged after: {gate_failures[0]}")
             return Plan(
                 Phase.PROGRESSING if self.steps else Phase.WAITING,
                 tuple(self.steps),
-                waiting_for=(judged,),
+                waits=(judged,),
                 wake_at=min(self.wake) if self.wake else None,
             )
         passed = len(view.incoming) - len(gate_failures)
@@ -415,11 +443,13 @@ class _Round:
                 continue
             if not view.serving(node):
                 if node.address is None:
-                    self.waiting.append(f"{node.name} to get an address")
+                    self.waiting.append(Wait(WaitReason.ADDRESS, node.name,
+                                             f"{node.name} to get an address"))
                     continue
                 self.steps.append(AddMember(node.name, node.address, target.member_port))
             elif view.members[node.name].online is False:
-                self.waiting.append(f"{node.name} to come online in the load balancer")
+                self.waiting.append(Wait(WaitReason.LB_ONLINE, node.name,
+                                         f"{node.name} to come online in the load balancer"))
             elif META_SERVING_SINCE not in node.metadata or parse_time(
                 node.metadata.get(META_DRAIN_SINCE)
             ):
@@ -441,7 +471,8 @@ class _Round:
         ]
         if not all(stamp is not None for stamp in stamps):
             self.bake_done = False
-            self.waiting.append(f"the canary batch of {size} to serve")
+            self.waiting.append(Wait(WaitReason.CANARY_SERVING, None,
+                                     f"the canary batch of {size} to serve"))
             return
         bake_end = max(s for s in stamps if s is not None) + timedelta(
             seconds=rollout.canary.bake)
@@ -449,7 +480,8 @@ class _Round:
             self.allowed_indexes = range(self.count)
         else:
             self.bake_done = False
-            self.waiting.append(f"the canary to bake until {bake_end.isoformat()}")
+            self.waiting.append(Wait(WaitReason.CANARY_BAKE, None,
+                                     f"the canary to bake until {bake_end.isoformat()}"))
             self.wake.append(bake_end)
 
     # 5. Drain outgoing members only as their replacements serve. Unhealthy ones go
@@ -473,8 +505,9 @@ class _Round:
             goal = f"replaced by {target.release}" if self.count else RETIRED
             self.steps.append(DrainMember(node.id, node.name, f"{why}{goal}"))
         if len(chosen) < len(self.outgoing_serving):
-            self.waiting.append(
-                f"{len(self.outgoing_serving) - len(chosen)} old member(s) to be replaced")
+            self.waiting.append(Wait(
+                WaitReason.OLD_MEMBERS, None,
+                f"{len(self.outgoing_serving) - len(chosen)} old member(s) to be replaced"))
 
     # 6. Drained members leave the pool once idle or after the drain timeout.
     def finish_drains(self) -> None:
@@ -491,7 +524,7 @@ class _Round:
             elif self.now >= since + timedelta(seconds=self.rollout.drain_timeout):
                 self.steps.append(RemoveMember(node.name, "drain timeout"))
             else:
-                self.waiting.append(f"{node.name} to drain")
+                self.waiting.append(Wait(WaitReason.DRAINING, node.name, f"{node.name} to drain"))
                 self.wake.append(since + timedelta(seconds=self.rollout.drain_timeout))
 
     # 7. Outgoing nodes out of the pool are deleted (standby nodes excepted).
@@ -520,11 +553,13 @@ class _Round:
         for index in missing[:budget]:
             name = node_name(target.app, target.release, index)
             if name in view.deleting:
-                self.waiting.append(f"the old {name} to finish deleting")
+                self.waiting.append(Wait(WaitReason.DELETING, name,
+                                         f"the old {name} to finish deleting"))
                 continue
             self.steps.append(CreateNode(name, index, 0))
         if len(missing) > budget:
-            self.waiting.append(f"room to build {len(missing) - budget} more node(s)")
+            self.waiting.append(Wait(WaitReason.SURGE_ROOM, None,
+                                     f"room to build {len(missing) - budget} more node(s)"))
         self.budget = max(0, budget - len(missing))
 
     # 9. Repave: fresh boots of the nodes to replace, oldest first, within what is left
@@ -538,12 +573,14 @@ class _Round:
         for node in repave[:budget]:
             name = node_name(target.app, target.release, node.index, node.attempt + 1)
             if name in view.deleting:
-                self.waiting.append(f"the old {name} to finish deleting")
+                self.waiting.append(Wait(WaitReason.DELETING, name,
+                                         f"the old {name} to finish deleting"))
                 continue
             self.steps.append(
                 CreateNode(name, node.index, node.attempt + 1, f"repaves {node.name}"))
         if len(repave) > budget:
-            self.waiting.append(f"room to repave {len(repave) - budget} more node(s)")
+            self.waiting.append(Wait(WaitReason.SURGE_ROOM, None,
+                                     f"room to repave {len(repave) - budget} more node(s)"))
 
     def result(self) -> Plan:
         if self.steps:
@@ -552,7 +589,7 @@ class _Round:
             return Plan(Phase.CONVERGED)
         return Plan(
             Phase.WAITING,
-            waiting_for=tuple(self.waiting) or ("the cloud to settle",),
+            waits=tuple(self.waiting) or (SETTLING,),
             wake_at=min(self.wake) if self.wake else None,
         )
 

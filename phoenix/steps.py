@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from phoenix.blast import BlastRadius
+from phoenix.vocabulary import Wait
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class Phase(StrEnum):
 class Plan:
     phase: Phase
     steps: tuple[Step, ...] = ()
-    waiting_for: tuple[str, ...] = ()
+    waits: tuple[Wait, ...] = ()  # what the plan waits for, each with its reason code
     failure: str | None = None
     # How far a FAILED plan's failure reaches (phoenix.blast.BlastRadius): a region-level
     # one makes a multi-region deploy try the next region.
@@ -103,5 +104,26 @@ class Plan:
     def converged(self) -> bool:
         return self.phase is Phase.CONVERGED
 
+    @property
+    def waiting_for(self) -> tuple[str, ...]:
+        """The waits as a person reads them (logs, messages, the deadline's failure)."""
+        return tuple(wait.text for wait in self.waits)
+
     def describe(self) -> list[str]:
         return [step.describe() for step in self.steps]
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How far the target release has come, node by node: what a progress display shows
+    (booted 2/3, healthy 1/3, in the pool 1/3). Each count includes the next one's nodes:
+    a node in the pool is healthy, a healthy one is booted."""
+
+    target: int  # the nodes the target wants
+    booted: int  # its nodes up (ACTIVE)
+    healthy: int  # ...and passing their health check (or proven in service)
+    in_pool: int  # ...and serving in the load balancer
+
+    def describe(self) -> str:
+        return (f"booted {self.booted}/{self.target}, healthy {self.healthy}/{self.target},"
+                f" in pool {self.in_pool}/{self.target}")
