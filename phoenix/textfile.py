@@ -22,19 +22,18 @@ code stays what the deploy made it, metrics being secondary to the deploy itself
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from phoenix.errors import InputError
+from phoenix.files import atomic_write, locked
 
 _COUNTERS = {
     "phoenix_deploys_total": ("Actions by outcome", ("app", "action", "outcome")),
@@ -74,7 +73,7 @@ def record_action(
     api_calls: Mapping[tuple[str, str], int],
 ) -> None:
     """Add one finished action (and its API calls) to the file."""
-    with _locked(path):
+    with locked(Path(f"{path}.lock")):
         samples = _read(path)
         counters = {name: samples.get(name, {}) for name in _COUNTERS}
         deploys = counters["phoenix_deploys_total"]
@@ -93,13 +92,6 @@ def record_action(
 def read(path: Path) -> Samples:
     """The file's samples, name -> label values (in the names' label order) -> value."""
     return _read(path)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(f"{path}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _read(path: Path) -> Samples:
@@ -149,7 +141,8 @@ def _write(path: Path, counters: Samples, gauges: Samples) -> None:
         families.append(gauge)
     registry = CollectorRegistry()
     registry.register(_Fixed(families))
-    write_to_textfile(str(path), registry)
+    # Readable by node_exporter, which runs as another user (the umask permitting).
+    atomic_write(path, generate_latest(registry), mode=0o644)
 
 
 class _Fixed(Collector):

@@ -28,12 +28,8 @@ import httpx
 import pytest
 
 from phoenix.errors import BadRequest, InputError, NotFound, UnknownResource
-from phoenix.providers.local.agent import (
-    process_alive,
-    process_start_ticks,
-    read_status,
-    write_status,
-)
+from phoenix.processes import process_alive, process_start_ticks
+from phoenix.providers.local.agent import read_status, write_status
 from phoenix.providers.local.images import (
     MANIFEST,
     LocalImage,

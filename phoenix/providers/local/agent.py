@@ -24,7 +24,6 @@ atomically under ``NODE_DIR/.lock``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -33,13 +32,15 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
 from phoenix.errors import PhoenixError
+from phoenix.files import locked
+from phoenix.processes import process_start_ticks
 from phoenix.providers.local.cloudinit import UserData, WriteFile, command_argv, parse_user_data
 from phoenix.providers.local.images import ImageManifest, read_manifest, write_json_atomic
 
@@ -66,15 +67,10 @@ _FAULT_MAX_CHARS = 300
 # --- the node directory protocol (shared with nodes.py) ------------------------------------
 
 
-@contextlib.contextmanager
-def node_lock(node_dir: Path) -> Iterator[None]:
-    """Hold the node's lock (``fcntl.flock``) for a read-modify-write of its files."""
-    fd = os.open(node_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+def node_lock(node_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold the node's lock for a read-modify-write of its files; ``FileNotFoundError``
+    when the node directory is gone (deleted meanwhile)."""
+    return locked(node_dir / LOCK_FILE)
 
 
 def read_status(node_dir: Path) -> dict[str, Any]:
@@ -90,33 +86,6 @@ def write_status(node_dir: Path, status: Mapping[str, Any]) -> None:
     """Replace ``status.json`` atomically, stamping ``updated_at``. Hold ``node_lock``."""
     stamped = {**status, "updated_at": datetime.now(UTC).isoformat()}
     write_json_atomic(node_dir / STATUS_FILE, stamped)
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """When ``pid`` started (clock ticks since boot), or None if it is gone or a zombie.
-
-    A pid with its start time names one process for good: pids are reused, start times
-    of a reused pid differ.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat_line = handle.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = stat_line.rsplit(")", 1)[-1].split()
-    if len(fields) < 20 or fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
-def process_alive(pid: int | None, start_ticks: int | None) -> bool:
-    """True if the process ``pid`` that started at ``start_ticks`` is still running."""
-    if not pid:
-        return False
-    ticks = process_start_ticks(pid)
-    if ticks is None:
-        return False
-    return start_ticks is None or ticks == start_ticks
 
 
 # --- the agent ----------------------------------------------------------------------------

@@ -31,19 +31,22 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from phoenix import log as plog
+from phoenix.clock import SystemClock
 from phoenix.errors import BadRequest, InputError, NotFound, Transient
+from phoenix.files import locked
 from phoenix.model import DnsRecord, Member, MemberState
+from phoenix.providers.base import Clock
 from phoenix.providers.local.balancer import Balancer, BalancerConfig
 from phoenix.providers.local.images import write_json_atomic
-from phoenix.providers.local.store import FileDns, file_lock
+from phoenix.providers.local.store import FileDns
 from phoenix.providers.local.supervisor import LOG_FILE as SUPERVISOR_LOG
 from phoenix.providers.local.supervisor import stopped_on_purpose, supervisor_running
+from phoenix.waiting import wait_until
 
 
 class FrontendHost(Protocol):
@@ -83,9 +86,16 @@ class LocalDns:
     the same test at both levels).
     """
 
-    def __init__(self, cloud: FrontendHost, *, switch_timeout: float = SWITCH_TIMEOUT) -> None:
+    def __init__(
+        self,
+        cloud: FrontendHost,
+        *,
+        switch_timeout: float = SWITCH_TIMEOUT,
+        clock: Clock | None = None,
+    ) -> None:
         self.cloud = cloud
         self.switch_timeout = switch_timeout
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.records = FileDns(cloud.state_dir / "dns.json")
 
     # --- Dns ------------------------------------------------------------------------
@@ -162,7 +172,7 @@ class LocalDns:
         assert number is not None
         balancer = self._balancer(key, number)
         balancer.config.pool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with file_lock(balancer.config.pool_dir / LOCK_FILE):
+        with locked(balancer.config.pool_dir / LOCK_FILE, parents=True):
             restarted = not balancer.running()
             balancer.ensure_running()  # restarted from its members.json if it died
             current = {m.name: m for m in balancer.list_members()}
@@ -187,21 +197,23 @@ class LocalDns:
     ) -> None:
         """Until every one of ``names`` (``any_of``: one of them) takes traffic, by the
         balancer's own check; ``Transient`` after ``switch_timeout``."""
-        deadline = time.monotonic() + self.switch_timeout
-        while True:
+        pending: list[str] = []
+
+        def online() -> bool:
+            nonlocal pending
             members = {m.name: m for m in balancer.list_members()}
             pending = [n for n in names if n not in members or members[n].online is not True]
-            if not pending or (any_of and len(pending) < len(names)):
-                return
-            if time.monotonic() > deadline:
-                check = self.cloud.check_path or "a TCP connect"
-                raise Transient(
-                    f"DNS front end for {key} ({balancer.url()}): {', '.join(pending)} not"
-                    f" taking traffic after {self.switch_timeout:g}s (the front end checks"
-                    f" {check} through each region's load balancer); the record's other"
-                    " values keep serving; retry set_record once that region serves"
-                )
-            time.sleep(_POLL_SECONDS)
+            return not pending or (any_of and len(pending) < len(names))
+
+        if wait_until(online, self.switch_timeout, self.clock, interval=_POLL_SECONDS):
+            return
+        check = self.cloud.check_path or "a TCP connect"
+        raise Transient(
+            f"DNS front end for {key} ({balancer.url()}): {', '.join(pending)} not"
+            f" taking traffic after {self.switch_timeout:g}s (the front end checks"
+            f" {check} through each region's load balancer); the record's other"
+            " values keep serving; retry set_record once that region serves"
+        )
 
     def _balancer(self, key: str, number: int) -> Balancer:
         return self.cloud.make_balancer(
@@ -217,7 +229,7 @@ class LocalDns:
     def _number(self, key: str, *, allocate: bool = True) -> int | None:
         """The record's front-end number k, persisted so its address never changes."""
         path = self.cloud.state_dir / FRONTENDS_FILE
-        with file_lock(self.cloud.state_dir / f".{FRONTENDS_FILE}.lock"):
+        with locked(self.cloud.state_dir / f".{FRONTENDS_FILE}.lock", parents=True):
             numbers: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
             if key not in numbers and allocate:
                 free = sorted(set(range(1, MAX_FRONTENDS + 1)) - set(numbers.values()))

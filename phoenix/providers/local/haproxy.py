@@ -44,24 +44,21 @@ are in ``haproxy_runtime``):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import ipaddress
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
 
-from phoenix import errors
+from phoenix import errors, processes
 from phoenix import log as plog
 from phoenix.clock import SystemClock
+from phoenix.files import atomic_write, locked
 from phoenix.model import Member, MemberAction, MemberChange, MemberState
 from phoenix.processes import minimal_env, pid_alive
 from phoenix.providers.base import Clock
@@ -84,7 +81,7 @@ from phoenix.providers.local.haproxy_runtime import (
     Server,
     connect_admin_socket,
 )
-from phoenix.providers.local.store import atomic_write
+from phoenix.waiting import wait_until
 
 __all__ = [
     "MIN_VERSION",
@@ -440,15 +437,15 @@ class HaproxyBalancer:
     def _await_first_checks(self, fresh: Sequence[str]) -> None:
         """Until every one of ``fresh`` passed a check (takes traffic) or failed one, or
         ``add_wait`` passed; a sick new member must not hold the batch for long."""
-        deadline = self.clock.now() + timedelta(seconds=self.add_wait)
-        while self.clock.now() < deadline:
+
+        def checked() -> bool:
             servers = self._runtime.servers()
-            if all(
+            return all(
                 server is None or server.online or server.check_result == CHECK_FAILED
                 for server in (servers.get(name) for name in fresh)
-            ):
-                return
-            self.clock.sleep(0.05)
+            )
+
+        wait_until(checked, self.add_wait, self.clock)
 
     def stop(self) -> None:
         """Stop the supervisor, then HAProxy (SIGTERM, then SIGKILL), and remove its
@@ -509,16 +506,15 @@ class HaproxyBalancer:
             raise errors.Transient(
                 f"haproxy -D -f {self._cfg_path} exited with {done.returncode}: {output_text}"
             )
-        deadline = started + timedelta(seconds=self.start_timeout)
-        while not self._runtime.answers():
-            if self.clock.now() >= deadline:
-                self._kill()
-                raise errors.Transient(
-                    f"haproxy for {self.config.pool_dir} started but its admin socket"
-                    f" {self._sock_path} did not answer within {self.start_timeout}s;"
-                    f" output: {output_text or '(none)'}"
-                )
-            self.clock.sleep(0.01)
+        waited = (self.clock.now() - started).total_seconds()
+        if not wait_until(self._runtime.answers, self.start_timeout - waited, self.clock,
+                          interval=0.01):
+            self._kill()
+            raise errors.Transient(
+                f"haproxy for {self.config.pool_dir} started but its admin socket"
+                f" {self._sock_path} did not answer within {self.start_timeout}s;"
+                f" output: {output_text or '(none)'}"
+            )
         self._repair_pidfile()
         log.info(
             "haproxy started",
@@ -547,30 +543,16 @@ class HaproxyBalancer:
                 path.unlink()
 
     def _terminate(self, pid: int) -> None:
-        for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            deadline = self.clock.now() + timedelta(seconds=grace)
-            while pid_alive(pid):
-                if self.clock.now() >= deadline:
-                    break
-                self.clock.sleep(0.01)
-            else:
-                return
-        if pid_alive(pid):
+        process = processes.get(pid)
+        left = set() if process is None else processes.stop(
+            [process], grace=3.0, kill_grace=2.0, clock=self.clock, interval=0.01)
+        if left:
             raise errors.Transient(f"haproxy (pid {pid}) survived SIGKILL; try again")
 
     def _is_ours(self, pid: int) -> bool:
         """Is ``pid`` alive and this pool's HAProxy (not a process that reused the pid)?"""
-        if not pid_alive(pid):
-            return False
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except FileNotFoundError:
-            return False
-        except OSError:
-            return True  # no /proc: a live pid from our pidfile is the best we know
-        return os.fsencode(self._cfg_path) in argv
+        argv = processes.process_argv(pid)
+        return argv is not None and os.fsencode(self._cfg_path) in argv
 
     def _read_pid(self) -> int | None:
         try:
@@ -639,8 +621,8 @@ class HaproxyBalancer:
         pending = dict(servers)
         failed: dict[str, str] = {}
         answers: dict[str, str] = {}
-        deadline = self.clock.now() + timedelta(seconds=self.remove_wait)
-        while pending:
+
+        def deleted() -> bool:
             current = self._runtime.servers()
             for name, server in list(pending.items()):
                 now = current.get(server.name)
@@ -659,18 +641,18 @@ class HaproxyBalancer:
                 else:
                     failed[name] = f"haproxy refused {command!r}: {answer!r}"
                     del pending[name]
-            if pending and self.clock.now() >= deadline:
-                for name, server in pending.items():
-                    command = f"del server {BACKEND}/{server.name}"
-                    failed[name] = (
-                        f"member {name!r} still has {server.active or 0} request(s) in flight"
-                        f" after {self.remove_wait}s (last answer to {command!r}:"
-                        f" {answers.get(name) or 'not sent'!r}); it is in maintenance and"
-                        " takes no new requests; retry remove_member"
-                    )
-                return failed
-            if pending:
-                self.clock.sleep(0.05)
+            return not pending
+
+        if not pending or wait_until(deleted, self.remove_wait, self.clock):
+            return failed
+        for name, server in pending.items():
+            command = f"del server {BACKEND}/{server.name}"
+            failed[name] = (
+                f"member {name!r} still has {server.active or 0} request(s) in flight"
+                f" after {self.remove_wait}s (last answer to {command!r}:"
+                f" {answers.get(name) or 'not sent'!r}); it is in maintenance and"
+                " takes no new requests; retry remove_member"
+            )
         return failed
 
     def _not_running(self, what: str) -> errors.Transient:
@@ -692,16 +674,10 @@ class HaproxyBalancer:
 
     # --- files ----------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
         """Serialise changes to this pool across threads and processes."""
         self.config.pool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(self.config.pool_dir / LOCK_FILE, "a") as lock_file:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+        return locked(self.config.pool_dir / LOCK_FILE)
 
     def _load(self) -> dict[str, _Desired]:
         try:

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from phoenix.errors import InputError, UnknownResource
+from phoenix.files import atomic_write
 
 MANIFEST = "phoenix-image.yaml"
 RECORD = "image.json"
@@ -229,16 +230,31 @@ def digest_tree(root: Path) -> str:
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any], *, mode: int = 0o644) -> None:
-    """Write JSON to ``path`` so that readers see the old or the new file, never a mix."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    """Write JSON to ``path`` so that readers see the old or the new file, never a mix.
+
+    The folder must exist: a node's files are written into its directory, which a
+    delete may have removed meanwhile (and must not come back)."""
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=mode)
+
+
+def delete_image(images_root: Path, image_id: str) -> bool:
+    """Delete an imported image; False when there was none. Nodes run from copies, so
+    the image is not needed by the nodes booted from it.
+
+    The image leaves the list at once and whole: its directory is first renamed out of
+    the id pattern (one atomic rename), then removed; a crash in between leaves a
+    ``.deleting-*`` directory that the next delete removes, never a half-image."""
+    if not _ID_PATTERN.fullmatch(image_id):
+        return False
+    for leftover in images_root.glob(".deleting-*"):
+        remove_tree(leftover)
+    doomed = images_root / f".deleting-{image_id}-{secrets.token_hex(4)}"
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+        os.rename(images_root / image_id, doomed)
+    except FileNotFoundError:
+        return False
+    remove_tree(doomed)
+    return True
 
 
 def remove_tree(path: Path) -> None:

@@ -25,28 +25,27 @@ variables in its environment.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import ipaddress
 import json
 import os
 import re
 import secrets
 import shutil
-import signal
 import stat
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from phoenix import processes
 from phoenix.errors import BadRequest, NotFound, Transient
-from phoenix.processes import python_child_env
+from phoenix.files import locked
+from phoenix.processes import process_alive, process_start_ticks, python_child_env
 from phoenix.providers.local.agent import (
     ACTIVE,
     BUILD,
@@ -59,8 +58,6 @@ from phoenix.providers.local.agent import (
     ROOT_DIR,
     USER_DATA_FILE,
     node_lock,
-    process_alive,
-    process_start_ticks,
     read_status,
     write_status,
 )
@@ -73,7 +70,6 @@ KILL_GRACE = 1.0  # seconds past the image's stop_timeout before SIGKILL
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _STAGING_PREFIX = ".new-"
 _TRASH_PREFIX = ".deleted-"
-_POLL_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -360,15 +356,8 @@ class LocalNodes:
                 with contextlib.suppress(OSError):
                     remove_tree(entry)
 
-    @contextlib.contextmanager
-    def _region_lock(self) -> Iterator[None]:
-        self._nodes_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self._nodes_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _region_lock(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self._nodes_dir / ".lock", parents=True)
 
     def _not_found(self, node_id_or_name: str) -> NotFound:
         return NotFound(
@@ -403,68 +392,37 @@ def kill_node_processes(node_dir: Path, *, timeout: float = 5.0) -> list[int]:
     """
     node_dir = Path(os.path.realpath(node_dir))  # the form the markers were set in
     group, markers = _group_and_markers(node_dir, read_status(node_dir))
-    found = _node_processes(markers, group)
-    if group is not None:
-        _signal_group(group, signal.SIGKILL)
-    for pid in found:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while left := _node_processes(markers, group):
-        if time.monotonic() > deadline:
-            raise Transient(
-                f"processes of node {node_dir.name} survived SIGKILL for {timeout:g}s (pids"
-                f" {', '.join(map(str, sorted(left)))}); retry"
-            )
-        for pid in left:  # a child forked after the first sweep
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(_POLL_SECONDS)
+    found = {process.pid for process in _node_processes(markers, group)}
+    left = processes.kill(lambda: _node_processes(markers, group), timeout=timeout, group=group)
+    if left:
+        raise Transient(
+            f"processes of node {node_dir.name} survived SIGKILL for {timeout:g}s (pids"
+            f" {', '.join(map(str, sorted(left)))}); retry"
+        )
     return sorted(found)
 
 
 def _group_and_markers(
     node_dir: Path, status: Mapping[str, Any]
-) -> tuple[int | None, set[bytes]]:
+) -> tuple[int | None, dict[str, str]]:
     """The node's process group (only while its agent lives: a dead agent's pid may be
     reused) and the environment entries every process of the node inherits."""
     pid = status.get("agent_pid")
     group = pid if pid and process_alive(pid, status.get("agent_start")) else None
-    markers = {
-        f"{NODE_DIR_VARIABLE}={node_dir}".encode(),
-        f"PHOENIX_NODE_ROOT={node_dir / ROOT_DIR}".encode(),
-    }
+    markers = {NODE_DIR_VARIABLE: str(node_dir), "PHOENIX_NODE_ROOT": str(node_dir / ROOT_DIR)}
     return group, markers
 
 
 def _stop_processes(node_dir: Path, status: Mapping[str, Any], grace: float) -> None:
-    """SIGTERM the node's processes, SIGKILL what is left after ``grace`` seconds."""
+    """SIGTERM the node's processes, SIGKILL what is left after ``grace`` seconds.
+
+    Every process found once is followed until it is gone (``processes.stop`` does): a
+    process that is exiting has no readable environment any more while it still runs,
+    so a fresh scan by marker alone would miss it.
+    """
     group, markers = _group_and_markers(node_dir, status)
-    # Every process found once is followed by pid and start time until it is gone: a
-    # process that is exiting has no readable environ any more (its memory is torn down)
-    # while it still runs, so a fresh scan by marker alone would miss it.
-    seen: dict[int, int] = {}
-
-    def remaining() -> set[int]:
-        for pid in _node_processes(markers, group):
-            ticks = process_start_ticks(pid)
-            if ticks is not None:  # None: already gone
-                seen.setdefault(pid, ticks)
-        return {pid for pid, ticks in seen.items() if process_alive(pid, ticks)}
-
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 3.0)):
-        found = remaining()
-        if not found:
-            return
-        if group is not None:
-            _signal_group(group, sig)
-        for other in found:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(other, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and remaining():
-            time.sleep(_POLL_SECONDS)
-    left = remaining()
+    left = processes.stop(lambda: _node_processes(markers, group), grace=grace,
+                          kill_grace=3.0, group=group)
     if left:
         raise Transient(
             f"processes of node {node_dir.name} survived SIGKILL (pids"
@@ -472,34 +430,9 @@ def _stop_processes(node_dir: Path, status: Mapping[str, Any], grace: float) -> 
         )
 
 
-def _node_processes(markers: set[bytes], group: int | None) -> set[int]:
+def _node_processes(markers: Mapping[str, str], group: int | None) -> list[processes.Process]:
     """Live (non-zombie) processes in ``group`` or carrying one of the node's markers."""
-    found: set[int] = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[-1].split()
-            if fields[0] in (b"Z", b"X"):
-                continue
-            if group is not None and int(fields[2]) == group:
-                found.add(int(entry))
-                continue
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                if markers.intersection(handle.read().split(b"\0")):
-                    found.add(int(entry))
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile, or not ours to read
-    return found
-
-
-def _signal_group(group: int, sig: int) -> None:
-    try:
-        os.killpg(group, sig)
-    except OSError as exc:
-        if exc.errno not in (errno.ESRCH, errno.EPERM):
-            raise
+    return processes.find(environ=markers, group=group)
 
 
 def _agent_environment(node_dir: Path) -> dict[str, str]:

@@ -24,17 +24,14 @@ a drill script) is seen by ``phoenix deploy`` in another. The global front end
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from phoenix import processes
 from phoenix.errors import InputError, RegionUnavailable, Transient
-from phoenix.processes import pid_alive
 from phoenix.providers.local import haproxy_config, proxy_server
 from phoenix.providers.local.images import write_json_atomic
 from phoenix.providers.local.nodes import kill_node_processes
@@ -51,7 +48,6 @@ __all__ = [
 
 OUTAGE_FILE = "outage.json"
 KILL_TIMEOUT = 5.0  # seconds a SIGKILLed balancer may take to disappear
-_POLL_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -151,24 +147,24 @@ def _node_dirs(region_dir: Path) -> list[Path]:
 def _kill_balancers(pools_dir: Path) -> list[int]:
     if not pools_dir.is_dir():
         return []
-    pids = {pid for pool in pools_dir.iterdir() if pool.is_dir() for pid in _balancer_pids(pool)}
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    _wait_gone(pids)
-    return sorted(pids)
+    found = [process for pool in pools_dir.iterdir() if pool.is_dir()
+             for process in _balancers(pool)]
+    left = processes.kill(found, timeout=KILL_TIMEOUT)
+    if left:
+        raise Transient(
+            f"balancer process(es) {', '.join(map(str, sorted(left)))} survived SIGKILL"
+            f" for {KILL_TIMEOUT:g}s; retry start_outage"
+        )
+    return sorted({process.pid for process in found})
 
 
-def _balancer_pids(pool_dir: Path) -> set[int]:
-    """The live balancer processes of one pool: the pid in ``haproxy.pid``/``proxy.pid``,
-    and any other process whose command line names this pool (a balancer whose pid file
-    was lost or is stale). A pid reused by an unrelated program is never included, nor
-    the pool's supervisor (it names the pool too, but honours the outage marker)."""
-    pool_dir = pool_dir.resolve()
-    owned = _pool_arguments(pool_dir)
-    candidates = set(_pids_in_files(pool_dir))
-    candidates.update(int(entry) for entry in os.listdir("/proc") if entry.isdigit())
-    return {pid for pid in candidates if pid != os.getpid() and _runs(pid, owned)}
+def _balancers(pool_dir: Path) -> list[processes.Process]:
+    """The live balancer processes of one pool: every process whose command line names
+    this pool as a balancer's does, whatever ``haproxy.pid``/``proxy.pid`` say (a pid
+    file may be lost or stale). A pid reused by an unrelated program is never included,
+    nor the pool's supervisor (it names the pool too, but honours the outage marker)."""
+    owned = _pool_arguments(pool_dir.resolve())
+    return processes.find(argv=lambda argv: _runs(argv, owned))
 
 
 def _pool_arguments(pool_dir: Path) -> set[bytes]:
@@ -178,37 +174,8 @@ def _pool_arguments(pool_dir: Path) -> set[bytes]:
     return {os.fsencode(pool_dir / haproxy_config.CONFIG_FILE), os.fsencode(pool_dir)}
 
 
-def _pids_in_files(pool_dir: Path) -> list[int]:
-    pids = []
-    for name in (haproxy_config.PID_FILE, proxy_server.PID_FILE):
-        with contextlib.suppress(OSError, ValueError):
-            pids.append(int((pool_dir / name).read_text().strip()))
-    return pids
-
-
-def _runs(pid: int, owned: set[bytes]) -> bool:
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    if not owned.intersection(argv):
+def _runs(argv: list[bytes], owned: set[bytes]) -> bool:
+    if not argv or not owned.intersection(argv):
         return False
     is_haproxy = os.path.basename(argv[0]) == b"haproxy"
-    return (is_haproxy or proxy_server.MODULE.encode() in argv) and pid_alive(pid)
-
-
-def _wait_gone(pids: set[int]) -> None:
-    deadline = time.monotonic() + KILL_TIMEOUT
-    while left := {pid for pid in pids if _alive(pid)}:
-        if time.monotonic() > deadline:
-            raise Transient(
-                f"balancer process(es) {', '.join(map(str, sorted(left)))} survived SIGKILL"
-                f" for {KILL_TIMEOUT:g}s; retry start_outage"
-            )
-        time.sleep(_POLL_SECONDS)
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child (a started proxy)
-    return pid_alive(pid)
+    return is_haproxy or proxy_server.MODULE.encode() in argv

@@ -35,6 +35,7 @@ from phoenix.errors import (
     Transient,
     UnknownResource,
 )
+from phoenix.files import locked
 from phoenix.model import (
     TAG_APP,
     Flavor,
@@ -51,11 +52,16 @@ from phoenix.provider_options import LocalOptions, parse_options
 from phoenix.providers.base import Clock, ImageQuery, Provider
 from phoenix.providers.local.balancer import Balancer, BalancerConfig, saved_members
 from phoenix.providers.local.frontend import LocalDns
-from phoenix.providers.local.images import LocalImage, get_image, import_image, list_images
+from phoenix.providers.local.images import (
+    LocalImage,
+    delete_image,
+    get_image,
+    import_image,
+    list_images,
+)
 from phoenix.providers.local.nodes import LocalNodes, NodeRecord
 from phoenix.providers.local.outage import OUTAGE_FILE, check_region
 from phoenix.providers.local.store import DirectoryStore
-from phoenix.providers.local.store import file_lock as _file_lock
 from phoenix.providers.local.supervisor import LOG_FILE as SUPERVISOR_LOG
 from phoenix.providers.local.supervisor import stopped_on_purpose, supervisor_running
 
@@ -108,7 +114,7 @@ class LocalCloud:
 
     def region_number(self, region: str) -> int:
         path = self.state_dir / "regions.json"
-        with _file_lock(self.state_dir / ".regions.lock"):
+        with locked(self.state_dir / ".regions.lock", parents=True):
             numbers: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
             if region not in numbers:
                 numbers[region] = max(numbers.values(), default=0) + 1
@@ -238,7 +244,7 @@ class LocalCompute:
         if not app:
             raise BadRequest(f"{request.name}: a server needs the {TAG_APP} tag")
         nodes = self.cloud.nodes(region, app)
-        with _file_lock(self.cloud.region_dir(region) / ".create.lock"):
+        with locked(self.cloud.region_dir(region) / ".create.lock", parents=True):
             existing = [r for r in nodes.list() if r.name == request.name]
             if existing:
                 return _node(existing[0], region)
@@ -293,6 +299,11 @@ class LocalCompute:
         return _image(
             import_image(self.images_root, source, name=name, now=self.cloud.clock.now())
         )
+
+    def delete_image(self, region: str, image_id: str) -> None:
+        """Images are this machine's, shared by its regions: gone from all of them."""
+        self.cloud.check_available(region)
+        delete_image(self.images_root, image_id)
 
     def get_flavor(self, region: str, name: str) -> Flavor:
         self.cloud.check_available(region)

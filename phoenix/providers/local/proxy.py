@@ -17,26 +17,26 @@ traffic, but HAProxy is not always installed. It comes in three parts:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from phoenix import errors
+from phoenix import errors, processes
+from phoenix.clock import SystemClock
+from phoenix.files import atomic_write, locked
 from phoenix.model import Member, MemberAction, MemberChange, MemberState
 from phoenix.processes import python_child_env
+from phoenix.providers.base import Clock
 from phoenix.providers.local import proxy_control
 from phoenix.providers.local import supervisor as supervision
 from phoenix.providers.local.balancer import CONFIG_FILE, BalancerConfig, batch_order
 from phoenix.providers.local.proxy_control import SOCKET_FILE
 from phoenix.providers.local.proxy_server import FATAL, MODULE, PID_FILE, main
-from phoenix.providers.local.store import atomic_write
+from phoenix.waiting import wait_until
 
 __all__ = ["MODULE", "BuiltinBalancer", "main"]
 
@@ -54,44 +54,16 @@ def _pid_is_proxy(pid: int, pool_dir: Path) -> bool:
 
     Checks the command line, so a pid reused by another program is never signalled.
     """
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own dead child
-    proc = Path("/proc") / str(pid)
-    if not Path("/proc/self").exists():  # no procfs: trust the pid
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    try:
-        stat = (proc / "stat").read_text()
-        cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]:
-        return False
-    return MODULE.encode() in cmdline and str(pool_dir).encode() in cmdline
+    return _proxy_process(pid, pool_dir) is not None
 
 
-def _pid_gone(pid: int) -> bool:
-    """Whether ``pid`` has exited: reaped, or a zombie (an exiting process, whose command
-    line already reads empty, still counts as running)."""
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        stat = (Path("/proc") / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
+def _proxy_process(pid: int, pool_dir: Path) -> processes.Process | None:
+    """The live balancer process ``pid`` of ``pool_dir``, or None (see ``_pid_is_proxy``)."""
+    processes.reap(pid)  # it is our own dead child: not a zombie
+    argv = processes.process_argv(pid)
+    if argv is None or MODULE.encode() not in argv or str(pool_dir).encode() not in argv:
+        return None
+    return processes.get(pid)
 
 
 class BuiltinBalancer:
@@ -102,8 +74,9 @@ class BuiltinBalancer:
     membership changes in its event loop.
     """
 
-    def __init__(self, config: BalancerConfig) -> None:
+    def __init__(self, config: BalancerConfig, *, clock: Clock | None = None) -> None:
         self.config = config
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self._pool_dir = config.pool_dir.resolve()
 
     # -- Balancer --------------------------------------------------------------------
@@ -216,37 +189,26 @@ class BuiltinBalancer:
         except (OSError, ValueError):
             return None
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self._pool_dir / LOCK_FILE, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self._pool_dir / LOCK_FILE)
 
     def _stop_leftover(self) -> None:
         """Stop whatever runs for this pool (possibly hung) and clear stale pid/socket."""
         pids = {self._pid()}
         with contextlib.suppress(errors.Transient):
             pids.add(int(self._request({"op": "ping"}, PING_TIMEOUT)["pid"]))
-        for pid in pids:
-            if pid is not None and _pid_is_proxy(pid, self._pool_dir):
-                self._terminate(pid)
+        found = [p for pid in pids if pid is not None
+                 and (p := _proxy_process(pid, self._pool_dir)) is not None]
+        # SIGTERM lets in-flight requests finish (the process's SHUTDOWN_GRACE).
+        left = processes.stop(found, grace=STOP_TIMEOUT, kill_grace=5.0, clock=self.clock)
+        if left:
+            raise errors.Transient(
+                f"balancer process {', '.join(map(str, sorted(left)))} for {self._pool_dir}"
+                " survived SIGKILL"
+            )
         for name in (PID_FILE, SOCKET_FILE):
             with contextlib.suppress(FileNotFoundError):
                 (self._pool_dir / name).unlink()
-
-    def _terminate(self, pid: int) -> None:
-        for signum, timeout in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if _pid_gone(pid):
-                    return
-                time.sleep(0.02)
-        raise errors.Transient(f"balancer process {pid} for {self._pool_dir} survived SIGKILL")
 
     def _start(self) -> None:
         config = {
@@ -257,7 +219,8 @@ class BuiltinBalancer:
             "check_rise": self.config.check_rise,
             "check_fall": self.config.check_fall,
         }
-        atomic_write(self._pool_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        atomic_write(self._pool_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n",
+                     parents=True)
         with open(self._log_path, "ab") as log_file:
             log_offset = log_file.tell()
             process = subprocess.Popen(
@@ -266,7 +229,7 @@ class BuiltinBalancer:
                 close_fds=True, start_new_session=True, cwd=self._pool_dir,
                 env=python_child_env(),
             )
-        atomic_write(self._pool_dir / PID_FILE, f"{process.pid}\n")
+        atomic_write(self._pool_dir / PID_FILE, f"{process.pid}\n", parents=True)
         if self._await_ping(lambda: process.poll() is None):
             return
         code = process.poll()
@@ -280,14 +243,17 @@ class BuiltinBalancer:
 
     def _await_ping(self, alive: Callable[[], bool]) -> bool:
         """Whether the process answers a ping within START_TIMEOUT while ``alive()``."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while alive():
-            if self._ping():
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return False
+        answered = False
+
+        def settled() -> bool:
+            nonlocal answered
+            if not alive():
+                return True  # it died: no use waiting
+            answered = self._ping()
+            return answered
+
+        wait_until(settled, START_TIMEOUT, self.clock, interval=0.02)
+        return answered
 
     def _start_failure(self, code: int, log_offset: int) -> errors.PhoenixError:
         tail = self._log_tail(log_offset)

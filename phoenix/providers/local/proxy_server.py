@@ -41,6 +41,7 @@ from typing import Any
 import h11
 
 from phoenix import errors
+from phoenix.files import atomic_write
 from phoenix.model import MemberAction, MemberChange, MemberState
 from phoenix.providers.local.balancer import BalancerConfig, batch_order, read_config
 from phoenix.providers.local.proxy_control import SOCKET_FILE, address_and_port, parse_changes
@@ -54,7 +55,6 @@ from phoenix.providers.local.proxy_http import (
     request_has_body,
     upstream_request_headers,
 )
-from phoenix.providers.local.store import atomic_write
 
 __all__ = ["FATAL", "MODULE", "PID_FILE", "ProxyServer", "main"]
 
@@ -176,7 +176,8 @@ class ProxyServer:
             member.name: {k: v for k, v in member.desired().items() if k != "name"}
             for member in self.members.values()
         }
-        atomic_write(self.config.pool_dir / MEMBERS_FILE, json.dumps(members, indent=2) + "\n")
+        atomic_write(self.config.pool_dir / MEMBERS_FILE, json.dumps(members, indent=2) + "\n",
+                     parents=True)
         self.saves += 1
 
     def _start_checks(self, member: _Upstream) -> None:
@@ -612,7 +613,7 @@ class ProxyServer:
             os.unlink(SOCKET_FILE)
         control = await asyncio.start_unix_server(self._serve_control, path=SOCKET_FILE)
         os.chmod(SOCKET_FILE, 0o600)
-        atomic_write(self.config.pool_dir / PID_FILE, f"{os.getpid()}\n")
+        atomic_write(self.config.pool_dir / PID_FILE, f"{os.getpid()}\n", parents=True)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)

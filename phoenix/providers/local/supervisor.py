@@ -33,22 +33,21 @@ next writer, whose ``ensure_running`` waits for it or replaces it, as before.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-from phoenix import errors
-from phoenix.processes import live_pids, pid_alive, process_argv, python_child_env
+from phoenix import errors, processes
+from phoenix.clock import SystemClock
+from phoenix.files import atomic_write, lock_held, locked
+from phoenix.processes import python_child_env
 from phoenix.providers.local.balancer import Balancer, BalancerConfig
-from phoenix.providers.local.store import atomic_write
 
 __all__ = [
     "KINDS",
@@ -83,7 +82,6 @@ STABLE_SECONDS = 10.0  # a restarted balancer that lived this long was a good re
 LOCK_WAIT = 1.0  # a new supervisor waits this long for one that is exiting
 STOP_TIMEOUT = 15.0  # SIGTERM grace: longer than a restart in progress (HAProxy's is 10 s)
 KILL_TIMEOUT = 5.0
-_POLL = 0.02
 
 log = logging.getLogger("phoenix.providers.local.supervisor")
 
@@ -113,8 +111,8 @@ def ensure_supervisor(config: BalancerConfig, kind: str) -> None:
     pool_dir = config.pool_dir.resolve()
     if _pid_file_supervisor(pool_dir) is not None:
         return
-    with _flocked(pool_dir / SPAWN_LOCK_FILE):
-        if _pid_file_supervisor(pool_dir) is not None or _lock_held(pool_dir / LOCK_FILE):
+    with locked(pool_dir / SPAWN_LOCK_FILE):
+        if _pid_file_supervisor(pool_dir) is not None or lock_held(pool_dir / LOCK_FILE):
             return
         argv = [sys.executable, "-m", MODULE, str(pool_dir), "--kind", kind]
         if config.hold_file is not None:
@@ -126,7 +124,7 @@ def ensure_supervisor(config: BalancerConfig, kind: str) -> None:
             )
         # Written here too (the supervisor rewrites it once it holds its lock), so the
         # next caller sees one that is still starting up and does not start another.
-        atomic_write(pool_dir / PID_FILE, f"{process.pid}\n")
+        atomic_write(pool_dir / PID_FILE, f"{process.pid}\n", parents=True)
     # Reaped when it exits, so a long-running deploy collects no zombie; once this
     # process exits the supervisor is adopted by init and lives on.
     threading.Thread(target=process.wait, name=f"reap-supervisor-{process.pid}",
@@ -144,18 +142,9 @@ def stop_supervisor(pool_dir: Path) -> None:
     pool_dir = pool_dir.resolve()
     if not pool_dir.is_dir():
         return
-    atomic_write(pool_dir / STOPPED_FILE, "stopped on purpose; ensure_running clears this\n")
-    pids = supervisor_pids(pool_dir)
-    for sig, timeout in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, KILL_TIMEOUT)):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while pids and time.monotonic() < deadline:
-            time.sleep(_POLL)
-            pids = {pid for pid in pids if _alive(pid)}
-        if not pids:
-            break
+    atomic_write(pool_dir / STOPPED_FILE, "stopped on purpose; ensure_running clears this\n",
+                 parents=True)
+    pids = processes.stop(_supervisors(pool_dir), grace=STOP_TIMEOUT, kill_grace=KILL_TIMEOUT)
     if pids:
         raise errors.Transient(
             f"supervisor process(es) {', '.join(map(str, sorted(pids)))} of {pool_dir}"
@@ -179,18 +168,13 @@ def stopped_on_purpose(pool_dir: Path) -> bool:
 def supervisor_pids(pool_dir: Path) -> set[int]:
     """The live supervisors of ``pool_dir`` (normally none or one): the pid file's, and
     any process whose command line says it supervises this pool (a lost pid file)."""
-    pool_dir = pool_dir.resolve()
-    candidates = set(live_pids())
-    recorded = read_pid(pool_dir / PID_FILE)
-    if recorded is not None:
-        candidates.add(recorded)
-    return {pid for pid in candidates if pid != os.getpid() and _is_supervisor(pid, pool_dir)}
+    return {process.pid for process in _supervisors(pool_dir.resolve())}
 
 
 def supervisor_running(pool_dir: Path) -> bool:
     """Whether a supervisor watches the pool (it holds the pool's supervisor lock)."""
     pool_dir = pool_dir.resolve()
-    return _pid_file_supervisor(pool_dir) is not None or _lock_held(pool_dir / LOCK_FILE)
+    return _pid_file_supervisor(pool_dir) is not None or lock_held(pool_dir / LOCK_FILE)
 
 
 # --- the process ------------------------------------------------------------------------
@@ -209,14 +193,14 @@ class Supervisor:
         hold_file: Path | None = None,
         reload: Callable[[], Balancer] | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.balancer = balancer
         self.reload = reload
         self.pool_dir = balancer.config.pool_dir
         self.hold_file = hold_file
         self.clock = clock
-        self.sleep = sleep
+        self.sleep = sleep if sleep is not None else SystemClock().sleep
         self.stopping = False  # set by SIGTERM/SIGINT
         self.failures = 0  # bad restarts in a row: failed, or the process died soon after
         self.next_try = 0.0  # clock() before which no restart is tried
@@ -319,8 +303,9 @@ class Supervisor:
         if did_start and hold is not None and pid is not None:
             # The outage began while we were starting it: a power cut takes it down again
             # (the outage's own sweep may have run before the process existed).
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            process = processes.get(pid)
+            if process is not None:
+                processes.kill([process], timeout=0)
             log.warning("killed the balancer just restarted (pid %d): %s", pid, hold)
             return
         if did_start:
@@ -337,16 +322,23 @@ class Supervisor:
 # --- helpers ----------------------------------------------------------------------------
 
 
-def _is_supervisor(pid: int, pool_dir: Path) -> bool:
-    argv = process_argv(pid)
-    if argv is None or os.fsencode(pool_dir) not in argv:
+def _is_supervisor(argv: list[bytes], pool_dir: Path) -> bool:
+    if os.fsencode(pool_dir) not in argv:
         return False
     return any(module.encode() in argv for module in (MODULE, *_EARLIER_MODULES))
 
 
+def _supervisors(pool_dir: Path) -> list[processes.Process]:
+    """The live supervisor processes of ``pool_dir`` (which is resolved)."""
+    return processes.find(argv=lambda argv: _is_supervisor(argv, pool_dir))
+
+
 def _pid_file_supervisor(pool_dir: Path) -> int | None:
     pid = read_pid(pool_dir / PID_FILE)
-    return pid if pid is not None and _is_supervisor(pid, pool_dir) else None
+    if pid is None:
+        return None
+    argv = processes.process_argv(pid)
+    return pid if argv is not None and _is_supervisor(argv, pool_dir) else None
 
 
 def read_pid(path: Path) -> int | None:
@@ -355,50 +347,3 @@ def read_pid(path: Path) -> int | None:
     except (OSError, ValueError):
         return None
     return int(text) if text.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child
-    return pid_alive(pid)
-
-
-def _lock_held(path: Path) -> bool:
-    """Whether another open file holds an ``flock`` on ``path`` (a running supervisor)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-def acquire_lock(path: Path, wait: float) -> int | None:
-    """An fd holding an exclusive ``flock`` on ``path``, or None if it stays taken for
-    ``wait`` seconds (a predecessor may be exiting; someone may be testing the lock)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                return None
-            time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def _flocked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

@@ -19,8 +19,8 @@ from pathlib import Path
 from types import FrameType
 
 from phoenix import errors
+from phoenix.files import atomic_write, try_lock
 from phoenix.providers.local.balancer import Balancer, BalancerConfig, read_config
-from phoenix.providers.local.store import atomic_write
 from phoenix.providers.local.supervisor import (
     KINDS,
     LOCK_FILE,
@@ -28,7 +28,6 @@ from phoenix.providers.local.supervisor import (
     MODULE,
     PID_FILE,
     Supervisor,
-    acquire_lock,
     read_pid,
 )
 
@@ -62,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     pool_dir: Path = args.pool_dir.resolve()
     try:
-        lock_fd = acquire_lock(pool_dir / LOCK_FILE, LOCK_WAIT)
+        lock_fd = try_lock(pool_dir / LOCK_FILE, wait=LOCK_WAIT)
     except OSError as exc:
         log.error("cannot lock %s: %s; exiting", pool_dir / LOCK_FILE, exc)
         return 1
@@ -70,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("another supervisor holds %s; exiting", pool_dir / LOCK_FILE)
         return 0
     try:
-        atomic_write(pool_dir / PID_FILE, f"{os.getpid()}\n")
+        atomic_write(pool_dir / PID_FILE, f"{os.getpid()}\n", parents=True)
         try:
             config = read_config(pool_dir)
         except errors.InputError as exc:

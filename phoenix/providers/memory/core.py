@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import hashlib
 import heapq
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
@@ -19,6 +17,7 @@ from pathlib import Path
 
 from phoenix import errors
 from phoenix.clock import FakeClock
+from phoenix.files import atomic_write, locked
 from phoenix.model import NodeState
 from phoenix.providers.base import Clock
 from phoenix.providers.memory.faults import Faults, Latency, RateLimits
@@ -31,8 +30,9 @@ from phoenix.providers.memory.state import (
 )
 from phoenix.request_tally import RequestTally
 
-_SERVICE_OF_CALL = {"compute": "compute", "compute.find_images": "image", "lb": "load_balancer",
-                    "dns": "dns", "store": "store"}
+_SERVICE_OF_CALL = {"compute": "compute", "compute.find_images": "image",
+                    "compute.delete_image": "image", "lb": "load_balancer", "dns": "dns",
+                    "store": "store"}
 """The service a memory call (or its prefix) stands for; ``health`` probes are not counted."""
 
 
@@ -221,8 +221,7 @@ class CloudCore:
             return
         path = self.state_file
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(path.name + ".lock"), "a") as lock_file:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        with locked(path.with_name(path.name + ".lock")):
             self._file_depth += 1
             try:
                 self._reload_if_changed(path)
@@ -234,7 +233,6 @@ class CloudCore:
                         self.dirty = False
             finally:
                 self._file_depth -= 1
-                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
     def _reload_if_changed(self, path: Path) -> None:
         # Every writer replaces the file, never edits it in place, and we keep the version
@@ -270,19 +268,9 @@ class CloudCore:
 
     def _save(self, path: Path) -> None:
         text = json.dumps(state_to_json(self._state), indent=1, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with open(fd, "w", encoding="utf-8", closefd=False) as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._remember(fd)
+        atomic_write(path, text)
+        # Under the lock nobody else writes, so what is at the path now is what we wrote.
+        self._remember(os.open(path, os.O_RDONLY))
 
     def _remember(self, fd: int) -> None:
         if self._seen_fd is not None:
