@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from phoenix.engine import DeployResult, EventSink
+from phoenix.image_retention import ImageUse, PruneChoice
 from phoenix.model import Image
 from phoenix.providers.base import Clock, Provider
 from phoenix.records import DeployRecord
@@ -25,8 +26,8 @@ from phoenix.validation import validate, validate_region
 __all__ = [
     "DestroyResult", "DrillResult", "NodeStatus", "Phoenix", "PlanReport", "RegionStatus",
     "StatusReport", "deploy", "destroy", "drill", "failback", "failover", "history",
-    "images", "import_image", "plan", "repave", "rollback", "serving_region_of", "status",
-    "unlock", "validate", "validate_region",
+    "image_inventory", "images", "import_image", "plan", "prune_images", "repave",
+    "rollback", "serving_region_of", "status", "unlock", "validate", "validate_region",
 ]
 
 
@@ -174,6 +175,37 @@ def images(
     validate_region(spec, region)
     with Phoenix(spec, provider=provider, clock=clock) as session:
         return session.images(region=region)
+
+
+def image_inventory(
+    spec: Spec,
+    *,
+    region: str | None = None,
+    every_image: bool = False,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+) -> list[ImageUse]:
+    """The app's golden images per region, newest first, with their age and the recorded
+    releases that use them (``Phoenix.image_inventory``)."""
+    validate_region(spec, region)
+    with Phoenix(spec, provider=provider, clock=clock) as session:
+        return session.image_inventory(region=region, every_image=every_image)
+
+
+def prune_images(
+    spec: Spec,
+    *,
+    keep: int,
+    dry_run: bool = False,
+    region: str | None = None,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+) -> list[PruneChoice]:
+    """Delete the app's golden images but the ``keep`` newest and every one a recorded
+    release could roll back to (``Phoenix.prune_images``)."""
+    validate_region(spec, region)
+    with Phoenix(spec, provider=provider, clock=clock) as session:
+        return session.prune_images(keep=keep, dry_run=dry_run, region=region)
 
 
 def import_image(

@@ -19,19 +19,28 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from phoenix.clock import SystemClock
 from phoenix.engine import DeployResult, Engine, EventSink, serving_release
 from phoenix.errors import InputError, PhoenixError
-from phoenix.executor import RetryingStore
+from phoenix.executor import IMAGE, RetryingStore
+from phoenix.image_retention import (
+    ImageFinder,
+    ImageUse,
+    PruneChoice,
+    choose,
+    inventory,
+    one_per_image,
+)
 from phoenix.lease import DeployLock
 from phoenix.log import get_logger
 from phoenix.model import Image
 from phoenix.planner import plan as plan_steps
-from phoenix.providers.base import Clock, ImageImporter, ImageQuery, Provider
+from phoenix.providers.base import Clock, ImageDeleter, ImageImporter, ImageQuery, Provider
 from phoenix.providers.registry import open_provider
-from phoenix.records import DeployRecord, Records
+from phoenix.records import DeployRecord, Records, ReleaseRecord
 from phoenix.regions import RegionMover, dns_managed
 from phoenix.release import resolve_release
 from phoenix.retrying import RetryingCaller, RetryPolicy
@@ -315,7 +324,69 @@ class Phoenix:
         return sorted(found, key=lambda i: (i.created_at is not None, i.created_at),
                       reverse=True)
 
+    def image_inventory(self, *, region: str | None = None,
+                        every_image: bool = False) -> list[ImageUse]:
+        """The app's golden images in ``region`` (default: every region of the spec),
+        newest first, each with its age and the recorded releases (of the base spec and
+        every environment) that use it; ``every_image``: the regions' other images too."""
+        validate_region(self.spec, region)
+        releases = self._instance_releases()
+        rows: list[ImageUse] = []
+        for where in [region] if region else self.spec.regions:
+            rows += inventory(self.spec, where, self._image_finder(where), releases,
+                              self.clock.now(), every_image=every_image)
+        return rows
+
+    def prune_images(self, *, keep: int, dry_run: bool = False,
+                     region: str | None = None) -> list[PruneChoice]:
+        """Delete the app's golden images but the ``keep`` newest and every one a
+        recorded release could roll back to (``phoenix.image_retention``); ``dry_run``
+        only says which. Under the app's lease, so that no deploy of it records a
+        release between the look and the deletes."""
+        if keep < 1:
+            raise InputError("--keep: keep at least 1 image (the newest, which a deploy"
+                             " would use)")
+        validate_region(self.spec, region)
+        compute = self.provider.compute
+        if not dry_run and not isinstance(compute, ImageDeleter):
+            raise InputError(f"the {self.provider.name} provider cannot delete images;"
+                             " delete them in the cloud's own tools")
+        lease = self.lease(f"image-prune-{id(self):x}")
+        lease.acquire(self.clock, patience=self.spec.rollout.deadline)
+        try:
+            per_region = [choice for where in ([region] if region else self.spec.regions)
+                          for choice in choose(self.image_inventory(region=where), keep)]
+            choices = one_per_image(per_region)
+            doomed = {choice.use.image.id for choice in choices if choice.delete}
+            for choice in per_region:
+                if choice.use.image.id in doomed and not dry_run:
+                    assert isinstance(compute, ImageDeleter)
+                    lease.guard(self.clock.now())
+                    image, where = choice.use.image, choice.use.region
+                    self.caller.call(partial(compute.delete_image, where, image.id), IMAGE)
+                    log.info("image deleted", image=image.id, name=image.name, region=where)
+            return choices
+        finally:
+            lease.release(self.clock.now())
+
     # --- internals ------------------------------------------------------------------------
+
+    def _instance_releases(self) -> list[ReleaseRecord]:
+        """The recorded releases of the base spec and every environment: they share the
+        golden images."""
+        store = RetryingStore(self.provider.store, self.caller)
+        return [record for app in self.spec.instances
+                for record in Records(store, app).releases()]
+
+    def _image_finder(self, region: str) -> ImageFinder:
+        compute = self.provider.compute
+
+        def find(query: ImageQuery) -> list[Image]:
+            found: list[Image] = self.caller.call(
+                partial(compute.find_images, region, query), IMAGE)
+            return found
+
+        return find
 
     def _dns_mover(self) -> RegionMover:
         if not self.dns_managed():

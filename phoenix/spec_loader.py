@@ -18,6 +18,7 @@ Secret values never appear in a message: problems name fields, variables and pat
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 from collections.abc import Mapping
@@ -159,6 +160,7 @@ def load_spec(
     problems = list(document.problems)
     overlays = _take_environments(document, file, problems)
     environments = tuple(sorted(set(overlays) | set(overlay_files(spec_path))))
+    instances = _instance_apps(document.data.get("app"), overlays, spec_path, environments)
     if env is not None:
         _apply_environment(document, overlays, env, spec_path, environments, problems)
     try:
@@ -177,7 +179,7 @@ def load_spec(
     if problems:
         raise SpecError(_in_line_order(problems))
     return spec.attach(spec_path, resolved, frozenset(secret_names),
-                       environment=env, environments=environments)
+                       environment=env, environments=environments, instances=instances)
 
 
 def _read(spec_path: Path, file: str) -> str:
@@ -236,6 +238,26 @@ def _take_environments(
         else:
             overlays[name] = overlay or {}
     return overlays
+
+
+def _instance_apps(
+    base_app: Any, overlays: dict[str, dict[str, Any]], spec_path: Path,
+    environments: tuple[str, ...],
+) -> tuple[str, ...]:
+    """The app name of the base spec and of every environment: what shares this spec's
+    golden images (``image prune`` keeps what any of them could roll back to). Read
+    leniently: another environment's broken file must not stop this one's command."""
+    if not isinstance(base_app, str):
+        return ()
+    apps = [base_app]
+    for env in environments:
+        app = overlays.get(env, {}).get("app")
+        beside = overlay_file(spec_path, env)
+        with contextlib.suppress(SpecError, AttributeError):
+            if beside.is_file():
+                app = _parse(_read(beside, str(beside)), str(beside)).data.get("app", app)
+        apps.append(app if isinstance(app, str) else f"{base_app}-{env}")
+    return tuple(dict.fromkeys(apps))
 
 
 def _apply_environment(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,6 +27,9 @@ from phoenix.cli.session import command_session
 from phoenix.cli.terminal import confirm
 from phoenix.cli.text import destroy_text, table
 from phoenix.errors import InputError
+
+if TYPE_CHECKING:
+    from phoenix.image_retention import ImageUse
 
 
 def destroy(
@@ -104,25 +107,93 @@ def image_list(
     log_level: LogLevelOpt = None,
     env: EnvOpt = None,
 ) -> None:
-    """List the provider's images with their digest and creation time, newest first."""
+    """List the provider's images in a region, newest first: digest, age, provenance
+    properties, and the recorded releases (of every environment) that use each."""
     with command_session(ctx, output, log_format, log_level, env=env) as session:
         from phoenix import api
 
         spec = session.load(spec_file)
-        found = api.images(spec, region=region)
+        where = checked_region(spec, region)
+        found = api.image_inventory(spec, region=where, every_image=True)
         rows = [
-            [i.id, i.name, i.properties.get("digest", "-"),
-             i.created_at.isoformat(timespec="seconds") if i.created_at else "-"]
-            for i in found
+            [use.image.id, use.image.name, use.image.properties.get("digest", "-"),
+             _created(use), _age(use.age_seconds), ", ".join(use.releases) or "-"]
+            for use in found
         ]
         session.done(
-            {"images": [
-                {"id": i.id, "name": i.name, "digest": i.properties.get("digest"),
-                 "created_at": i.created_at.isoformat() if i.created_at else None}
-                for i in found
-            ]},
-            table(["ID", "NAME", "DIGEST", "CREATED"], rows) if rows else ["no images"],
+            {"region": where, "images": [_image_json(use) for use in found]},
+            table(["ID", "NAME", "DIGEST", "CREATED", "AGE", "USED BY"], rows) if rows
+            else [f"no images in {where}"],
         )
+
+
+@image_app.command("prune")
+def image_prune(
+    ctx: typer.Context,
+    spec_file: SpecArg = "phoenix.yaml",
+    keep: Annotated[int, typer.Option(
+        "--keep", min=1, help="How many of the newest golden images to keep.")] = 3,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Say what would be deleted; delete nothing.")] = False,
+    region: RegionOpt = None,
+    yes: YesOpt = False,
+    output: OutputOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+    env: EnvOpt = None,
+) -> None:
+    """Delete the app's old golden images (those its image: picks from), keeping the
+    --keep newest and every image a recorded release of any environment could roll back
+    to. Every region of the spec unless --region."""
+    with command_session(ctx, output, log_format, log_level, env=env,
+                         changes_cloud=not dry_run) as session:
+        from phoenix import api
+
+        spec = session.load(spec_file)
+        where = None if region is None else checked_region(spec, region)
+        if not dry_run:
+            confirm("image prune", f"Delete the golden images of {spec.app} older than the"
+                    f" {keep} newest that no recorded release uses?", yes=yes)
+        choices = api.prune_images(spec, keep=keep, dry_run=dry_run, region=where)
+        doomed = [c for c in choices if c.delete]
+        verb = "would delete" if dry_run else "deleted"
+        rows = [["delete" if c.delete else "keep", c.use.region, c.use.image.id,
+                 c.use.image.name, _age(c.use.age_seconds), c.why] for c in choices]
+        session.done(
+            {"dry_run": dry_run, "keep": keep,
+             "deleted" if not dry_run else "would_delete":
+                 [{"region": c.use.region, "id": c.use.image.id} for c in doomed],
+             "images": [{**_image_json(c.use), "delete": c.delete, "why": c.why}
+                        for c in choices]},
+            [f"{verb} {len(doomed)} of {len(choices)} image(s)",
+             *(table(["ACTION", "REGION", "ID", "NAME", "AGE", "WHY"], rows) if rows else [])],
+        )
+
+
+def _image_json(use: ImageUse) -> dict[str, object]:
+    image = use.image
+    return {"id": image.id, "name": image.name, "region": use.region,
+            "digest": image.properties.get("digest"),
+            "created_at": image.created_at.isoformat() if image.created_at else None,
+            "age_seconds": use.age_seconds, "properties": dict(image.properties),
+            "used_by": list(use.releases), "golden": use.golden}
+
+
+def _created(use: ImageUse) -> str:
+    created = use.image.created_at
+    return created.isoformat(timespec="seconds") if created else "-"
+
+
+def _age(seconds: float | None) -> str:
+    """``3d4h``-style: enough to tell a week-old image from a year-old one."""
+    if seconds is None:
+        return "-"
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours}h"
+    return f"{hours}h{minutes}m" if hours else f"{minutes}m"
 
 
 @image_app.command("import")

@@ -88,6 +88,15 @@ class ImageImporter(Protocol):
 
 
 @runtime_checkable
+class ImageDeleter(Protocol):
+    """A compute that can delete an image (``phoenix image prune``)."""
+
+    def delete_image(self, region: str, image_id: str) -> None:
+        """Delete the image; a missing image is not an error."""
+        ...
+
+
+@runtime_checkable
 class LoadBalancer(Protocol):
     """Members of one pool per region; members are named after their node."""
 

@@ -382,3 +382,53 @@ def test_a_20_node_blue_green_redeploy_makes_o1_octavia_member_writes(
         finally:
             monkeypatch.undo()
             cloud.phoenix("destroy", "--yes")
+
+
+def test_image_prune_keeps_every_image_a_recorded_release_uses(cloud: Cloud) -> None:
+    """Glance holds four versions of the golden image; two were deployed. Prune with
+    --keep 1 deletes only the one nobody deployed that is not the newest, and a
+    rollback to the first release still finds its image."""
+    made = []
+
+    def bake(data: bytes) -> Any:
+        time.sleep(1.1)  # Glance's created_at counts whole seconds: keep versions apart
+        image = cloud.conn.image.create_image(  # type: ignore[attr-defined]
+            name=f"golden-{cloud.app}", data=data, disk_format="raw",
+            container_format="bare", allow_duplicates=True)
+        cloud.images.append(image)
+        made.append(image.id)
+        return image
+
+    def glance() -> set[str]:
+        return {i.id for i in cloud.conn.image.images(  # type: ignore[attr-defined]
+            name=f"golden-{cloud.app}")}
+
+    bake(b"v1")
+    cloud.write(image=f"golden-{cloud.app}", count=1)
+    first = cloud.phoenix("deploy")
+    assert first.returncode == 0, first.stderr[-3000:]
+    r1 = json.loads(first.stdout)["release"]
+    bake(b"v2")
+    second = cloud.phoenix("deploy")
+    assert second.returncode == 0, second.stderr[-3000:]
+    bake(b"v3")
+    bake(b"v4")
+
+    listed = cloud.phoenix("image", "list")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    used = {i["id"]: i["used_by"] for i in json.loads(listed.stdout)["images"]}
+    assert used[made[0]] == [f"{cloud.app}/{r1}"] and used[made[2]] == []
+
+    dry = cloud.phoenix("image", "prune", "--keep", "1", "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert [i["id"] for i in json.loads(dry.stdout)["would_delete"]] == [made[2]]
+    assert glance() == set(made)
+
+    pruned = cloud.phoenix("image", "prune", "--keep", "1", "--yes")
+    assert pruned.returncode == 0, pruned.stderr[-3000:]
+    assert glance() == {made[0], made[1], made[3]}
+
+    back = cloud.phoenix("rollback", "--to", r1, "--yes")
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert cloud.releases_after_deletions() == {r1}
+    assert {s.image.id for s in cloud.servers()} == {made[0]}  # type: ignore[attr-defined]

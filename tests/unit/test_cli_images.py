@@ -61,3 +61,40 @@ def test_import_is_refused_by_a_provider_that_cannot(
     result = CliRunner().invoke(app, ["image", "import", str(tmp_path), str(spec)])
     assert result.exit_code == 2
     assert "cannot import a directory" in result.output
+
+
+def test_prune_on_the_local_provider_keeps_the_newest_and_says_why(tmp_path: Path) -> None:
+    """No deploy here (no processes): three imports of the example's image directory,
+    the spec's image (`path: image`) picks from them; prune keeps the newest."""
+    shutil.copytree(EXAMPLE, tmp_path / "hello")
+    spec = tmp_path / "hello" / "phoenix.yaml"
+    spec.write_text(spec.read_text().replace(
+        "state_dir: .phoenix/local", f"state_dir: {tmp_path / 'state'}"))
+    server = tmp_path / "hello" / "image" / "server.py"
+    ids = []
+    for n in range(3):
+        server.write_text(server.read_text() + f"\n# bake {n}\n")
+        code, out = run("-o", "json", "image", "import", str(server.parent), str(spec))
+        assert code == 0, out
+        ids.append(json.loads(out)["id"])
+    code, out = run("-o", "json", "image", "list", str(spec))
+    listed = json.loads(out)["images"]
+    assert [i["id"] for i in listed] == ids[::-1]  # newest first
+    assert all(i["golden"] and i["used_by"] == [] and i["age_seconds"] >= 0 for i in listed)
+
+    refused = CliRunner().invoke(app, ["image", "prune", "--keep", "1", str(spec)])
+    assert refused.exit_code != 0 and "--yes" in refused.output  # no TTY to ask on
+
+    code, out = run("-o", "json", "image", "prune", "--keep", "1", "--dry-run", str(spec))
+    assert code == 0, out
+    planned = json.loads(out)
+    # The two regions of the local provider share this machine's images.
+    assert {i["id"] for i in planned["would_delete"]} == set(ids[:2])
+    assert len(json.loads(run("-o", "json", "image", "list", str(spec))[1])["images"]) == 3
+
+    code, out = run("image", "prune", "--keep", "1", "--yes", str(spec))
+    assert code == 0, out
+    assert "deleted 2 of" in out and "one of the 1 newest" in out
+    code, out = run("-o", "json", "image", "list", str(spec))
+    assert [i["id"] for i in json.loads(out)["images"]] == [ids[2]]
+    assert not list((tmp_path / "state" / "images").glob(".deleting-*"))

@@ -250,6 +250,19 @@ class LibcloudCompute(Part):
         )
 
     @translated
+    def delete_image(self, region: str, image_id: str) -> None:
+        """Delete (EC2: deregister) the image; a missing one is not an error."""
+        try:
+            if not self.find_images(region, ImageQuery(id=image_id)):
+                return
+        except (errors.NotFound, errors.UnknownResource):
+            return  # EC2 answers a lookup of an id it does not have with an error
+        from libcloud.compute.base import NodeImage
+
+        driver, _ = self._quirks(region)
+        driver.delete_image(NodeImage(id=image_id, name=image_id, driver=driver))
+
+    @translated
     def get_flavor(self, region: str, name: str) -> Flavor:
         driver, _ = self._quirks(region)
         size = self._size(driver, region, name)

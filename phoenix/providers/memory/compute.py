@@ -116,6 +116,20 @@ class MemoryCompute:
                 and all(image.properties.get(k) == v for k, v in query.properties.items())
             ]
 
+    def delete_image(self, region: str, image_id: str) -> None:
+        """Remove the image from ``region`` (Glance's images are per region); gone from
+        every region, it is forgotten."""
+        cloud = self._cloud
+        with cloud.call("compute.delete_image", region, mutating=True, key=image_id) as state:
+            regions = state.image_regions.get(image_id)
+            if regions is None or region not in regions:
+                return
+            regions.discard(region)
+            if not regions:
+                del state.image_regions[image_id]
+                state.images.pop(image_id, None)
+            cloud.dirty = True
+
     def get_flavor(self, region: str, name: str) -> Flavor:
         with self._cloud.call("compute.get_flavor", region) as state:
             return _lookup_flavor(state, region, name)

@@ -204,6 +204,11 @@ class OpenStackCompute(Adapter):
         ]
 
     @translated
+    def delete_image(self, region: str, image_id: str) -> None:
+        """Delete the image from the region's Glance; a missing one is not an error."""
+        self._cloud.conn(region).image.delete_image(image_id, ignore_missing=True)
+
+    @translated
     def get_flavor(self, region: str, name: str) -> Flavor:
         key = ("flavor", region, name)
         cached = self._cloud.cache.get(key)
