@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from phoenix import api_calls
 from phoenix.errors import NotFound
+from phoenix.hook_points import HookPoints
 from phoenix.ledger import Ledger
 from phoenix.log import get_logger
 from phoenix.model import (
@@ -60,6 +61,7 @@ class Executor:
         guard: Callable[[], None] | None = None,
         sleep: Callable[[float], None] | None = None,
         ledger: Ledger | None = None,
+        hooks: HookPoints | None = None,
     ) -> None:
         self.provider = provider
         self.region = region
@@ -71,6 +73,8 @@ class Executor:
                                      sleep=sleep)
         # Where the poll's stamps go (one write per poll); None: each server's metadata.
         self.ledger = ledger
+        # The spec's lifecycle hooks, run right before the steps they belong to.
+        self.hooks = hooks
 
     @property
     def guard(self) -> Callable[[], None] | None:
@@ -88,9 +92,14 @@ class Executor:
         a serving member with a stamp, which the planner simply drains again), its
         serving stamps after the members joined. With a ledger each of those is one
         write; with a ``MemberBatcher`` the poll's member steps are one call beside the
-        server steps. A poll then costs O(1) writes for stamps and members."""
+        server steps. A poll then costs O(1) writes for stamps and members.
+
+        The steps' lifecycle hooks run first (``HookPoints.before``): a hook that must
+        abort raises ``HookFailed`` before any step of the poll has run."""
         if not steps:
             return
+        if self.hooks is not None:
+            self.hooks.before(steps)
         errors: list[BaseException | None] = []
         drains = [s for s in steps if isinstance(s, DrainMember)]
         if drains:

@@ -32,6 +32,8 @@ class Journal:
         self.deploy_id = deploy_id
         self.strategy = strategy
         self.generation = generation  # the lease generation the run acts under, now
+        # The killed run's record this run found (its hooks' marks are this run's too).
+        self.adopted: AttemptRecord | None = None
 
     def start(
         self,
@@ -69,8 +71,10 @@ class Journal:
         wrote its history: record it now as interrupted, so ``phoenix history`` shows
         what happened."""
         attempt = self.records.attempt(self.region)
+        self.adopted = None
         if attempt is None or attempt.deploy_id == self.deploy_id:
             return None
+        self.adopted = attempt
         if attempt.state == "running" and not any(
             d.deploy_id == attempt.deploy_id and d.region == attempt.region
             and d.action == attempt.action

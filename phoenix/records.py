@@ -87,6 +87,8 @@ class DeployRecord:
     provider_requests: dict[str, int] | None = None  # by service
     events: list[str] = field(default_factory=list)
     lease: int | None = None  # the lease generation of the actor that wrote it
+    # The lifecycle hooks the run ran: moment, node, hook, outcome, seconds, detail.
+    hooks: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -111,6 +113,7 @@ class DeployRecord:
             provider_requests=result.provider_requests,
             events=list(result.history[-200:]),
             lease=lease,
+            hooks=[asdict(run) for run in result.hooks[-200:]],
         )
 
     def to_json(self) -> bytes:

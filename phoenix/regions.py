@@ -419,7 +419,7 @@ class RegionMover:
             previous_release=last.previous_release if last else None,
             outcome=Outcome.FAILED, steps=last.steps if last else 0, seconds=0.0, nodes=(),
             reason=str(exc), radius=radius_of(exc), attempts=tuple(attempts),
-            dns=self.dns_text(),
+            dns=self.dns_text(), hooks=last.hooks if last else (),
         )
         prefix = "every region failed" if len(attempts) > 1 else f"{attempts[0].region} failed"
         error_type = (

@@ -49,6 +49,22 @@ def deploy_text(result: DeployResult) -> list[str]:
         lines.append("  regions tried:")
         lines.extend(f"    {number}. {attempt.describe()}"
                      for number, attempt in enumerate(result.attempts, 1))
+    lines.extend(_hooks_text(result))
+    return lines
+
+
+def _hooks_text(result: DeployResult) -> list[str]:
+    """The hooks a run ran: counted by moment and outcome (a deploy of many nodes runs
+    many), then each one that did not simply succeed on its own line, with why."""
+    if not result.hooks:
+        return []
+    counts: dict[tuple[str, str], int] = {}
+    for run in result.hooks:
+        counts[(run.moment, run.outcome)] = counts.get((run.moment, run.outcome), 0) + 1
+    lines = ["  hooks     " + "; ".join(f"{moment} {count} {outcome}"
+                                        for (moment, outcome), count in counts.items())]
+    lines.extend(f"    ! {run.describe()}" for run in result.hooks
+                 if run.outcome in ("failed", "warned"))
     return lines
 
 

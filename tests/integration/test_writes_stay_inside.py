@@ -365,7 +365,12 @@ def copy_example(box: Sandbox, balancer: str) -> str:
                      ("lb_port: 8080", f"lb_port: {free_port(LB_HOSTS)}"),
                      # Under strace a node's app starts slower than the example's two
                      # failed probes half a second apart allow: don't count early misses.
-                     ("deadline: 60s", "deadline: 60s\n  grace: 30s")]:
+                     ("deadline: 60s", "deadline: 60s\n  grace: 30s"),
+                     # The example's backup hook is the user's code, writing where the
+                     # user tells it: here, into the state dir, so that whatever else is
+                     # written beside the spec is Phoenix's and flagged.
+                     ("hooks/backup.py --port 8081",
+                      f"hooks/backup.py --port 8081 --into {STATE_DIR}/backups")]:
         assert old in text, f"examples/hello/phoenix.yaml no longer has {old!r}"
         text = text.replace(old, new)
     spec.write_text(text)
