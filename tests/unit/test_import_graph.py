@@ -13,6 +13,7 @@ import ast
 from pathlib import Path
 
 import phoenix
+from tests.source_tree import no_finalizers
 
 ROOT = Path(phoenix.__file__).parent
 
@@ -25,9 +26,11 @@ def _module_name(path: Path) -> str:
 def _graph() -> dict[str, set[str]]:
     modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in modules}
+    with no_finalizers():  # see tests/source_tree.py
+        trees = {name: ast.parse(path.read_text(), str(path)) for name, path in modules.items()}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(trees[name]):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
