@@ -143,6 +143,12 @@ class Engine:
 
     # --- observe -------------------------------------------------------------------
 
+    def resolve(self, observed: Observed, now: datetime, known: list[ReleaseRecord]) -> Release:
+        """The release the spec means in this region now (``resolve_release``)."""
+        return resolve_release(self.spec, self.provider, region=self.region, now=now,
+                               known=known, call=self.reads.call,
+                               observed_releases={n.release for n in observed.nodes})
+
     def observe(self) -> Observed:
         """Read the region's nodes, pool members and health (``Observer``)."""
         return self.observer.observe()
@@ -366,15 +372,7 @@ class Engine:
         adopted = self.journal.adopt_interrupted(started)
         known = self.records.releases()
         try:
-            release = resolve_release(
-                self.spec,
-                self.provider,
-                region=self.region,
-                now=started,
-                known=known,
-                observed_releases={n.release for n in observed.nodes},
-                call=self.reads.call,
-            )
+            release = self.resolve(observed, started, known)
             self._preflight_quota(release, observed)
         except (ProviderError, InputError) as exc:
             if adopted is None:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 from phoenix import secret_mask
 from phoenix.errors import Permanent, PhoenixError
+from phoenix.gate_points import GateFailed, LoadTestGate, MetricBakeGate
 from phoenix.hooks import HookFacts, HookResult, run_hook
 from phoenix.log import get_logger
 from phoenix.model import Node
@@ -48,7 +49,9 @@ from phoenix.planner import Observed, Target, serving_counts
 from phoenix.providers.base import Store
 from phoenix.records import AttemptRecord
 from phoenix.results import HookOutcome, HookRun
-from phoenix.spec import HookSpec, Spec
+from phoenix.rollout_math import canary_size
+from phoenix.spec import Spec
+from phoenix.spec_hooks import HookSpec
 from phoenix.steps import AddMember, CreateNode, DeleteNode, DrainMember, Step
 
 __all__ = ["DEPLOYING_ACTIONS", "HookFailed", "HookPoints"]
@@ -58,6 +61,7 @@ log = get_logger("phoenix.hooks")
 DEPLOYING_ACTIONS = frozenset({"deploy", "failover", "failback"})
 """The actions whose success runs ``post_deploy`` (a rollback runs ``on_rollback``)."""
 KEEPALIVE_SECONDS = 5.0  # how often the lease is looked after while hooks run
+SwitchGate = Callable[[Sequence[tuple[str, int]]], HookRun]
 Runner = Callable[..., HookResult]
 
 
@@ -84,7 +88,11 @@ class HookPoints:
 
     def __init__(self, spec: Spec, store: Store, *, region: str, deploy_id: str,
                  keepalive: Callable[[], None] = lambda: None, workers: int | None = None,
-                 runner: Runner = run_hook) -> None:
+                 runner: Runner = run_hook,
+                 switch_gates: Sequence[SwitchGate] | None = None) -> None:
+        """``switch_gates``: run after the ``pre_switch`` hooks with the joining nodes'
+        (address, port); one that fails stops the switch (``phoenix.gate_points``).
+        Default: the spec's ``gates.load_test``."""
         self.spec = spec
         self.store = store
         self.region = region
@@ -93,7 +101,15 @@ class HookPoints:
         # Nodes whose hooks run at once: as many as the calls the region takes at once.
         self.workers = workers or spec.rollout.max_parallel_calls
         self.runner = runner
-        self.active = spec.hooks.any  # no hooks: no store call, no thread, nothing
+        if switch_gates is None:
+            switch_gates = ([LoadTestGate(spec, keepalive=keepalive)]
+                            if spec.gates.load_test is not None else [])
+        self.switch_gates = tuple(switch_gates)
+        self.bake_gate = MetricBakeGate(spec) if spec.gates.metrics is not None else None
+        self.canary_size = canary_size(spec.rollout, spec.count)
+        # no hooks and no gates: no store call, no thread, nothing
+        self.active = (spec.hooks.any or bool(self.switch_gates)
+                       or self.bake_gate is not None)
         self.runs: list[HookRun] = []
         self._lock = threading.Lock()
         self._reset("deploy", None, None)
@@ -111,6 +127,7 @@ class HookPoints:
         self._target: str | None = None  # the release the poll's creates build
         self._switched = False  # pre_switch ran in this attempt
         self._post_switched = False
+        self._promoted = False  # the canary's last metric look was taken
 
     # --- the points ----------------------------------------------------------------
 
@@ -143,6 +160,10 @@ class HookPoints:
             self.action = "retire" if target.count == 0 else self.action
         self._target = target.release
         self._nodes = {node.name: node for node in observed.nodes}
+        serving = set(serving_counts(observed))
+        if (self.bake_gate is not None and self._gating and self.release in serving
+                and self.previous in serving):
+            self._judge_gates(self.bake_gate.during_bake(self.release or "", self.previous))
         if (self._switching and not self._post_switched and target.release == self.release
                 and set(serving_counts(observed)) == {self.release}):
             self._post_switched = True
@@ -155,24 +176,30 @@ class HookPoints:
         if not self.active:
             return
         jobs: list[_Job] = []
-        joins = False
+        joining: list[tuple[str, int]] = []
         for step in steps:
             node = self._nodes.get(step.name)
             release = node.release if node is not None else None
             match step:
                 case CreateNode(name=name):
                     jobs.append(_Job("pre_create", name, None, self._target))
-                case AddMember(name=name, address=address):
+                case AddMember(name=name, address=address, port=port):
                     jobs.append(_Job("post_healthy", name, address, release))
-                    joins = joins or release == self.release
+                    if release == self.release:
+                        joining.append((address, port))
                 case DrainMember(name=name):
                     jobs.append(_Job("pre_drain", name, node.address if node else None, release))
                 case DeleteNode(name=name) if node is not None and node.address:
                     jobs.append(_Job("pre_terminate", name, node.address, release))
+        if self.bake_gate is not None and self._gating and self._promotes(steps):
+            self._promoted = True
+            self._judge_gates(self.bake_gate.before_promotion(self.release or "",
+                                                              self.previous))
         self._run_jobs(jobs)
-        if joins and self._switching and not self._switched:
+        if joining and self._switching and not self._switched:
             self._switched = True
             self._run_jobs([_Job("pre_switch")])
+            self._judge_gates([gate(joining) for gate in self.switch_gates])
 
     def finish(self) -> None:
         """The run reached its target: ``post_deploy`` (a deploy, failover or failback)
@@ -190,6 +217,33 @@ class HookPoints:
             log.warning("could not remove the hooks' marks", error=str(exc))
 
     # --- running -------------------------------------------------------------------
+
+    @property
+    def _gating(self) -> bool:
+        """The canary's metric gate applies: a switch under way, not yet promoted, not
+        a restore."""
+        return self._switching and not self.restore and not self._promoted
+
+    def _promotes(self, steps: Sequence[Step]) -> bool:
+        """The poll promotes the canary: it builds past the canary batch, or (a canary of
+        the whole count) drains the baseline."""
+        for step in steps:
+            if isinstance(step, CreateNode) and step.index >= self.canary_size:
+                return True
+            node = self._nodes.get(step.name)
+            if (isinstance(step, DrainMember) and self.canary_size >= self.spec.count
+                    and node is not None and node.release == self.previous):
+                return True
+        return False
+
+    def _judge_gates(self, runs: Sequence[HookRun]) -> None:
+        """Record the gates' verdicts; the first failed one fails the run."""
+        for run in runs:
+            self._record(run)
+        failed = [run for run in runs if run.outcome is HookOutcome.FAILED]
+        if failed:
+            raise GateFailed(f"{failed[0].hook} failed: {failed[0].detail}",
+                             region=self.region)
 
     @property
     def _switching(self) -> bool:

@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from phoenix import processes, secret_mask
 from phoenix.log import get_logger
-from phoenix.spec import HookSpec
+from phoenix.spec_hooks import HookSpec
 
 __all__ = ["OUTPUT_LIMIT", "HookFacts", "HookResult", "facts_environment", "run_hook"]
 

@@ -71,7 +71,7 @@ class HookOutcome(StrEnum):
 class HookRun:
     """One lifecycle hook a run ran (or found done), as its result and history show it."""
 
-    moment: str  # pre_create, post_healthy, pre_switch, ... (phoenix.spec.HOOK_MOMENTS)
+    moment: str  # pre_create, post_healthy, pre_switch, ... (phoenix.spec_hooks.HOOK_MOMENTS)
     node: str | None  # the node it concerned (per-node moments), else None
     hook: str  # which hook: "run: <command>" or "url: <url>", cut short
     outcome: HookOutcome

@@ -42,7 +42,6 @@ from phoenix.providers.base import Clock, ImageDeleter, ImageImporter, ImageQuer
 from phoenix.providers.registry import open_provider
 from phoenix.records import DeployRecord, Records, ReleaseRecord
 from phoenix.regions import RegionMover, dns_managed
-from phoenix.release import resolve_release
 from phoenix.retrying import RetryingCaller, RetryPolicy
 from phoenix.spec import HealthSpec, Spec
 from phoenix.status_report import StatusReport, build_status, single_probe
@@ -282,15 +281,7 @@ class Phoenix:
         observed = engine.observe()
         known = engine.records.releases()
         now = self.clock.now()
-        release = resolve_release(
-            self.spec,
-            self.provider,
-            region=engine.region,
-            now=now,
-            known=known,
-            observed_releases={n.release for n in observed.nodes},
-            call=engine.reads.call,
-        )
+        release = engine.resolve(observed, now, known)
         # As deploy would see it: an attempt starting now (see Target.attempt_started).
         target = dataclasses.replace(engine.target_for(release.id, self.spec.count),
                                      attempt_started=now)

@@ -7,7 +7,6 @@ error back to ``file:line: field: message``.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
@@ -35,9 +32,19 @@ from phoenix.provider_options import (
     OpenStackOptions,
     memory_region_problems,
 )
+from phoenix.spec_gates import GatesSpec
+from phoenix.spec_hooks import (
+    HooksSpec,
+    _none_is_empty,
+)
+from phoenix.spec_types import (
+    DAY,
+    HOUR,
+    Duration,
+)
+from phoenix.spec_types import Strict as _Strict
+from phoenix.spec_types import within as _within
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 # Names reach directory names, shell commands and balancer config files, so they are
 # held to a character set that means the same in all of them: no whitespace, quotes,
@@ -51,59 +58,9 @@ _RECORD = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
 # sub-delimiter characters only (percent-encode anything else).
 _CHECK_PATH = re.compile(r"^/[A-Za-z0-9._~%/?=&:@+,;-]{0,200}$")
 
-MINUTE = 60.0
-HOUR = 3600.0
-DAY = 86400.0
 # The largest number of nodes (per region) and the largest percentage-free count.
 MAX_COUNT = 10_000
 
-
-def parse_duration(value: Any) -> float:
-    """Accept seconds as a number or a string like ``30s``, ``5m``, ``1.5h``, ``7d``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 30s, 5m or 2h, got a boolean")
-    if isinstance(value, int | float):
-        try:
-            seconds = float(value)
-        except OverflowError:
-            raise ValueError("expected a duration like 30s, 5m or 2h, got a huge number") from None
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
-        raise ValueError(f"expected a duration like 30s, 5m or 2h, got {shown}")
-    if math.isnan(seconds) or math.isinf(seconds):
-        raise ValueError("expected a duration like 30s, 5m or 2h, got a value that is not finite")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-def show_seconds(seconds: float) -> str:
-    """``604800`` -> ``7d``, ``0.01`` -> ``10ms``: a bound as a user would write it."""
-    for unit in ("d", "h", "m", "s"):
-        size = _UNIT_SECONDS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
-
-
-def _within(low: float, high: float, *, zero: bool = False) -> AfterValidator:
-    """Bounds for a :data:`Duration`: ``low <= seconds <= high``, or exactly 0 if ``zero``."""
-
-    def check(seconds: float) -> float:
-        if zero and seconds == 0:
-            return seconds
-        if seconds < low:
-            allowed = f"at least {show_seconds(low)}"
-            raise ValueError(
-                f"must be {'0 or ' if zero else ''}{allowed}, got {show_seconds(seconds)}"
-            )
-        if seconds > high:
-            raise ValueError(f"must be at most {show_seconds(high)}, got {show_seconds(seconds)}")
-        return seconds
-
-    return AfterValidator(check)
 
 
 def parse_count_or_percent(value: Any) -> int | str:
@@ -143,13 +100,8 @@ def _region_name(region: str) -> str:
     return region
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 CountOrPercent = Annotated[int | str, BeforeValidator(parse_count_or_percent)]
 RegionName = Annotated[str, AfterValidator(_region_name)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class MemoryProvider(_Strict):
@@ -489,93 +441,6 @@ class DnsSpec(_Strict):
         return record
 
 
-HOOK_MOMENTS = (
-    "pre_create", "post_healthy", "pre_switch", "post_switch",
-    "pre_drain", "pre_terminate", "post_deploy", "on_rollback",
-)
-"""The moments of a run a hook can attach to, in the order a deploy meets them."""
-NODE_MOMENTS = frozenset({"pre_create", "post_healthy", "pre_drain", "pre_terminate"})
-"""The moments that concern one node (the others concern the release or the run)."""
-_HOOK_URL = re.compile(r"^https?://[^\s/?#@]+(?:[/?#]\S*)?$", re.IGNORECASE)
-
-
-class HookSpec(_Strict):
-    """One hook: a shell command or an HTTP POST, run from the deploying machine."""
-
-    run: str | None = Field(
-        default=None, min_length=1, max_length=10_000,
-        description="a shell command (/bin/sh -c), run in the spec's folder with the facts"
-        " as PHOENIX_* variables and as JSON on stdin",
-    )
-    url: str | None = Field(
-        default=None, max_length=2000,
-        description="an http:// or https:// URL the facts are POSTed to as JSON; a 2xx"
-        " answer is success",
-    )
-    timeout: Annotated[Duration, _within(0.1, HOUR)] = Field(
-        default=60.0, description="how long the hook may take; 100ms to 1h (a shell hook's"
-        " whole process group is killed then)",
-    )
-    on_failure: Literal["abort", "continue"] = Field(
-        default="abort", description="abort: the run fails and rolls back (the old release"
-        " serving); continue: a warning. A restore never aborts",
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
-        if url is not None and not _HOOK_URL.match(url):
-            raise ValueError("use an http:// or https:// URL with a host, e.g."
-                             " http://deploys.example.com/hook")
-        return url
-
-    @model_validator(mode="after")
-    def _run_or_url(self) -> HookSpec:
-        if (self.run is None) == (self.url is None):
-            raise ValueError("give exactly one of run or url")
-        return self
-
-    def describe(self) -> str:
-        """The hook as history shows it (a long command cut short)."""
-        text = f"run: {self.run}" if self.run is not None else f"url: {self.url}"
-        return text if len(text) <= 80 else text[:77] + "..."
-
-
-HookList = list[HookSpec]
-
-
-def _none_is_empty(value: Any) -> Any:
-    """``hooks:`` with every hook commented out under it (YAML null) means no hooks."""
-    return {} if value is None else value
-
-
-class HooksSpec(_Strict):
-    """Commands or URLs run at moments of a run (``HOOK_MOMENTS``), each moment's in order.
-
-    Per node: ``pre_create``, ``post_healthy`` (proven healthy, before it joins the
-    pool), ``pre_drain``, ``pre_terminate`` (a node that has an address, before its
-    delete: back its data up, ship its logs). Per run: ``pre_switch`` (before the new
-    release's first member joins), ``post_switch`` (the pool serves only it),
-    ``post_deploy`` (the run succeeded), ``on_rollback`` (the old release serves again)."""
-
-    pre_create: HookList = Field(default_factory=list, max_length=20)
-    post_healthy: HookList = Field(default_factory=list, max_length=20)
-    pre_switch: HookList = Field(default_factory=list, max_length=20)
-    post_switch: HookList = Field(default_factory=list, max_length=20)
-    pre_drain: HookList = Field(default_factory=list, max_length=20)
-    pre_terminate: HookList = Field(default_factory=list, max_length=20)
-    post_deploy: HookList = Field(default_factory=list, max_length=20)
-    on_rollback: HookList = Field(default_factory=list, max_length=20)
-
-    def at(self, moment: str) -> list[HookSpec]:
-        """The hooks of ``moment`` (one of ``HOOK_MOMENTS``)."""
-        hooks: list[HookSpec] = getattr(self, moment)
-        return hooks
-
-    @property
-    def any(self) -> bool:
-        return any(self.at(moment) for moment in HOOK_MOMENTS)
-
 
 class Spec(_Strict):
     """A validated ``phoenix.yaml``."""
@@ -620,6 +485,11 @@ class Spec(_Strict):
         description="commands or URLs run at moments of a deploy: pre_create, post_healthy,"
         " pre_switch, post_switch, pre_drain, pre_terminate, post_deploy, on_rollback",
     )
+    gates: Annotated[GatesSpec, BeforeValidator(_none_is_empty)] = Field(
+        default_factory=GatesSpec,
+        description="what a release must show before it takes the traffic: load_test"
+        " (Locust before the switch), metrics (Prometheus checks during a canary's bake)",
+    )
 
     _path: Path | None = PrivateAttr(default=None)
     _resolved_vars: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -655,6 +525,17 @@ class Spec(_Strict):
                 "out_of_range",
                 f"the canary cannot be larger than count ({self.count}), got {size}",
                 {"at": "rollout.canary.size"},
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_need_a_canary(self) -> Spec:
+        if self.gates.metrics is not None and self.rollout.strategy != "canary":
+            raise PydanticCustomError(
+                "gates",
+                "the metrics gate compares a canary with the release it bakes beside; use"
+                " rollout.strategy: canary (with rollout.canary)",
+                {"at": "gates.metrics"},
             )
         return self
 

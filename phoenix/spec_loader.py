@@ -334,6 +334,9 @@ def _folder_problems(
     named: list[tuple[KeyPath, str, str]] = [(("template",), spec.template, "file")]
     if spec.image.path is not None:
         named.append((("image", "path"), spec.image.path, "directory"))
+    if spec.gates.load_test is not None:
+        named.append((("gates", "load_test", "locustfile"), spec.gates.load_test.locustfile,
+                      "file"))
     for path, name, kind in named:
         line, field = document.line_of(path), ".".join(map(str, path))
         file = document.file_of(path, spec_file)

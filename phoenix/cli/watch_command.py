@@ -48,7 +48,7 @@ def watch(
                          changes_cloud=True) as session:
         from phoenix import watch as watch_module
         from phoenix.metrics import Endpoints
-        from phoenix.spec import parse_duration
+        from phoenix.spec_types import parse_duration
 
         specs = session.load_many(spec_files)
         try:

@@ -13,7 +13,8 @@ from phoenix.hooks import HookFacts, HookResult
 from phoenix.model import Node, NodeState
 from phoenix.planner import Observed, Target
 from phoenix.providers.memory import MemoryCloud
-from phoenix.spec import HOOK_MOMENTS, Spec
+from phoenix.spec import Spec
+from phoenix.spec_hooks import HOOK_MOMENTS
 from phoenix.steps import AddMember, CreateNode, DeleteNode, DrainMember, StampServing
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from phoenix.errors import SpecError
-from phoenix.spec import HOOK_MOMENTS, NODE_MOMENTS
+from phoenix.spec_hooks import HOOK_MOMENTS, NODE_MOMENTS
 from phoenix.spec_loader import load_spec
 
 BASE = """\
