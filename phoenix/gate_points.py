@@ -2,9 +2,11 @@
 
 ``HookPoints`` calls a switch gate right after the ``pre_switch`` hooks, once per
 attempt, when the new release's first members are about to join the pool; the gate gets
-the addresses of the nodes joining in that poll (all of a blue-green fleet, the first of
-a rolling one, the canaries of a canary). No traffic has reached them yet, so a release
-that fails under load never serves a user: the run fails and rolls back.
+the addresses of the nodes joining in that poll (all of a blue-green fleet, the first
+batch of a rolling one). No traffic has reached them yet, so a release that fails under
+load never serves a user: the run fails and rolls back. A canary is load-tested during
+its bake instead, once its nodes serve beside the baseline (the canary's purpose is to
+meet real traffic; the load test adds to it), and a miss ends the bake with a rollback.
 
 During a canary's bake, ``MetricBakeGate`` asks Prometheus about the canary against
 the baseline, and once more before the release is promoted.

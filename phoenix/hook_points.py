@@ -44,7 +44,7 @@ from phoenix.errors import Permanent, PhoenixError
 from phoenix.gate_points import GateFailed, LoadTestGate, MetricBakeGate
 from phoenix.hooks import HookFacts, HookResult, run_hook
 from phoenix.log import get_logger
-from phoenix.model import Node
+from phoenix.model import MemberState, Node
 from phoenix.planner import Observed, Target, serving_counts
 from phoenix.providers.base import Store
 from phoenix.records import AttemptRecord
@@ -107,6 +107,7 @@ class HookPoints:
         self.switch_gates = tuple(switch_gates)
         self.bake_gate = MetricBakeGate(spec) if spec.gates.metrics is not None else None
         self.canary_size = canary_size(spec.rollout, spec.count)
+        self.canary = spec.rollout.strategy == "canary"
         # no hooks and no gates: no store call, no thread, nothing
         self.active = (spec.hooks.any or bool(self.switch_gates)
                        or self.bake_gate is not None)
@@ -128,6 +129,7 @@ class HookPoints:
         self._switched = False  # pre_switch ran in this attempt
         self._post_switched = False
         self._promoted = False  # the canary's last metric look was taken
+        self._load_tested = False  # the switch gates ran in this attempt
 
     # --- the points ----------------------------------------------------------------
 
@@ -164,6 +166,15 @@ class HookPoints:
         if (self.bake_gate is not None and self._gating and self.release in serving
                 and self.previous in serving):
             self._judge_gates(self.bake_gate.during_bake(self.release or "", self.previous))
+        if (self._baking_canary and self.switch_gates and not self._load_tested
+                and self._gating and self.release in serving and self.previous in serving):
+            # A canary is load-tested during its bake, serving beside the baseline.
+            self._load_tested = True
+            port = self.spec.load_balancer.member_port
+            canaries = [(n.address, port) for n in observed.nodes
+                        if n.release == self.release and n.address
+                        and n.name in _serving_names(observed)]
+            self._judge_gates([gate(canaries) for gate in self.switch_gates])
         if (self._switching and not self._post_switched and target.release == self.release
                 and set(serving_counts(observed)) == {self.release}):
             self._post_switched = True
@@ -199,7 +210,9 @@ class HookPoints:
         if joining and self._switching and not self._switched:
             self._switched = True
             self._run_jobs([_Job("pre_switch")])
-            self._judge_gates([gate(joining) for gate in self.switch_gates])
+            if not self._baking_canary:  # (a canary's: during its bake, see look)
+                self._load_tested = True
+                self._judge_gates([gate(joining) for gate in self.switch_gates])
 
     def finish(self) -> None:
         """The run reached its target: ``post_deploy`` (a deploy, failover or failback)
@@ -217,6 +230,11 @@ class HookPoints:
             log.warning("could not remove the hooks' marks", error=str(exc))
 
     # --- running -------------------------------------------------------------------
+
+    @property
+    def _baking_canary(self) -> bool:
+        """A canary run with a baseline to bake beside."""
+        return self.canary and self.previous is not None
 
     @property
     def _gating(self) -> bool:
@@ -328,3 +346,7 @@ def _run_of(data: bytes) -> HookRun:
                        str(raw.get("detail", "")))
     except (ValueError, TypeError, KeyError):
         return HookRun("?", None, "?", HookOutcome.OK, 0.0, "an unreadable mark")
+
+
+def _serving_names(observed: Observed) -> set[str]:
+    return {m.name for m in observed.members if m.state is MemberState.SERVING}

@@ -93,3 +93,29 @@ def test_one_node_is_loaded_directly(world: World, monkeypatch: pytest.MonkeyPat
     (_, host), = locust.calls
     node = next(iter(world.live_servers()))
     assert host == f"http://{node.address}:8080"
+
+
+CANARY = "  canary: {size: 1, bake: 30s}\n"
+
+
+def test_a_canary_is_load_tested_during_its_bake(world: World,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    first = deploy(world, world.spec(strategy="canary", extra_rollout=CANARY.rstrip()))
+    locust = FakeLocust(passed=False)
+    seen: list[dict[str, str]] = []
+
+    def measured(test: LoadTest, host: str, *, cwd: Path) -> LoadResult:
+        seen.append(dict(world.serving()))  # the pool at the time of the load test
+        return locust(test, host, cwd=cwd)
+
+    monkeypatch.setattr(gate_points, "run_load_test", measured)
+    with pytest.raises(DeployFailed, match="gate: load test"):
+        deploy(world, world.spec(strategy="canary", greeting="v2",
+                                 extra_rollout=CANARY + GATE))
+    (_, host), = locust.calls  # the one canary node, directly
+    (pool,) = seen
+    # It ran while the canary served beside the baseline (its bake), not before.
+    assert sorted(pool.values()).count(first.release) == 3
+    canary = [name for name, release in pool.items() if release != first.release]
+    assert len(canary) == 1 and host.endswith(":8080")
+    assert set(world.serving().values()) == {first.release}  # rolled back

@@ -5,6 +5,7 @@ load balancer, a deploy and a forced rollback under load with zero failed reques
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -106,22 +107,30 @@ def copy_example(tmp_path: Path, balancer: str, *, append: str = "",
     return root, port
 
 
-@pytest.fixture(params=BALANCERS)
-def app(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-        ) -> Iterator[App]:
-    root, port = copy_example(tmp_path, request.param)
+@contextlib.contextmanager
+def example_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                balancer: str = "builtin") -> Iterator[App]:
+    """examples/hello in ``tmp_path`` (the cwd meanwhile); destroyed afterwards, and any
+    node agent left is killed."""
+    root, port = copy_example(tmp_path, balancer)
     monkeypatch.chdir(root)
-    the_app = App(root, request.param, port)
+    the_app = App(root, balancer, port)
     try:
         yield the_app
     finally:
-        with_spec = the_app.spec()
         try:
-            phoenix.destroy(with_spec, purge_records=True, timeout=30)
+            phoenix.destroy(the_app.spec(), purge_records=True, timeout=30)
         finally:
             for pid in the_app.agent_pids():
                 if alive(pid):
                     os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(params=BALANCERS)
+def app(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        ) -> Iterator[App]:
+    with example_app(tmp_path, monkeypatch, request.param) as the_app:
+        yield the_app
 
 
 @dataclass

@@ -8,8 +8,6 @@ Run under ``flock /tmp/phoenix-local-tests.lock`` like every local-provider test
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import phoenix
 from phoenix.errors import DeployFailed
 from phoenix.results import HookOutcome
 
-from .test_local_e2e import App, alive, copy_example, under_load
+from .test_local_e2e import App, example_app, under_load
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
                                 reason="Locust is the [load] extra (the test extra has it)")
@@ -27,18 +25,10 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
 
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
-    root, port = copy_example(tmp_path, "builtin")
-    monkeypatch.chdir(root)
-    the_app = App(root, "builtin", port)
-    try:
+    """examples/hello on the built-in balancer (HAProxy's runs are the local e2e's job;
+    this does not depend on the balancer)."""
+    with example_app(tmp_path, monkeypatch) as the_app:
         yield the_app
-    finally:
-        try:
-            phoenix.destroy(the_app.spec(), purge_records=True, timeout=30)
-        finally:
-            for pid in the_app.agent_pids():
-                if alive(pid):
-                    os.kill(pid, signal.SIGKILL)
 
 
 def gate(app: App, max_p95: str) -> None:

@@ -10,9 +10,7 @@ Run under ``flock /tmp/phoenix-local-tests.lock`` like every local-provider test
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -26,7 +24,7 @@ from phoenix.errors import DeployFailed, Transient
 from phoenix.metric_gate import query_value
 from phoenix.results import HookOutcome
 
-from .test_local_e2e import App, alive, copy_example, free_port, under_load
+from .test_local_e2e import App, example_app, free_port, under_load
 
 pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None,
                                 reason="prometheus missing (apt-get install prometheus)")
@@ -72,9 +70,12 @@ class Targets:
 
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[App, str]]:
-    root, port = copy_example(tmp_path, "builtin")
-    monkeypatch.chdir(root)
-    the_app = App(root, "builtin", port)
+    with example_app(tmp_path, monkeypatch) as the_app:
+        yield from _with_prometheus(the_app, tmp_path)
+
+
+def _with_prometheus(the_app: App, tmp_path: Path) -> Iterator[tuple[App, str]]:
+    root = the_app.root
     the_app.set("  strategy: blue-green\n",
                 "  strategy: canary\n  canary: {size: 1, bake: 12s}\n")
     targets = Targets(root / ".phoenix" / "local", tmp_path / "targets.json")
@@ -104,14 +105,8 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[App, 
         yield the_app, url
     finally:
         targets.stop.set()
-        try:
-            phoenix.destroy(the_app.spec(), purge_records=True, timeout=30)
-        finally:
-            for pid in the_app.agent_pids():
-                if alive(pid):
-                    os.kill(pid, signal.SIGKILL)
-            prometheus.terminate()
-            prometheus.wait(timeout=30)
+        prometheus.terminate()
+        prometheus.wait(timeout=30)
 
 
 def test_a_good_canary_is_promoted_and_a_failing_one_rolled_back(

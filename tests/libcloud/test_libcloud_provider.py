@@ -241,3 +241,26 @@ def test_creates_send_no_listing_but_a_retry_finds_its_server(
     assert again.id == first.id
     assert actions.count("RunInstances") == 3
     assert len(compute.list_nodes(REGION, "shop")) == 3
+
+
+def test_delete_image_deregisters_the_ami_and_ignores_a_missing_one(
+    provider: Provider, moto: MotoServer
+) -> None:
+    """``image prune`` on libcloud: EC2 deregisters the AMI; a second delete (a rerun)
+    and an id EC2 never had are not errors (EC2 answers their lookup with an error)."""
+    from phoenix.providers.base import ImageDeleter, ImageQuery
+
+    ec2 = moto.client("ec2", REGION)
+    base = ec2.describe_images()["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=base, InstanceType="t2.micro", MinCount=1,
+                                 MaxCount=1)["Instances"][0]["InstanceId"]
+    made = ec2.create_image(InstanceId=instance, Name="golden-old")["ImageId"]
+    compute = provider.compute
+    assert isinstance(compute, ImageDeleter)
+    assert [i.id for i in compute.find_images(REGION, ImageQuery(id=made))] == [made]
+
+    compute.delete_image(REGION, made)
+    assert ec2.describe_images(Filters=[{"Name": "image-id", "Values": [made]}])["Images"] == []
+    compute.delete_image(REGION, made)  # again: nothing to do
+    compute.delete_image(REGION, "ami-12345678")  # never existed
+    assert ec2.describe_images(ImageIds=[base])["Images"]  # the others stay
