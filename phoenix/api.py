@@ -172,7 +172,6 @@ def images(
     clock: Clock | None = None,
 ) -> list[Image]:
     """Every image the provider has in ``region`` (default: the primary), newest first."""
-    validate_region(spec, region)
     with Phoenix(spec, provider=provider, clock=clock) as session:
         return session.images(region=region)
 
@@ -187,7 +186,6 @@ def image_inventory(
 ) -> list[ImageUse]:
     """The app's golden images per region, newest first, with their age and the recorded
     releases that use them (``Phoenix.image_inventory``)."""
-    validate_region(spec, region)
     with Phoenix(spec, provider=provider, clock=clock) as session:
         return session.image_inventory(region=region, every_image=every_image)
 
@@ -203,7 +201,6 @@ def prune_images(
 ) -> list[PruneChoice]:
     """Delete the app's golden images but the ``keep`` newest and every one a recorded
     release could roll back to (``Phoenix.prune_images``)."""
-    validate_region(spec, region)
     with Phoenix(spec, provider=provider, clock=clock) as session:
         return session.prune_images(keep=keep, dry_run=dry_run, region=region)
 
@@ -218,7 +215,6 @@ def import_image(
     clock: Clock | None = None,
 ) -> Image:
     """Import a directory as an immutable image (providers that can, e.g. local)."""
-    validate_region(spec, region)
     with Phoenix(spec, provider=provider, clock=clock) as session:
         return session.import_image(source, name=name, region=region)
 
@@ -227,6 +223,5 @@ def drill(
     spec: Spec, *, region: str, end: bool = False, clock: Clock | None = None
 ) -> DrillResult:
     """Cut a local region's power, or end that outage (``Phoenix.drill``)."""
-    validate_region(spec, region)
     with Phoenix(spec, clock=clock) as session:
         return session.drill(region=region, end=end)

@@ -27,22 +27,23 @@ def validate(spec: Spec, *, region: str | None = None) -> None:
     checked: set[str] = set()  # digests of the texts checked against cloud-init's schema
     for each_region in spec.regions:
         for index in range(spec.count):
-            text = render_user_data(
-                spec.template_path,
-                RenderContext(
-                    app=spec.app,
-                    release=PLACEHOLDER_RELEASE,
-                    region=each_region,
-                    index=index,
-                    vars=spec.resolved_vars,
-                ),
-            )
+            text = placeholder_user_data(spec, each_region, index)
             digest = hashlib.sha256(text.encode()).hexdigest()
             if digest not in checked:  # nodes often render alike: check each text once
                 checked.add(digest)
                 check_cloud_config(text, template=str(spec.template_path), sources=sources)
             if spec.provider.name == "local":
                 _check_local_user_data(spec, text)
+
+
+def placeholder_user_data(spec: Spec, region: str, index: int) -> str:
+    """The user-data of node ``index`` in ``region``, for a release not yet named
+    (``validate`` and ``phoenix render``)."""
+    return render_user_data(
+        spec.template_path,
+        RenderContext(app=spec.app, release=PLACEHOLDER_RELEASE, region=region, index=index,
+                      vars=spec.resolved_vars),
+    )
 
 
 def validate_region(spec: Spec, region: str | None) -> None:

@@ -79,7 +79,7 @@ def render(
     """Print the user-data one node would boot with (release shown as RELEASE)."""
     with command_session(ctx, output, log_format, log_level, env=env) as session:
         from phoenix.release import PLACEHOLDER_RELEASE
-        from phoenix.render import RenderContext, render_user_data
+        from phoenix.validation import placeholder_user_data
 
         spec = session.load(spec_file)
         where = checked_region(spec, region)
@@ -88,16 +88,7 @@ def render(
                 f"--index {index}: the spec has count {spec.count}, so indexes are"
                 f" 0..{spec.count - 1}"
             )
-        text = render_user_data(
-            spec.template_path,
-            RenderContext(
-                app=spec.app,
-                release=PLACEHOLDER_RELEASE,
-                region=where,
-                index=index,
-                vars=spec.resolved_vars,
-            ),
-        )
+        text = placeholder_user_data(spec, where, index)
         data = {"app": spec.app, "region": where, "index": index,
                 "release": PLACEHOLDER_RELEASE, "user_data": text}
         # The template's own final newline ends the output; echo adds none of its own.
